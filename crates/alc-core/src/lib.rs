@@ -136,7 +136,9 @@ impl DType {
         if cols % bs != 0 {
             return Err(CoreError::RaggedRow { dtype: self, cols, block: bs as usize });
         }
-        Ok((cols / bs) * self.block_bytes() as u64)
+        (cols / bs)
+            .checked_mul(self.block_bytes() as u64)
+            .ok_or(CoreError::ShapeOverflow { shape: vec![cols] })
     }
 
     /// Bytes of a tensor with ggml shape `dims` (dims[0] = row length).
