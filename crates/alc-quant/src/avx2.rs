@@ -1,0 +1,785 @@
+//! AVX2 + FMA + F16C kernels (x86-64). Every entry point is `unsafe` and
+//! `#[target_feature]`: call only after detecting the features and checking the
+//! buffer lengths (lib.rs does both).
+//!
+//! Shape of every dot kernel: one weight row against K = 1..=4 activation rows.
+//! Each weight block is loaded and unpacked once into registers, then multiplied
+//! against the K activation blocks:
+//! - 4-bit / 5-bit / 6-bit quants are unsigned bytes, so `vpmaddubsw(q, a)` works
+//!   directly with the signed activation bytes; the offsets (−8 for Q4_0, −32 for
+//!   Q6_K, the min of Q4_1/Q4_K/Q5_K) come back through the activation sums
+//!   (Q4_0 uses the sign trick instead: |w| × sign(a, w)).
+//! - `vpmaddwd` widens to i32 (by ones, or by the sub-block scales for K-quants).
+//! - one FMA per block (or super-block) folds d_w·d_a into an f32 accumulator.
+//!
+//! For K = 1 the loop runs over pairs of blocks with two accumulators, so the FMA
+//! latency chain does not limit the streaming rate.
+
+use alc_core::DType;
+use std::arch::x86_64::*;
+
+// ---------------------------------------------------------------------------
+// helpers
+// ---------------------------------------------------------------------------
+
+#[inline(always)]
+unsafe fn ld16(p: *const u8) -> u16 {
+    unsafe { std::ptr::read_unaligned(p.cast::<u16>()) }
+}
+
+#[inline(always)]
+unsafe fn ld32(p: *const u8) -> u32 {
+    unsafe { std::ptr::read_unaligned(p.cast::<u32>()) }
+}
+
+/// One IEEE half at `p` → f32 (F16C).
+#[inline(always)]
+unsafe fn f16_at(p: *const u8) -> f32 {
+    unsafe { _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(ld16(p) as i32))) }
+}
+
+#[inline(always)]
+unsafe fn f32_at(p: *const u8) -> f32 {
+    unsafe { std::ptr::read_unaligned(p.cast::<f32>()) }
+}
+
+#[inline(always)]
+unsafe fn load256(p: *const u8) -> __m256i {
+    unsafe { _mm256_loadu_si256(p.cast::<__m256i>()) }
+}
+
+#[inline(always)]
+unsafe fn load128(p: *const u8) -> __m128i {
+    unsafe { _mm_loadu_si128(p.cast::<__m128i>()) }
+}
+
+#[inline(always)]
+unsafe fn hsum_ps(v: __m256) -> f32 {
+    unsafe {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+}
+
+#[inline(always)]
+unsafe fn hsum_epi32(v: __m256i) -> i32 {
+    unsafe {
+        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+        _mm_cvtsi128_si32(s)
+    }
+}
+
+/// 16 packed nibbles → 32 bytes: low nibbles in bytes 0..16, high in 16..32.
+#[inline(always)]
+unsafe fn nibbles32(p: *const u8) -> __m256i {
+    unsafe {
+        let raw = load128(p);
+        let both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
+        _mm256_and_si256(both, _mm256_set1_epi8(0x0F))
+    }
+}
+
+/// Store K accumulator results; for K == 1 the two interleaved accumulators are
+/// summed.
+#[inline(always)]
+unsafe fn store_acc<const K: usize>(acc: &[__m256; 4], out: *mut f32) {
+    unsafe {
+        if K == 1 {
+            *out = hsum_ps(_mm256_add_ps(acc[0], acc[1]));
+        } else {
+            for (j, a) in acc.iter().enumerate().take(K) {
+                *out.add(j) = hsum_ps(*a);
+            }
+        }
+    }
+}
+
+/// Runs `$blk::<K>(w_block, a_block, stride, &mut acc, slot)` over `$nb` blocks:
+/// for K = 1 two blocks per step into accumulator slots 0 and 1.
+macro_rules! drive_blocks {
+    ($K:ident, $blk:ident, $nb:expr, $wb:expr, $ab:expr, $w:expr, $a:expr, $stride:expr, $out:expr) => {{
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut b = 0usize;
+        if $K == 1 {
+            while b + 2 <= $nb {
+                $blk::<$K>($w.add(b * $wb), $a.add(b * $ab), $stride, &mut acc, 0);
+                $blk::<$K>(
+                    $w.add((b + 1) * $wb),
+                    $a.add((b + 1) * $ab),
+                    $stride,
+                    &mut acc,
+                    1,
+                );
+                b += 2;
+            }
+        }
+        while b < $nb {
+            $blk::<$K>($w.add(b * $wb), $a.add(b * $ab), $stride, &mut acc, 0);
+            b += 1;
+        }
+        store_acc::<$K>(&acc, $out);
+    }};
+}
+
+// ---------------------------------------------------------------------------
+// Q4_0 × Q8_0
+// ---------------------------------------------------------------------------
+
+#[inline(always)]
+unsafe fn blk_q4_0<const K: usize>(
+    w: *const u8,
+    a: *const u8,
+    stride: usize,
+    acc: &mut [__m256; 4],
+    slot: usize,
+) {
+    unsafe {
+        let dw = f16_at(w);
+        let q = _mm256_sub_epi8(nibbles32(w.add(2)), _mm256_set1_epi8(8));
+        let aq = _mm256_sign_epi8(q, q);
+        let ones = _mm256_set1_epi16(1);
+        for j in 0..K {
+            let ab = a.add(j * stride);
+            let y = load256(ab.add(2));
+            let p = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, _mm256_sign_epi8(y, q)), ones);
+            let d = _mm256_set1_ps(dw * f16_at(ab));
+            acc[j + slot] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[j + slot]);
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q4_0<const K: usize>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    stride: usize,
+    out: *mut f32,
+) {
+    unsafe { drive_blocks!(K, blk_q4_0, nb, 18, 34, w, a, stride, out) }
+}
+
+// ---------------------------------------------------------------------------
+// Q8_0 × Q8_0
+// ---------------------------------------------------------------------------
+
+#[inline(always)]
+unsafe fn blk_q8_0<const K: usize>(
+    w: *const u8,
+    a: *const u8,
+    stride: usize,
+    acc: &mut [__m256; 4],
+    slot: usize,
+) {
+    unsafe {
+        let dw = f16_at(w);
+        let q = load256(w.add(2));
+        let aq = _mm256_sign_epi8(q, q);
+        let ones = _mm256_set1_epi16(1);
+        for j in 0..K {
+            let ab = a.add(j * stride);
+            let y = load256(ab.add(2));
+            let p = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, _mm256_sign_epi8(y, q)), ones);
+            let d = _mm256_set1_ps(dw * f16_at(ab));
+            acc[j + slot] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[j + slot]);
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q8_0<const K: usize>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    stride: usize,
+    out: *mut f32,
+) {
+    unsafe { drive_blocks!(K, blk_q8_0, nb, 34, 34, w, a, stride, out) }
+}
+
+// ---------------------------------------------------------------------------
+// Q4_1 × Q8_1
+// ---------------------------------------------------------------------------
+
+/// Lane 0 of the accumulator also collects m_w·s_a (added in as a vector with the
+/// product in lane 0 only, so the final horizontal sum picks it up).
+#[inline(always)]
+unsafe fn blk_q4_1<const K: usize>(
+    w: *const u8,
+    a: *const u8,
+    stride: usize,
+    acc: &mut [__m256; 4],
+    slot: usize,
+) {
+    unsafe {
+        // [d_w, m_w, 0, 0]
+        let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(ld32(w) as i32));
+        let dw = _mm256_broadcastss_ps(dm);
+        // [0, m_w, 0, 0]: multiplies [d_a, s_a, 0, 0] into m_w·s_a in lane 1.
+        let mw = _mm_blend_ps(_mm_setzero_ps(), dm, 0b0010);
+        let q = nibbles32(w.add(4));
+        let ones = _mm256_set1_epi16(1);
+        for j in 0..K {
+            let ab = a.add(j * stride);
+            let ds = _mm_cvtph_ps(_mm_cvtsi32_si128(ld32(ab) as i32));
+            let y = load256(ab.add(4));
+            let p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, y), ones);
+            let d = _mm256_mul_ps(dw, _mm256_broadcastss_ps(ds));
+            let t = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[j + slot]);
+            // m_w·s_a lands in lane 1 of the low half (upper half: zeros).
+            acc[j + slot] =
+                _mm256_fmadd_ps(_mm256_zextps128_ps256(mw), _mm256_zextps128_ps256(ds), t);
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q4_1<const K: usize>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    stride: usize,
+    out: *mut f32,
+) {
+    unsafe { drive_blocks!(K, blk_q4_1, nb, 20, 36, w, a, stride, out) }
+}
+
+// ---------------------------------------------------------------------------
+// K-quants × Q8_K
+// ---------------------------------------------------------------------------
+
+/// Unpack Q4_K/Q5_K's 12 scale bytes: (8 scales, 8 mins) as u64 of 8 bytes each.
+#[inline(always)]
+unsafe fn k_scales(p: *const u8) -> (u64, u64) {
+    unsafe {
+        let u0 = ld32(p);
+        let u1 = ld32(p.add(4));
+        let u2 = ld32(p.add(8));
+        let sc_lo = u0 & 0x3f3f_3f3f;
+        let m_lo = u1 & 0x3f3f_3f3f;
+        let sc_hi = (u2 & 0x0f0f_0f0f) | (((u0 >> 6) & 0x0303_0303) << 4);
+        let m_hi = ((u2 >> 4) & 0x0f0f_0f0f) | (((u1 >> 6) & 0x0303_0303) << 4);
+        (
+            sc_lo as u64 | (sc_hi as u64) << 32,
+            m_lo as u64 | (m_hi as u64) << 32,
+        )
+    }
+}
+
+/// Shuffle masks that broadcast i16 element j of a 128-bit vector (duplicated in
+/// both lanes) to all 16 i16 slots.
+const fn bcast16_masks() -> [[u8; 32]; 8] {
+    let mut m = [[0u8; 32]; 8];
+    let mut j = 0;
+    while j < 8 {
+        let mut t = 0;
+        while t < 16 {
+            m[j][2 * t] = (2 * j) as u8;
+            m[j][2 * t + 1] = (2 * j + 1) as u8;
+            t += 1;
+        }
+        j += 1;
+    }
+    m
+}
+static BCAST16: [[u8; 32]; 8] = bcast16_masks();
+
+/// Q6_K scale shuffles: mask p puts scale byte 2p into the high byte of each i16
+/// of the low lane, and 2p+1 in the high lane (low bytes zero; an arithmetic
+/// shift by 8 then sign-extends).
+const fn q6_scale_masks() -> [[u8; 32]; 8] {
+    let mut m = [[0u8; 32]; 8];
+    let mut p = 0;
+    while p < 8 {
+        let mut t = 0;
+        while t < 8 {
+            m[p][2 * t] = 0x80;
+            m[p][2 * t + 1] = (2 * p) as u8;
+            m[p][16 + 2 * t] = 0x80;
+            m[p][16 + 2 * t + 1] = (2 * p + 1) as u8;
+            t += 1;
+        }
+        p += 1;
+    }
+    m
+}
+static Q6_SCALES: [[u8; 32]; 8] = q6_scale_masks();
+
+/// High bit of Q5_K for chunk c, half h (bit 2c+h of each qh byte) → 0x10.
+#[inline(always)]
+unsafe fn q5_hbit(hb: __m256i, bit: usize) -> __m256i {
+    unsafe {
+        let v = match bit {
+            0 => _mm256_slli_epi16(hb, 4),
+            1 => _mm256_slli_epi16(hb, 3),
+            2 => _mm256_slli_epi16(hb, 2),
+            3 => _mm256_slli_epi16(hb, 1),
+            4 => hb,
+            5 => _mm256_srli_epi16(hb, 1),
+            6 => _mm256_srli_epi16(hb, 2),
+            _ => _mm256_srli_epi16(hb, 3),
+        };
+        _mm256_and_si256(v, _mm256_set1_epi8(0x10))
+    }
+}
+
+/// Q4_K (`QH = false`) and Q5_K (`QH = true`) super-block.
+#[inline(always)]
+unsafe fn blk_qk<const K: usize, const QH: bool>(
+    w: *const u8,
+    a: *const u8,
+    stride: usize,
+    acc: &mut [__m256; 4],
+    slot: usize,
+) {
+    unsafe {
+        let d = f16_at(w);
+        let dmin = f16_at(w.add(2));
+        let (sc, mn) = k_scales(w.add(4));
+        let qs = if QH { w.add(48) } else { w.add(16) };
+        let hb = if QH {
+            load256(w.add(16))
+        } else {
+            _mm256_setzero_si256()
+        };
+        // Scales as i16 in both lanes, for the per-sub-block broadcasts.
+        let sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(sc as i64));
+        let sc16 = _mm256_broadcastsi128_si256(sc16);
+        // Mins duplicated pairwise: [m0 m0 m1 m1 … m7 m7] against the 16 bsums.
+        let m16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(mn as i64));
+        let mins = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
+        let m4 = _mm256_set1_epi8(0x0F);
+
+        let mut isum = [_mm256_setzero_si256(); K];
+        for c in 0..4 {
+            let raw = load256(qs.add(32 * c));
+            let mut lo = _mm256_and_si256(raw, m4);
+            let mut hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+            if QH {
+                lo = _mm256_or_si256(lo, q5_hbit(hb, 2 * c));
+                hi = _mm256_or_si256(hi, q5_hbit(hb, 2 * c + 1));
+            }
+            let s_lo = _mm256_shuffle_epi8(sc16, load256(BCAST16[2 * c].as_ptr()));
+            let s_hi = _mm256_shuffle_epi8(sc16, load256(BCAST16[2 * c + 1].as_ptr()));
+            for (j, is) in isum.iter_mut().enumerate() {
+                let ab = a.add(j * stride + 4 + 64 * c);
+                let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load256(ab)), s_lo);
+                let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load256(ab.add(32))), s_hi);
+                *is = _mm256_add_epi32(*is, _mm256_add_epi32(p0, p1));
+            }
+        }
+        for (j, is) in isum.iter().enumerate() {
+            let ab = a.add(j * stride);
+            let da = f32_at(ab);
+            let msum = _mm256_madd_epi16(load256(ab.add(260)), mins);
+            let t = _mm256_fmadd_ps(
+                _mm256_set1_ps(d * da),
+                _mm256_cvtepi32_ps(*is),
+                acc[j + slot],
+            );
+            acc[j + slot] =
+                _mm256_fnmadd_ps(_mm256_set1_ps(dmin * da), _mm256_cvtepi32_ps(msum), t);
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn blk_q4_k<const K: usize>(
+    w: *const u8,
+    a: *const u8,
+    stride: usize,
+    acc: &mut [__m256; 4],
+    slot: usize,
+) {
+    unsafe { blk_qk::<K, false>(w, a, stride, acc, slot) }
+}
+
+#[inline(always)]
+unsafe fn blk_q5_k<const K: usize>(
+    w: *const u8,
+    a: *const u8,
+    stride: usize,
+    acc: &mut [__m256; 4],
+    slot: usize,
+) {
+    unsafe { blk_qk::<K, true>(w, a, stride, acc, slot) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q4_k<const K: usize>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    stride: usize,
+    out: *mut f32,
+) {
+    unsafe { drive_blocks!(K, blk_q4_k, nb, 144, 292, w, a, stride, out) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q5_k<const K: usize>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    stride: usize,
+    out: *mut f32,
+) {
+    unsafe { drive_blocks!(K, blk_q5_k, nb, 176, 292, w, a, stride, out) }
+}
+
+#[inline(always)]
+unsafe fn blk_q6_k<const K: usize>(
+    w: *const u8,
+    a: *const u8,
+    stride: usize,
+    acc: &mut [__m256; 4],
+    slot: usize,
+) {
+    unsafe {
+        let d = f16_at(w.add(208));
+        let sc8 = load128(w.add(192));
+        let sc_b = _mm256_broadcastsi128_si256(sc8);
+        let sc16 = _mm256_cvtepi8_epi16(sc8);
+        let m4 = _mm256_set1_epi8(0x0F);
+        let m30 = _mm256_set1_epi8(0x30);
+        let mut isum = [_mm256_setzero_si256(); K];
+        for h in 0..2 {
+            let ql = w.add(64 * h);
+            let qh = load256(w.add(128 + 32 * h));
+            for i in 0..4 {
+                let qlv = load256(ql.add(32 * (i & 1)));
+                let low = if i < 2 {
+                    _mm256_and_si256(qlv, m4)
+                } else {
+                    _mm256_and_si256(_mm256_srli_epi16(qlv, 4), m4)
+                };
+                let high = match i {
+                    0 => _mm256_slli_epi16(qh, 4),
+                    1 => _mm256_slli_epi16(qh, 2),
+                    2 => qh,
+                    _ => _mm256_srli_epi16(qh, 2),
+                };
+                let q = _mm256_or_si256(low, _mm256_and_si256(high, m30));
+                let s = _mm256_srai_epi16(
+                    _mm256_shuffle_epi8(sc_b, load256(Q6_SCALES[4 * h + i].as_ptr())),
+                    8,
+                );
+                for (j, is) in isum.iter_mut().enumerate() {
+                    let y = load256(a.add(j * stride + 4 + 128 * h + 32 * i));
+                    *is = _mm256_add_epi32(*is, _mm256_madd_epi16(_mm256_maddubs_epi16(q, y), s));
+                }
+            }
+        }
+        for (j, is) in isum.iter().enumerate() {
+            let ab = a.add(j * stride);
+            // Σ sc_g·32·bsum_g: the −32 offset of every quant.
+            let corr = _mm256_slli_epi32(_mm256_madd_epi16(load256(ab.add(260)), sc16), 5);
+            let v = _mm256_cvtepi32_ps(_mm256_sub_epi32(*is, corr));
+            acc[j + slot] = _mm256_fmadd_ps(_mm256_set1_ps(d * f32_at(ab)), v, acc[j + slot]);
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q6_k<const K: usize>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    stride: usize,
+    out: *mut f32,
+) {
+    unsafe { drive_blocks!(K, blk_q6_k, nb, 210, 292, w, a, stride, out) }
+}
+
+// ---------------------------------------------------------------------------
+// F32 / F16 / BF16 × F32
+// ---------------------------------------------------------------------------
+
+#[derive(Clone, Copy)]
+enum Plain {
+    F32,
+    F16,
+    Bf16,
+}
+
+#[inline(always)]
+unsafe fn load_w8(kind: Plain, w: *const u8, i: usize) -> __m256 {
+    unsafe {
+        match kind {
+            Plain::F32 => _mm256_loadu_ps(w.add(4 * i).cast::<f32>()),
+            Plain::F16 => _mm256_cvtph_ps(load128(w.add(2 * i))),
+            Plain::Bf16 => _mm256_castsi256_ps(_mm256_slli_epi32(
+                _mm256_cvtepu16_epi32(load128(w.add(2 * i))),
+                16,
+            )),
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn load_w1(kind: Plain, w: *const u8, i: usize) -> f32 {
+    unsafe {
+        match kind {
+            Plain::F32 => f32_at(w.add(4 * i)),
+            Plain::F16 => f16_at(w.add(2 * i)),
+            Plain::Bf16 => f32::from_bits((ld16(w.add(2 * i)) as u32) << 16),
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn dot_plain<const K: usize>(
+    kind: Plain,
+    n: usize,
+    w: *const u8,
+    a: *const u8,
+    stride: usize,
+    out: *mut f32,
+) {
+    unsafe {
+        let mut acc0 = [_mm256_setzero_ps(); K];
+        let mut acc1 = [_mm256_setzero_ps(); K];
+        let mut i = 0;
+        while i + 16 <= n {
+            let w0 = load_w8(kind, w, i);
+            let w1 = load_w8(kind, w, i + 8);
+            for j in 0..K {
+                let ar = a.add(j * stride).cast::<f32>();
+                acc0[j] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(ar.add(i)), acc0[j]);
+                acc1[j] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(ar.add(i + 8)), acc1[j]);
+            }
+            i += 16;
+        }
+        if i + 8 <= n {
+            let w0 = load_w8(kind, w, i);
+            for j in 0..K {
+                let ar = a.add(j * stride).cast::<f32>();
+                acc0[j] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(ar.add(i)), acc0[j]);
+            }
+            i += 8;
+        }
+        for j in 0..K {
+            let mut s = hsum_ps(_mm256_add_ps(acc0[j], acc1[j]));
+            let ar = a.add(j * stride);
+            for t in i..n {
+                s += load_w1(kind, w, t) * f32_at(ar.add(4 * t));
+            }
+            *out.add(j) = s;
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_f32<const K: usize>(
+    n: usize,
+    w: *const u8,
+    a: *const u8,
+    stride: usize,
+    out: *mut f32,
+) {
+    unsafe { dot_plain::<K>(Plain::F32, n, w, a, stride, out) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_f16<const K: usize>(
+    n: usize,
+    w: *const u8,
+    a: *const u8,
+    stride: usize,
+    out: *mut f32,
+) {
+    unsafe { dot_plain::<K>(Plain::F16, n, w, a, stride, out) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_bf16<const K: usize>(
+    n: usize,
+    w: *const u8,
+    a: *const u8,
+    stride: usize,
+    out: *mut f32,
+) {
+    unsafe { dot_plain::<K>(Plain::Bf16, n, w, a, stride, out) }
+}
+
+// ---------------------------------------------------------------------------
+// dispatch
+// ---------------------------------------------------------------------------
+
+type DotFn = unsafe fn(usize, *const u8, *const u8, usize, *mut f32);
+
+macro_rules! by_k {
+    ($f:ident, $k:expr) => {
+        match $k {
+            1 => $f::<1> as DotFn,
+            2 => $f::<2> as DotFn,
+            3 => $f::<3> as DotFn,
+            _ => $f::<4> as DotFn,
+        }
+    };
+}
+
+/// SIMD dot. `w`, `a` must cover the row / k activation rows (checked by caller).
+///
+/// # Safety
+/// AVX2, FMA and F16C must be available; buffers must be long enough.
+#[inline]
+pub unsafe fn dot(
+    w: DType,
+    n: usize,
+    wp: *const u8,
+    ap: *const u8,
+    stride: usize,
+    k: usize,
+    out: *mut f32,
+) {
+    let (f, len) = match w {
+        DType::Q4_0 => (by_k!(dot_q4_0, k), n / 32),
+        DType::Q4_1 => (by_k!(dot_q4_1, k), n / 32),
+        DType::Q8_0 => (by_k!(dot_q8_0, k), n / 32),
+        DType::Q4_K => (by_k!(dot_q4_k, k), n / 256),
+        DType::Q5_K => (by_k!(dot_q5_k, k), n / 256),
+        DType::Q6_K => (by_k!(dot_q6_k, k), n / 256),
+        DType::F32 => (by_k!(dot_f32, k), n),
+        DType::F16 => (by_k!(dot_f16, k), n),
+        DType::BF16 => (by_k!(dot_bf16, k), n),
+        other => unreachable!("dot: {other} rejected by the caller"),
+    };
+    unsafe { f(len, wp, ap, stride, out) }
+}
+
+// ---------------------------------------------------------------------------
+// quantize_act
+// ---------------------------------------------------------------------------
+
+/// 32 floats × `mul`, rounded half-to-even, packed to 32 i8 in element order.
+/// Returns (packed bytes, sum of the four i32 vectors).
+#[inline(always)]
+unsafe fn round_pack32(x: *const f32, mul: __m256) -> (__m256i, __m256i) {
+    unsafe {
+        const R: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+        let i0 = _mm256_cvtps_epi32(_mm256_round_ps::<R>(_mm256_mul_ps(_mm256_loadu_ps(x), mul)));
+        let i1 = _mm256_cvtps_epi32(_mm256_round_ps::<R>(_mm256_mul_ps(
+            _mm256_loadu_ps(x.add(8)),
+            mul,
+        )));
+        let i2 = _mm256_cvtps_epi32(_mm256_round_ps::<R>(_mm256_mul_ps(
+            _mm256_loadu_ps(x.add(16)),
+            mul,
+        )));
+        let i3 = _mm256_cvtps_epi32(_mm256_round_ps::<R>(_mm256_mul_ps(
+            _mm256_loadu_ps(x.add(24)),
+            mul,
+        )));
+        let sum = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
+        let p01 = _mm256_packs_epi32(i0, i1);
+        let p23 = _mm256_packs_epi32(i2, i3);
+        let p = _mm256_packs_epi16(p01, p23);
+        let p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        (p, sum)
+    }
+}
+
+#[inline(always)]
+unsafe fn amax8(v: __m256) -> f32 {
+    unsafe {
+        let m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        let m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        _mm_cvtss_f32(m)
+    }
+}
+
+#[inline(always)]
+unsafe fn f32_to_f16_bits(v: f32) -> u16 {
+    unsafe { _mm_extract_epi16(_mm_cvtps_ph(_mm_set_ss(v), _MM_FROUND_TO_NEAREST_INT), 0) as u16 }
+}
+
+/// # Safety
+/// AVX2/FMA/F16C available; `x.len()` a multiple of the block of `at`; `out` holds
+/// exactly the bytes of the quantized row.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn quantize_act(at: DType, x: &[f32], out: &mut [u8]) {
+    unsafe {
+        let sign = _mm256_set1_ps(-0.0);
+        match at {
+            DType::F32 => {
+                for (o, v) in out.chunks_exact_mut(4).zip(x) {
+                    o.copy_from_slice(&v.to_le_bytes());
+                }
+            }
+            DType::Q8_0 | DType::Q8_1 => {
+                let bb = at.block_bytes();
+                let qoff = if at == DType::Q8_0 { 2 } else { 4 };
+                for (xb, ob) in x.chunks_exact(32).zip(out.chunks_exact_mut(bb)) {
+                    let p = xb.as_ptr();
+                    let mut m = _mm256_andnot_ps(sign, _mm256_loadu_ps(p));
+                    for t in 1..4 {
+                        m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(p.add(8 * t))));
+                    }
+                    let amax = amax8(m);
+                    let d = amax / 127.0;
+                    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+                    let (q, sum) = round_pack32(p, _mm256_set1_ps(id));
+                    _mm256_storeu_si256(ob.as_mut_ptr().add(qoff).cast::<__m256i>(), q);
+                    ob[0..2].copy_from_slice(&f32_to_f16_bits(d).to_le_bytes());
+                    if at == DType::Q8_1 {
+                        let s = d * hsum_epi32(sum) as f32;
+                        ob[2..4].copy_from_slice(&f32_to_f16_bits(s).to_le_bytes());
+                    }
+                }
+            }
+            DType::Q8_K => {
+                for (xb, ob) in x.chunks_exact(256).zip(out.chunks_exact_mut(292)) {
+                    let p = xb.as_ptr();
+                    let mut m = _mm256_setzero_ps();
+                    for t in 0..32 {
+                        m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(p.add(8 * t))));
+                    }
+                    let amax = amax8(m);
+                    if amax == 0.0 {
+                        ob.fill(0);
+                        continue;
+                    }
+                    // First element whose magnitude is amax (its sign sets the scale's).
+                    let am = _mm256_set1_ps(amax);
+                    let mut max = 0f32;
+                    for t in 0..32 {
+                        let v = _mm256_andnot_ps(sign, _mm256_loadu_ps(p.add(8 * t)));
+                        let bits = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(v, am));
+                        if bits != 0 {
+                            max = xb[8 * t + bits.trailing_zeros() as usize];
+                            break;
+                        }
+                    }
+                    let iscale = -127.0 / max;
+                    let mul = _mm256_set1_ps(iscale);
+                    let ones = _mm256_set1_epi16(1);
+                    for c in 0..8 {
+                        let (q, _) = round_pack32(p.add(32 * c), mul);
+                        _mm256_storeu_si256(ob.as_mut_ptr().add(4 + 32 * c).cast::<__m256i>(), q);
+                        // Two groups of 16 per 32 quants: widen each half and sum.
+                        let s0 = _mm256_madd_epi16(
+                            _mm256_cvtepi8_epi16(_mm256_castsi256_si128(q)),
+                            ones,
+                        );
+                        let s1 = _mm256_madd_epi16(
+                            _mm256_cvtepi8_epi16(_mm256_extracti128_si256(q, 1)),
+                            ones,
+                        );
+                        let g0 = hsum_epi32(s0) as i16;
+                        let g1 = hsum_epi32(s1) as i16;
+                        ob[260 + 4 * c..262 + 4 * c].copy_from_slice(&g0.to_le_bytes());
+                        ob[262 + 4 * c..264 + 4 * c].copy_from_slice(&g1.to_le_bytes());
+                    }
+                    ob[0..4].copy_from_slice(&(1.0 / iscale).to_le_bytes());
+                }
+            }
+            _ => unreachable!("activation type {at}"),
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! alc-quant: quantized block formats and the hot dot-product kernels.
+//!
+//! Design note. Block layouts are ggml's, bit-exact ([`blocks`]: `#[repr(C)]` byte
+//! structs, alignment 1, so rows can be viewed in place at any offset of an mmap).
+//! [`reference`] is the scalar truth: quantize / dequantize / quantize_act / dot,
+//! written from ggml's formulas. The SIMD kernels (`avx2`, x86-64 with AVX2+FMA+F16C)
+//! take one weight row and 1..=4 activation rows (`const K`): each weight block is
+//! unpacked into registers once and multiplied against the K rows, so the decode
+//! path (K = 1) streams weights at memory bandwidth and the prompt path (K = 4)
+//! amortises the unpacking. Integer products use `vpmaddubsw` (unsigned weight ×
+//! signed activation) and `vpmaddwd`, then one FMA per block folds the block scale
+//! in. The ISA is detected once ([`isa`]) and cached in a `OnceLock`; the hot entry
+//! [`dot`] does one cached load, two matches, and three length asserts (cheap, and
+//! they keep the safe signature sound).
+//!
+//! Activation formats match what llama.cpp computes on x86 so that logits can be
+//! compared bit-for-bit at the quantization step: see [`reference`] for the
+//! formulas and the one deliberate difference (F16/BF16 weights take f32
+//! activations here, where ggml rounds activations to f16/bf16 first).
+
+// Index loops mirror the byte tables of the formats; iterator chains would hide them.
+#![allow(clippy::needless_range_loop)]
+
+pub mod blocks;
+pub mod reference;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+
+pub use alc_core::DType;
+use std::sync::OnceLock;
+
+/// Weight types that [`quantize`] and [`dot`] accept.
+pub const WEIGHT_TYPES: [DType; 9] = alc_core::EXECUTED_TYPES;
+
+/// Types that [`dequantize`] accepts.
+pub const DEQUANT_TYPES: [DType; 11] = [
+    DType::F32,
+    DType::F16,
+    DType::BF16,
+    DType::Q4_0,
+    DType::Q4_1,
+    DType::Q8_0,
+    DType::Q8_1,
+    DType::Q4_K,
+    DType::Q5_K,
+    DType::Q6_K,
+    DType::Q8_K,
+];
+
+fn list(types: &[DType]) -> String {
+    types
+        .iter()
+        .map(|t| t.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Errors of this crate; every message carries the offending values.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum QuantError {
+    #[error("{op}: {dtype} is not supported; supported: {supported}")]
+    UnsupportedType {
+        dtype: DType,
+        op: &'static str,
+        supported: String,
+    },
+    #[error("{what}: need at least {expected} bytes/elements, got {got}")]
+    LengthMismatch {
+        what: &'static str,
+        expected: usize,
+        got: usize,
+    },
+    #[error("{what}: {n} elements is not a multiple of the {dtype} block size {block}")]
+    RaggedLength {
+        dtype: DType,
+        n: usize,
+        block: usize,
+        what: &'static str,
+    },
+}
+
+impl QuantError {
+    pub(crate) fn unsupported(dtype: DType, op: &'static str) -> Self {
+        let supported = match op {
+            "dequantize" => list(&DEQUANT_TYPES),
+            _ => list(&WEIGHT_TYPES),
+        };
+        QuantError::UnsupportedType {
+            dtype,
+            op,
+            supported,
+        }
+    }
+}
+
+/// Activation format that a weight type's dot product consumes:
+/// Q4_0, Q8_0 → Q8_0; Q4_1 → Q8_1; Q4_K, Q5_K, Q6_K → Q8_K; F32, F16, BF16 → F32.
+pub fn act_type(w: DType) -> Result<DType, QuantError> {
+    Ok(match w {
+        DType::Q4_0 | DType::Q8_0 => DType::Q8_0,
+        DType::Q4_1 => DType::Q8_1,
+        DType::Q4_K | DType::Q5_K | DType::Q6_K => DType::Q8_K,
+        DType::F32 | DType::F16 | DType::BF16 => DType::F32,
+        other => return Err(QuantError::unsupported(other, "act_type")),
+    })
+}
+
+/// Bytes of one quantized activation row of `n` elements for weight type `w`.
+pub fn act_row_bytes(w: DType, n: usize) -> Result<usize, QuantError> {
+    let a = act_type(w)?;
+    let bs = a.block_size();
+    if !n.is_multiple_of(bs) {
+        return Err(QuantError::RaggedLength {
+            dtype: a,
+            n,
+            block: bs,
+            what: "act_row_bytes",
+        });
+    }
+    Ok(n / bs * a.block_bytes())
+}
+
+/// Kernel set chosen once per process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Isa {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+fn detect() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::env::var_os("ALC_QUANT_FORCE_SCALAR").is_none()
+            && is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+        {
+            return Isa::Avx2;
+        }
+    }
+    Isa::Scalar
+}
+
+static ISA: OnceLock<Isa> = OnceLock::new();
+
+#[inline(always)]
+fn isa_cached() -> Isa {
+    *ISA.get_or_init(detect)
+}
+
+/// Name of the selected kernel set, e.g. "avx2+fma+f16c" or "scalar".
+/// `ALC_QUANT_FORCE_SCALAR` in the environment (read once) forces "scalar".
+pub fn isa() -> &'static str {
+    match isa_cached() {
+        Isa::Scalar => "scalar",
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => "avx2+fma+f16c",
+    }
+}
+
+/// Quantize one f32 activation row `x` (len n, multiple of the block size) into the
+/// activation format of weight type `w`, writing act_row_bytes(w, n) bytes to `out`.
+/// (For F32/F16/BF16 weights this is a plain copy of the f32 bytes.) SIMD-dispatched;
+/// the SIMD result is bit-identical to [`reference::quantize_act`].
+pub fn quantize_act(w: DType, x: &[f32], out: &mut [u8]) -> Result<(), QuantError> {
+    let need = act_row_bytes(w, x.len())?;
+    if out.len() < need {
+        return Err(QuantError::LengthMismatch {
+            what: "quantize_act output bytes",
+            expected: need,
+            got: out.len(),
+        });
+    }
+    match isa_cached() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => {
+            // SAFETY: AVX2+FMA+F16C detected; lengths checked above.
+            unsafe { avx2::quantize_act(act_type(w)?, x, &mut out[..need]) };
+            Ok(())
+        }
+        Isa::Scalar => reference::quantize_act(w, x, out),
+    }
+}
+
+/// out[j] = dot(weight row, activation row j) for j in 0..k, 1 <= k <= 4.
+///
+/// `w_row`: one weight row of n elements of type `w` (row_bytes(n) bytes).
+/// `acts`: k activation rows, each act_row_bytes(w, n) bytes, row j starting at
+/// j*act_stride. SIMD-dispatched. Hot path: no allocation; the caller validated the
+/// shapes, and what is left here are three `assert!`s on buffer lengths (a few
+/// cycles; they keep this safe function sound) and debug_asserts on the rest.
+/// Quantized activations must come from [`quantize_act`] (i8 quants in −127..=127).
+#[inline]
+pub fn dot(
+    w: DType,
+    n: usize,
+    w_row: &[u8],
+    acts: &[u8],
+    act_stride: usize,
+    k: usize,
+    out: &mut [f32],
+) {
+    assert!(
+        (1..=4).contains(&k) && out.len() >= k,
+        "dot: k = {k} must be 1..=4 and <= out.len() = {}",
+        out.len()
+    );
+    let bs = w.block_size();
+    debug_assert!(
+        n.is_multiple_of(bs),
+        "dot: n = {n} is not a multiple of the {w} block size {bs}"
+    );
+    let nb = n / bs;
+    let (wbytes, abytes) = match w {
+        DType::F32 => (n * 4, n * 4),
+        DType::F16 | DType::BF16 => (n * 2, n * 4),
+        DType::Q4_0 => (nb * 18, nb * 34),
+        DType::Q4_1 => (nb * 20, nb * 36),
+        DType::Q8_0 => (nb * 34, nb * 34),
+        DType::Q4_K => (nb * 144, nb * 292),
+        DType::Q5_K => (nb * 176, nb * 292),
+        DType::Q6_K => (nb * 210, nb * 292),
+        other => panic!(
+            "dot: {other} is not an executed weight type; supported: {}",
+            list(&WEIGHT_TYPES)
+        ),
+    };
+    assert!(
+        w_row.len() >= wbytes,
+        "dot: weight row has {} bytes, need {wbytes}",
+        w_row.len()
+    );
+    assert!(
+        acts.len() >= (k - 1) * act_stride + abytes,
+        "dot: activations have {} bytes, need {} (k = {k}, stride {act_stride})",
+        acts.len(),
+        (k - 1) * act_stride + abytes
+    );
+    match isa_cached() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => {
+            // SAFETY: AVX2+FMA+F16C detected; buffer lengths asserted above.
+            unsafe {
+                avx2::dot(
+                    w,
+                    n,
+                    w_row.as_ptr(),
+                    acts.as_ptr(),
+                    act_stride,
+                    k,
+                    out.as_mut_ptr(),
+                )
+            }
+        }
+        Isa::Scalar => reference::dot(w, n, w_row, acts, act_stride, k, out),
+    }
+}
+
+/// Dequantize n = out.len() elements of type `ty` from `src` (F32, F16, BF16, Q4_0,
+/// Q4_1, Q8_0, Q8_1, Q4_K, Q5_K, Q6_K, Q8_K). Errors on unsupported types.
+pub fn dequantize(ty: DType, src: &[u8], out: &mut [f32]) -> Result<(), QuantError> {
+    reference::dequantize(ty, src, out)
+}
+
+/// Quantize f32 data into a weight type (Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K, F16,
+/// BF16, F32). Q4_0/Q4_1/Q8_0/F16/BF16 follow ggml's reference quantizers exactly;
+/// the K-quants use our own simpler search (see [`reference`]).
+pub fn quantize(ty: DType, x: &[f32], out: &mut [u8]) -> Result<(), QuantError> {
+    if !WEIGHT_TYPES.contains(&ty) {
+        return Err(QuantError::unsupported(ty, "quantize"));
+    }
+    reference::quantize(ty, x, out)
+}
+
+/// Scalar reference kernels, whatever the CPU (for tests and conformance kits).
+pub fn dot_scalar(
+    w: DType,
+    n: usize,
+    w_row: &[u8],
+    acts: &[u8],
+    act_stride: usize,
+    k: usize,
+    out: &mut [f32],
+) {
+    reference::dot(w, n, w_row, acts, act_stride, k, out)
+}
