@@ -32,10 +32,59 @@ unsafe fn ld32(p: *const u8) -> u32 {
     unsafe { std::ptr::read_unaligned(p.cast::<u32>()) }
 }
 
-/// One IEEE half at `p` → f32 (F16C).
+/// Four IEEE halves at `p..p+8` → f32 lanes (F16C, `vcvtph2ps xmm, m64`).
+///
+/// Written as inline asm on purpose: with the intrinsics, LLVM narrows the load to
+/// the 16 bits it needs and emits `vpinsrw` merging into whatever register is
+/// free, often a live accumulator; that false dependency serialised the block
+/// loop (Q4_0 ran at half speed).
+#[inline(always)]
+unsafe fn f16x4_at(p: *const u8) -> __m128 {
+    let r: __m128;
+    unsafe {
+        std::arch::asm!(
+            "vcvtph2ps {r}, qword ptr [{p}]",
+            p = in(reg) p,
+            r = out(xmm_reg) r,
+            options(pure, readonly, nostack, preserves_flags)
+        );
+    }
+    r
+}
+
+/// One IEEE half at `p` → f32; reads `p..p+8`.
 #[inline(always)]
 unsafe fn f16_at(p: *const u8) -> f32 {
-    unsafe { _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(ld16(p) as i32))) }
+    unsafe { _mm_cvtss_f32(f16x4_at(p)) }
+}
+
+/// One IEEE half at `p` → f32; reads `p−6..p+2` (for a field at a block's end).
+#[inline(always)]
+unsafe fn f16_at_end(p: *const u8) -> f32 {
+    unsafe { _mm_cvtss_f32(_mm_permute_ps::<0b11_11_11_11>(f16x4_at(p.sub(6)))) }
+}
+
+static F16_TABLE: std::sync::OnceLock<Box<[f32]>> = std::sync::OnceLock::new();
+
+/// f16 → f32 lookup table (65536 entries, 256 KiB; only the few scales in use stay
+/// hot in L1). Per block and activation row a table load plus a broadcast load
+/// costs no ALU work, where `vcvtph2ps` + `vmulss` + `vbroadcastss` cost three
+/// uops on the ports the integer dot product needs.
+#[inline(always)]
+fn f16_table() -> *const f32 {
+    F16_TABLE
+        .get_or_init(|| {
+            (0..=u16::MAX)
+                .map(|h| half::f16::from_bits(h).to_f32())
+                .collect()
+        })
+        .as_ptr()
+}
+
+/// The half at `p` through the table.
+#[inline(always)]
+unsafe fn f16_lut(tab: *const f32, p: *const u8) -> f32 {
+    unsafe { *tab.add(ld16(p) as usize) }
 }
 
 #[inline(always)]
@@ -102,12 +151,14 @@ unsafe fn store_acc<const K: usize>(acc: &[__m256; 4], out: *mut f32) {
 /// for K = 1 two blocks per step into accumulator slots 0 and 1.
 macro_rules! drive_blocks {
     ($K:ident, $blk:ident, $nb:expr, $wb:expr, $ab:expr, $w:expr, $a:expr, $stride:expr, $out:expr) => {{
+        let tab = f16_table();
         let mut acc = [_mm256_setzero_ps(); 4];
         let mut b = 0usize;
         if $K == 1 {
             while b + 2 <= $nb {
-                $blk::<$K>($w.add(b * $wb), $a.add(b * $ab), $stride, &mut acc, 0);
+                $blk::<$K>(tab, $w.add(b * $wb), $a.add(b * $ab), $stride, &mut acc, 0);
                 $blk::<$K>(
+                    tab,
                     $w.add((b + 1) * $wb),
                     $a.add((b + 1) * $ab),
                     $stride,
@@ -118,7 +169,7 @@ macro_rules! drive_blocks {
             }
         }
         while b < $nb {
-            $blk::<$K>($w.add(b * $wb), $a.add(b * $ab), $stride, &mut acc, 0);
+            $blk::<$K>(tab, $w.add(b * $wb), $a.add(b * $ab), $stride, &mut acc, 0);
             b += 1;
         }
         store_acc::<$K>(&acc, $out);
@@ -131,6 +182,7 @@ macro_rules! drive_blocks {
 
 #[inline(always)]
 unsafe fn blk_q4_0<const K: usize>(
+    tab: *const f32,
     w: *const u8,
     a: *const u8,
     stride: usize,
@@ -138,7 +190,7 @@ unsafe fn blk_q4_0<const K: usize>(
     slot: usize,
 ) {
     unsafe {
-        let dw = f16_at(w);
+        let dw = _mm256_set1_ps(f16_lut(tab, w));
         let q = _mm256_sub_epi8(nibbles32(w.add(2)), _mm256_set1_epi8(8));
         let aq = _mm256_sign_epi8(q, q);
         let ones = _mm256_set1_epi16(1);
@@ -146,7 +198,7 @@ unsafe fn blk_q4_0<const K: usize>(
             let ab = a.add(j * stride);
             let y = load256(ab.add(2));
             let p = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, _mm256_sign_epi8(y, q)), ones);
-            let d = _mm256_set1_ps(dw * f16_at(ab));
+            let d = _mm256_mul_ps(dw, _mm256_set1_ps(f16_lut(tab, ab)));
             acc[j + slot] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[j + slot]);
         }
     }
@@ -169,6 +221,7 @@ unsafe fn dot_q4_0<const K: usize>(
 
 #[inline(always)]
 unsafe fn blk_q8_0<const K: usize>(
+    tab: *const f32,
     w: *const u8,
     a: *const u8,
     stride: usize,
@@ -176,7 +229,7 @@ unsafe fn blk_q8_0<const K: usize>(
     slot: usize,
 ) {
     unsafe {
-        let dw = f16_at(w);
+        let dw = _mm256_set1_ps(f16_lut(tab, w));
         let q = load256(w.add(2));
         let aq = _mm256_sign_epi8(q, q);
         let ones = _mm256_set1_epi16(1);
@@ -184,7 +237,7 @@ unsafe fn blk_q8_0<const K: usize>(
             let ab = a.add(j * stride);
             let y = load256(ab.add(2));
             let p = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, _mm256_sign_epi8(y, q)), ones);
-            let d = _mm256_set1_ps(dw * f16_at(ab));
+            let d = _mm256_mul_ps(dw, _mm256_set1_ps(f16_lut(tab, ab)));
             acc[j + slot] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[j + slot]);
         }
     }
@@ -205,10 +258,11 @@ unsafe fn dot_q8_0<const K: usize>(
 // Q4_1 × Q8_1
 // ---------------------------------------------------------------------------
 
-/// Lane 0 of the accumulator also collects m_w·s_a (added in as a vector with the
-/// product in lane 0 only, so the final horizontal sum picks it up).
+/// m_w·s_a is folded into the same accumulator: the vector [m_w, 0, …] times the
+/// broadcast s_a adds the product to lane 0 only.
 #[inline(always)]
 unsafe fn blk_q4_1<const K: usize>(
+    tab: *const f32,
     w: *const u8,
     a: *const u8,
     stride: usize,
@@ -216,23 +270,17 @@ unsafe fn blk_q4_1<const K: usize>(
     slot: usize,
 ) {
     unsafe {
-        // [d_w, m_w, 0, 0]
-        let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(ld32(w) as i32));
-        let dw = _mm256_broadcastss_ps(dm);
-        // [0, m_w, 0, 0]: multiplies [d_a, s_a, 0, 0] into m_w·s_a in lane 1.
-        let mw = _mm_blend_ps(_mm_setzero_ps(), dm, 0b0010);
+        let dw = _mm256_set1_ps(f16_lut(tab, w));
+        let mw = _mm256_zextps128_ps256(_mm_set_ss(f16_lut(tab, w.add(2))));
         let q = nibbles32(w.add(4));
         let ones = _mm256_set1_epi16(1);
         for j in 0..K {
             let ab = a.add(j * stride);
-            let ds = _mm_cvtph_ps(_mm_cvtsi32_si128(ld32(ab) as i32));
             let y = load256(ab.add(4));
             let p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, y), ones);
-            let d = _mm256_mul_ps(dw, _mm256_broadcastss_ps(ds));
-            let t = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[j + slot]);
-            // m_w·s_a lands in lane 1 of the low half (upper half: zeros).
-            acc[j + slot] =
-                _mm256_fmadd_ps(_mm256_zextps128_ps256(mw), _mm256_zextps128_ps256(ds), t);
+            let d = _mm256_mul_ps(dw, _mm256_set1_ps(f16_lut(tab, ab)));
+            let t = _mm256_fmadd_ps(mw, _mm256_set1_ps(f16_lut(tab, ab.add(2))), acc[j + slot]);
+            acc[j + slot] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), t);
         }
     }
 }
@@ -330,6 +378,7 @@ unsafe fn q5_hbit(hb: __m256i, bit: usize) -> __m256i {
 /// Q4_K (`QH = false`) and Q5_K (`QH = true`) super-block.
 #[inline(always)]
 unsafe fn blk_qk<const K: usize, const QH: bool>(
+    _tab: *const f32,
     w: *const u8,
     a: *const u8,
     stride: usize,
@@ -389,24 +438,26 @@ unsafe fn blk_qk<const K: usize, const QH: bool>(
 
 #[inline(always)]
 unsafe fn blk_q4_k<const K: usize>(
+    tab: *const f32,
     w: *const u8,
     a: *const u8,
     stride: usize,
     acc: &mut [__m256; 4],
     slot: usize,
 ) {
-    unsafe { blk_qk::<K, false>(w, a, stride, acc, slot) }
+    unsafe { blk_qk::<K, false>(tab, w, a, stride, acc, slot) }
 }
 
 #[inline(always)]
 unsafe fn blk_q5_k<const K: usize>(
+    tab: *const f32,
     w: *const u8,
     a: *const u8,
     stride: usize,
     acc: &mut [__m256; 4],
     slot: usize,
 ) {
-    unsafe { blk_qk::<K, true>(w, a, stride, acc, slot) }
+    unsafe { blk_qk::<K, true>(tab, w, a, stride, acc, slot) }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -433,6 +484,7 @@ unsafe fn dot_q5_k<const K: usize>(
 
 #[inline(always)]
 unsafe fn blk_q6_k<const K: usize>(
+    _tab: *const f32,
     w: *const u8,
     a: *const u8,
     stride: usize,
@@ -440,7 +492,7 @@ unsafe fn blk_q6_k<const K: usize>(
     slot: usize,
 ) {
     unsafe {
-        let d = f16_at(w.add(208));
+        let d = f16_at_end(w.add(208));
         let sc8 = load128(w.add(192));
         let sc_b = _mm256_broadcastsi128_si256(sc8);
         let sc16 = _mm256_cvtepi8_epi16(sc8);
@@ -525,7 +577,7 @@ unsafe fn load_w1(kind: Plain, w: *const u8, i: usize) -> f32 {
     unsafe {
         match kind {
             Plain::F32 => f32_at(w.add(4 * i)),
-            Plain::F16 => f16_at(w.add(2 * i)),
+            Plain::F16 => half::f16::from_bits(ld16(w.add(2 * i))).to_f32(),
             Plain::Bf16 => f32::from_bits((ld16(w.add(2 * i)) as u32) << 16),
         }
     }
