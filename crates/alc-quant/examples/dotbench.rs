@@ -8,7 +8,10 @@
 //! - k=1 over the big matrix: GB/s of weight bytes streamed (decode path),
 //! - k=4 over the big matrix and over an L2-resident 256 KiB slice:
 //!   GFLOP/s-equivalent = 2·n·rows·k / time (prompt path),
+//!
 //! plus the plain read bandwidth of the same buffer as the bound.
+
+#![allow(clippy::too_many_arguments)]
 
 use alc_quant::{act_row_bytes, dot, quantize_act, DType};
 use rand::rngs::SmallRng;

@@ -123,12 +123,14 @@ unsafe fn hsum_epi32(v: __m256i) -> i32 {
 }
 
 /// 16 packed nibbles → 32 bytes: low nibbles in bytes 0..16, high in 16..32.
+/// `vbroadcasti128` is a pure load; one variable 64-bit shift (0 in the low lane, 4
+/// in the high lane) and a mask finish it, with no lane-crossing insert.
 #[inline(always)]
 unsafe fn nibbles32(p: *const u8) -> __m256i {
     unsafe {
-        let raw = load128(p);
-        let both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
-        _mm256_and_si256(both, _mm256_set1_epi8(0x0F))
+        let both = _mm256_broadcastsi128_si256(load128(p));
+        let shifted = _mm256_srlv_epi64(both, _mm256_setr_epi64x(0, 0, 4, 4));
+        _mm256_and_si256(shifted, _mm256_set1_epi8(0x0F))
     }
 }
 
@@ -149,13 +151,30 @@ unsafe fn store_acc<const K: usize>(acc: &[__m256; 4], out: *mut f32) {
 
 /// Runs `$blk::<K>(w_block, a_block, stride, &mut acc, slot)` over `$nb` blocks:
 /// for K = 1 two blocks per step into accumulator slots 0 and 1.
+/// Software prefetch distance (bytes ahead in the weight row) for K = 1. Measured
+/// on the 2-core EPYC (Zen 3) over a 64 MiB matrix: +10–30 % for Q8_0 and the
+/// K-quants against the hardware prefetcher alone, neutral for Q4_0/Q4_1; 2 KiB
+/// beat 1 KiB.
+const PF_DIST: usize = 2048;
+
 macro_rules! drive_blocks {
     ($K:ident, $blk:ident, $nb:expr, $wb:expr, $ab:expr, $w:expr, $a:expr, $stride:expr, $out:expr) => {{
         let tab = f16_table();
         let mut acc = [_mm256_setzero_ps(); 4];
         let mut b = 0usize;
+        let mut pf = PF_DIST;
         if $K == 1 {
             while b + 2 <= $nb {
+                {
+                    // Every cache line of the weight row, PF_DIST bytes ahead
+                    // (past the row end too: prefetches never fault, and
+                    // wrapping_add keeps the pointer arithmetic defined).
+                    let end = (b + 2) * $wb + PF_DIST;
+                    while pf < end {
+                        _mm_prefetch::<_MM_HINT_T0>($w.wrapping_add(pf).cast::<i8>());
+                        pf += 64;
+                    }
+                }
                 $blk::<$K>(tab, $w.add(b * $wb), $a.add(b * $ab), $stride, &mut acc, 0);
                 $blk::<$K>(
                     tab,
@@ -198,8 +217,10 @@ unsafe fn blk_q4_0<const K: usize>(
             let ab = a.add(j * stride);
             let y = load256(ab.add(2));
             let p = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, _mm256_sign_epi8(y, q)), ones);
-            let d = _mm256_mul_ps(dw, _mm256_set1_ps(f16_lut(tab, ab)));
-            acc[j + slot] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[j + slot]);
+            // (Σ·d_w)·d_a: d_a is a broadcast load; writing d_w·d_a as one scalar
+            // product makes LLVM emit vmulss + vbroadcastss, two more uops.
+            let t = _mm256_mul_ps(_mm256_cvtepi32_ps(p), dw);
+            acc[j + slot] = _mm256_fmadd_ps(t, _mm256_set1_ps(f16_lut(tab, ab)), acc[j + slot]);
         }
     }
 }
@@ -237,8 +258,10 @@ unsafe fn blk_q8_0<const K: usize>(
             let ab = a.add(j * stride);
             let y = load256(ab.add(2));
             let p = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, _mm256_sign_epi8(y, q)), ones);
-            let d = _mm256_mul_ps(dw, _mm256_set1_ps(f16_lut(tab, ab)));
-            acc[j + slot] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[j + slot]);
+            // (Σ·d_w)·d_a: d_a is a broadcast load; writing d_w·d_a as one scalar
+            // product makes LLVM emit vmulss + vbroadcastss, two more uops.
+            let t = _mm256_mul_ps(_mm256_cvtepi32_ps(p), dw);
+            acc[j + slot] = _mm256_fmadd_ps(t, _mm256_set1_ps(f16_lut(tab, ab)), acc[j + slot]);
         }
     }
 }
@@ -278,9 +301,9 @@ unsafe fn blk_q4_1<const K: usize>(
             let ab = a.add(j * stride);
             let y = load256(ab.add(4));
             let p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, y), ones);
-            let d = _mm256_mul_ps(dw, _mm256_set1_ps(f16_lut(tab, ab)));
             let t = _mm256_fmadd_ps(mw, _mm256_set1_ps(f16_lut(tab, ab.add(2))), acc[j + slot]);
-            acc[j + slot] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), t);
+            let v = _mm256_mul_ps(_mm256_cvtepi32_ps(p), dw);
+            acc[j + slot] = _mm256_fmadd_ps(v, _mm256_set1_ps(f16_lut(tab, ab)), t);
         }
     }
 }
@@ -596,7 +619,11 @@ unsafe fn dot_plain<const K: usize>(
         let mut acc0 = [_mm256_setzero_ps(); K];
         let mut acc1 = [_mm256_setzero_ps(); K];
         let mut i = 0;
+        let esz = if matches!(kind, Plain::F32) { 4 } else { 2 };
         while i + 16 <= n {
+            if K == 1 {
+                _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(i * esz + PF_DIST).cast::<i8>());
+            }
             let w0 = load_w8(kind, w, i);
             let w1 = load_w8(kind, w, i + 8);
             for j in 0..K {
