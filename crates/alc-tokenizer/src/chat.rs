@@ -67,24 +67,45 @@ impl ChatTemplate {
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<String, TokenizerError> {
-        let tmpl = self
-            .env
-            .get_template(NAME)
-            .map_err(|e| TokenizerError::TemplateSyntax(describe(&e)))?;
-        tmpl.render(minijinja::context! {
+        self.render_ctx(minijinja::context! {
             messages => messages,
             add_generation_prompt => add_generation_prompt,
             bos_token => &self.bos_token,
             eos_token => &self.eos_token,
         })
-        .map_err(|e| TokenizerError::TemplateRender(describe(&e)))
+    }
+
+    /// [`render`](Self::render) with a `tools` variable (OpenAI-style function specs)
+    /// for templates that describe tools to the model.
+    pub fn render_with_tools<T: serde::Serialize>(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+        tools: &T,
+    ) -> Result<String, TokenizerError> {
+        self.render_ctx(minijinja::context! {
+            messages => messages,
+            tools => Value::from_serialize(tools),
+            add_generation_prompt => add_generation_prompt,
+            bos_token => &self.bos_token,
+            eos_token => &self.eos_token,
+        })
+    }
+
+    fn render_ctx(&self, ctx: Value) -> Result<String, TokenizerError> {
+        let tmpl = self
+            .env
+            .get_template(NAME)
+            .map_err(|e| TokenizerError::TemplateSyntax(describe(&e)))?;
+        tmpl.render(ctx)
+            .map_err(|e| TokenizerError::TemplateRender(describe(&e)))
     }
 }
 
 fn describe(e: &Error) -> String {
     let mut s = e.to_string();
     if let Some(line) = e.line() {
-        if !s.contains("line") {
+        if !s.contains(&format!(":{line}")) {
             s.push_str(&format!(" (line {line})"));
         }
     }

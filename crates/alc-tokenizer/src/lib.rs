@@ -4,9 +4,9 @@
 //! and is immutable afterwards (share it with `Arc`). The goal is bit-exact agreement
 //! with llama.cpp's `llama_tokenize` / `llama_token_to_piece`, so the algorithms follow
 //! llama.cpp's behaviour, re-implemented here (see each module's note): special tokens
-//! are split out first ([`special`]), then byte-level BPE runs on words from a named
-//! pre-tokenizer ([`pretok`], [`bpe`]) or SentencePiece-style merging by score runs on
-//! the space-escaped text ([`spm`]). Token attributes (control, user-defined, unused,
+//! are split out first (`special.rs`), then byte-level BPE runs on words from a named
+//! pre-tokenizer (`pretok.rs`, `bpe.rs`) or SentencePiece-style merging by score runs on
+//! the space-escaped text (`spm.rs`). Token attributes (control, user-defined, unused,
 //! end-of-generation) are derived from GGUF token types and names the way llama.cpp
 //! derives them. Strings live in one arena with an open-addressing index, so loading
 //! Gemma 3's 262k vocabulary costs a few allocations, and merging is O(n log n) in the

@@ -90,11 +90,13 @@ impl Strings {
 const EMPTY: u32 = u32::MAX;
 
 /// Open-addressing (linear probing) map from the text of a string in a [`Strings`]
-/// arena to its id. Inserting a text that is already present replaces the id, as
+/// arena to its id. Each slot keeps 32 bits of the hash, so probing rarely touches the
+/// arena for a mismatch. Inserting a text that is already present replaces the id, as
 /// llama.cpp's `token_to_id[text] = id` does for duplicate vocabulary entries.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Index {
-    slots: Vec<u32>,
+    /// `(id, hash tag)`; id `EMPTY` marks a free slot
+    slots: Vec<(u32, u32)>,
     len: usize,
 }
 
@@ -102,7 +104,7 @@ impl Index {
     pub fn with_capacity(n: usize) -> Index {
         let cap = (n.max(8) * 2).next_power_of_two();
         Index {
-            slots: vec![EMPTY; cap],
+            slots: vec![(EMPTY, 0); cap],
             len: 0,
         }
     }
@@ -112,14 +114,16 @@ impl Index {
         if self.slots.is_empty() {
             return None;
         }
+        let h = hash_bytes(key);
+        let tag = (h >> 32) as u32;
         let mask = self.slots.len() - 1;
-        let mut i = hash_bytes(key) as usize & mask;
+        let mut i = h as usize & mask;
         loop {
-            let id = self.slots[i];
+            let (id, t) = self.slots[i];
             if id == EMPTY {
                 return None;
             }
-            if strings.get(id) == key {
+            if t == tag && strings.get(id) == key {
                 return Some(id);
             }
             i = (i + 1) & mask;
@@ -132,17 +136,19 @@ impl Index {
             self.grow(strings);
         }
         let key = strings.get(id);
+        let h = hash_bytes(key);
+        let tag = (h >> 32) as u32;
         let mask = self.slots.len() - 1;
-        let mut i = hash_bytes(key) as usize & mask;
+        let mut i = h as usize & mask;
         loop {
-            let cur = self.slots[i];
+            let (cur, t) = self.slots[i];
             if cur == EMPTY {
-                self.slots[i] = id;
+                self.slots[i] = (id, tag);
                 self.len += 1;
                 return;
             }
-            if strings.get(cur) == key {
-                self.slots[i] = id;
+            if t == tag && strings.get(cur) == key {
+                self.slots[i] = (id, tag);
                 return;
             }
             i = (i + 1) & mask;
@@ -151,9 +157,9 @@ impl Index {
 
     fn grow(&mut self, strings: &Strings) {
         let old = std::mem::take(&mut self.slots);
-        self.slots = vec![EMPTY; (old.len() * 2).max(16)];
+        self.slots = vec![(EMPTY, 0); (old.len() * 2).max(16)];
         self.len = 0;
-        for id in old.into_iter().filter(|&id| id != EMPTY) {
+        for (id, _) in old.into_iter().filter(|s| s.0 != EMPTY) {
             self.insert(strings, id);
         }
     }
