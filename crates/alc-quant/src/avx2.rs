@@ -210,13 +210,23 @@ unsafe fn blk_q4_0<const K: usize>(
 ) {
     unsafe {
         let dw = _mm256_set1_ps(f16_lut(tab, w));
-        let q = _mm256_sub_epi8(nibbles32(w.add(2)), _mm256_set1_epi8(8));
+        let qu = nibbles32(w.add(2));
+        let eight = _mm256_set1_epi8(8);
+        let q = _mm256_sub_epi8(qu, eight);
         let aq = _mm256_sign_epi8(q, q);
         let ones = _mm256_set1_epi16(1);
         for j in 0..K {
             let ab = a.add(j * stride);
             let y = load256(ab.add(2));
-            let p = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, _mm256_sign_epi8(y, q)), ones);
+            let p16 = if K == 1 {
+                // Σq·y − 8·Σy: two vpmaddubsw and a subtract instead of the
+                // weight-side offset and two vpsignb (≈5 % faster at K = 1; for
+                // K > 1 the sign trick wins because |q − 8| is shared by the rows).
+                _mm256_sub_epi16(_mm256_maddubs_epi16(qu, y), _mm256_maddubs_epi16(eight, y))
+            } else {
+                _mm256_maddubs_epi16(aq, _mm256_sign_epi8(y, q))
+            };
+            let p = _mm256_madd_epi16(p16, ones);
             // (Σ·d_w)·d_a: d_a is a broadcast load; writing d_w·d_a as one scalar
             // product makes LLVM emit vmulss + vbroadcastss, two more uops.
             let t = _mm256_mul_ps(_mm256_cvtepi32_ps(p), dw);
