@@ -754,6 +754,11 @@ impl Tokenizer {
         self.eos
     }
     /// End-of-turn token (from GGUF, else recognised by name, e.g. `<|im_end|>`).
+    ///
+    /// When several names match, llama.cpp takes whichever its hash map yields first;
+    /// this takes the first in its list (`<|eot_id|>`, `<|im_end|>`, ...). So for
+    /// SmolLM2 this is `<|im_end|>` (2) where llama.cpp reports `<|endoftext|>` (0).
+    /// Both are end-of-generation tokens either way ([`is_eog`](Self::is_eog)).
     pub fn eot(&self) -> Option<u32> {
         self.eot
     }
@@ -866,6 +871,12 @@ impl Tokenizer {
         }
     }
 }
+
+const _: () = {
+    const fn shareable<T: Send + Sync>() {}
+    shareable::<Tokenizer>();
+    shareable::<ChatTemplate>();
+};
 
 impl fmt::Debug for Tokenizer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

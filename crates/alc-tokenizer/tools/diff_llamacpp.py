@@ -7,6 +7,7 @@ the golden format of tests/goldens/tokenizer/, for `examples/check_cases.rs` to 
     cargo run --release -p alc-tokenizer --example check_cases -- \
         models/smollm2-135m-instruct-q4_1.gguf /tmp/cases.json
 
+MAXK=N (default 12) sets the most fragments joined into one text.
 Needs the llama.cpp build of scripts/build-llamacpp.sh (ALC_LLAMACPP_DIR). To exercise
 other pre-tokenizers on a known vocabulary, copy a model with a different
 `tokenizer.ggml.pre` using gguf-py's gguf_new_metadata.py --pre-tokenizer NAME.
@@ -81,7 +82,7 @@ pools = [
 ]
 cases = []
 for i in range(n):
-    k = rng.randint(1, 12)
+    k = rng.randint(1, int(os.environ.get("MAXK", "12")))
     text = "".join(rng.choice(pools)() for _ in range(k))
     if rng.random() < 0.1:
         text = " " + text
