@@ -9,14 +9,15 @@
 //! path (K = 1) streams weights at memory bandwidth and the prompt path (K = 4)
 //! amortises the unpacking. Integer products use `vpmaddubsw` (unsigned weight ×
 //! signed activation) and `vpmaddwd`, then one FMA per block folds the block scale
-//! in. The ISA is detected once ([`isa`]) and cached in a `OnceLock`; the hot entry
-//! [`dot`] does one cached load, two matches, and three length asserts (cheap, and
-//! they keep the safe signature sound).
+//! in; f16 block scales go through a 256 KiB lookup table (no ALU work) and K = 1
+//! prefetches the weight row 2 KiB ahead. The ISA is detected once ([`isa`]) and
+//! cached in a `OnceLock`; the hot entry [`dot`] does one cached load, two matches
+//! and two length asserts (a few cycles; they keep the safe signature sound).
 //!
-//! Activation formats match what llama.cpp computes on x86 so that logits can be
-//! compared bit-for-bit at the quantization step: see [`reference`] for the
-//! formulas and the one deliberate difference (F16/BF16 weights take f32
-//! activations here, where ggml rounds activations to f16/bf16 first).
+//! Activation quantization reproduces what llama.cpp computes on x86 (Q8_0/Q8_1 as
+//! its AVX2 path, Q8_K as `quantize_row_q8_K_ref`), SIMD and scalar bit-identical.
+//! One deliberate difference: F16/BF16 weights take f32 activations here, where
+//! ggml first rounds the activations to f16/bf16.
 
 // Index loops mirror the byte tables of the formats; iterator chains would hide them.
 #![allow(clippy::needless_range_loop)]
@@ -213,30 +214,35 @@ pub fn dot(
         "dot: n = {n} is not a multiple of the {w} block size {bs}"
     );
     let nb = n / bs;
-    let (wbytes, abytes) = match w {
-        DType::F32 => (n * 4, n * 4),
-        DType::F16 | DType::BF16 => (n * 2, n * 4),
-        DType::Q4_0 => (nb * 18, nb * 34),
-        DType::Q4_1 => (nb * 20, nb * 36),
-        DType::Q8_0 => (nb * 34, nb * 34),
-        DType::Q4_K => (nb * 144, nb * 292),
-        DType::Q5_K => (nb * 176, nb * 292),
-        DType::Q6_K => (nb * 210, nb * 292),
+    // Bytes per block of (weight, activation); saturating products so that an
+    // absurd n or stride fails the asserts instead of wrapping past them.
+    let (units, wb, ab) = match w {
+        DType::F32 => (n, 4, 4),
+        DType::F16 | DType::BF16 => (n, 2, 4),
+        DType::Q4_0 => (nb, 18, 34),
+        DType::Q4_1 => (nb, 20, 36),
+        DType::Q8_0 => (nb, 34, 34),
+        DType::Q4_K => (nb, 144, 292),
+        DType::Q5_K => (nb, 176, 292),
+        DType::Q6_K => (nb, 210, 292),
         other => panic!(
             "dot: {other} is not an executed weight type; supported: {}",
             list(&WEIGHT_TYPES)
         ),
     };
+    let wbytes = units.saturating_mul(wb);
+    let abytes = (k - 1)
+        .saturating_mul(act_stride)
+        .saturating_add(units.saturating_mul(ab));
     assert!(
         w_row.len() >= wbytes,
         "dot: weight row has {} bytes, need {wbytes}",
         w_row.len()
     );
     assert!(
-        acts.len() >= (k - 1) * act_stride + abytes,
-        "dot: activations have {} bytes, need {} (k = {k}, stride {act_stride})",
+        acts.len() >= abytes,
+        "dot: activations have {} bytes, need {abytes} (k = {k}, stride {act_stride})",
         acts.len(),
-        (k - 1) * act_stride + abytes
     );
     match isa_cached() {
         #[cfg(target_arch = "x86_64")]

@@ -548,3 +548,22 @@ fn isa_is_reported() {
     }
     assert_eq!(isa, "scalar");
 }
+
+#[test]
+#[should_panic(expected = "activations have")]
+fn dot_rejects_short_activation_buffer() {
+    let w = vec![0u8; 18 * 2];
+    let acts = vec![0u8; 34 * 2 + 10];
+    let mut out = [0f32; 2];
+    // Row 1 would start at byte 40 and need 68 bytes: past the end.
+    dot(DType::Q4_0, 64, &w, &acts, 40, 2, &mut out);
+}
+
+#[test]
+#[should_panic(expected = "weight row has")]
+fn dot_rejects_short_weight_row() {
+    let w = vec![0u8; 144];
+    let acts = vec![0u8; 292 * 2];
+    let mut out = [0f32; 1];
+    dot(DType::Q4_K, 512, &w, &acts, 0, 1, &mut out);
+}
