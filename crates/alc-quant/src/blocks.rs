@@ -210,9 +210,9 @@ impl BlockQ8K {
 }
 
 /// Unpack the 12 bytes of Q4_K / Q5_K scales into 8 six-bit scales and 8 six-bit
-/// mins. Sub-block j < 4: sc = s[j] & 63, m = s[j+4] & 63; j ≥ 4: the low 4 bits
+/// mins. Sub-block j < 4: `sc = s[j] & 63`, `m = s[j+4] & 63`; j ≥ 4: the low 4 bits
 /// come from s[j+4] (scale: low nibble, min: high nibble) and the top 2 bits from
-/// the top bits of s[j−4] (scale) and s[j] (min).
+/// the top bits of `s[j−4]` (scale) and `s[j]` (min).
 #[inline(always)]
 pub fn unpack_k_scales(s: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
     let mut sc = [0u8; 8];

@@ -2,7 +2,7 @@
 //!
 //! Design note. Block layouts are ggml's, bit-exact ([`blocks`]: `#[repr(C)]` byte
 //! structs, alignment 1, so rows can be viewed in place at any offset of an mmap).
-//! [`reference`] is the scalar truth: quantize / dequantize / quantize_act / dot,
+//! [`reference`](mod@reference) is the scalar truth: quantize / dequantize / quantize_act / dot,
 //! written from ggml's formulas. The SIMD kernels (`avx2`, x86-64 with AVX2+FMA+F16C)
 //! take one weight row and 1..=4 activation rows (`const K`): each weight block is
 //! unpacked into registers once and multiplied against the K rows, so the decode
@@ -185,7 +185,7 @@ pub fn quantize_act(w: DType, x: &[f32], out: &mut [u8]) -> Result<(), QuantErro
     }
 }
 
-/// out[j] = dot(weight row, activation row j) for j in 0..k, 1 <= k <= 4.
+/// `out[j] = dot(weight row, activation row j)` for j in 0..k, 1 <= k <= 4.
 ///
 /// `w_row`: one weight row of n elements of type `w` (row_bytes(n) bytes).
 /// `acts`: k activation rows, each act_row_bytes(w, n) bytes, row j starting at
@@ -272,7 +272,7 @@ pub fn dequantize(ty: DType, src: &[u8], out: &mut [f32]) -> Result<(), QuantErr
 
 /// Quantize f32 data into a weight type (Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K, F16,
 /// BF16, F32). Q4_0/Q4_1/Q8_0/F16/BF16 follow ggml's reference quantizers exactly;
-/// the K-quants use our own simpler search (see [`reference`]).
+/// the K-quants use our own simpler search (see [`reference`](mod@reference)).
 pub fn quantize(ty: DType, x: &[f32], out: &mut [u8]) -> Result<(), QuantError> {
     if !WEIGHT_TYPES.contains(&ty) {
         return Err(QuantError::unsupported(ty, "quantize"));
