@@ -34,12 +34,14 @@ pub enum DType {
 }
 
 /// Types whose weights the engine executes (matmul and lookup).
-pub const EXECUTED_TYPES: [DType; 9] = [
+pub const EXECUTED_TYPES: [DType; 11] = [
     DType::F32,
     DType::F16,
     DType::BF16,
     DType::Q4_0,
     DType::Q4_1,
+    DType::Q5_0,
+    DType::Q5_1,
     DType::Q8_0,
     DType::Q4_K,
     DType::Q5_K,
@@ -133,7 +135,7 @@ impl DType {
     /// Bytes of one row of `cols` elements.
     pub fn row_bytes(self, cols: u64) -> Result<u64, CoreError> {
         let bs = self.block_size() as u64;
-        if cols % bs != 0 {
+        if !cols.is_multiple_of(bs) {
             return Err(CoreError::RaggedRow { dtype: self, cols, block: bs as usize });
         }
         (cols / bs)

@@ -1,1 +1,792 @@
-//! alc-engine
+//! alc-engine: sessions over a model owned by one run-loop thread.
+//!
+//! Design note: [`Engine::open`] starts a dedicated thread that loads the model, the
+//! tokenizer and the compute backend and then owns them (and every session's KV cache)
+//! for its whole life; callers on any thread hold cheap handles and talk to it over
+//! channels. Each step the loop takes — load, tokenize, every prefill chunk, every
+//! decode step, sampling — is announced to a [`watchdog::Tracker`] with its start time;
+//! a caller waiting for results checks the stage's deadline and, on expiry, gets
+//! [`EngineError::Timeout`] naming the stage, the chunk/step, the backend and the
+//! elapsed time instead of waiting forever. Prefill runs in chunks whose sizes are the
+//! graph variants ar1 / ar32 / ar128 / ar512 ("whole prompt" up to 512), picked per
+//! prompt length unless `ubatch` overrides.
+
+pub mod bench;
+pub mod sampler;
+pub mod watchdog;
+
+use alc_format::GgufFile;
+use alc_kernels::cpu::CpuBackend;
+use alc_kernels::Backend;
+use alc_models::{HParams, Logits, Model, ModelError, State};
+use alc_tokenizer::{ChatMessage, ChatTemplate, Tokenizer, TokenizerError};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub use bench::{BenchReport, BenchSpec, BenchTest};
+pub use sampler::{Sampler, SamplingParams};
+pub use watchdog::{Deadlines, Stage, Tracker};
+
+/// Prefill chunk sizes (graph variants): ar1 is decode; the largest is "whole prompt".
+pub const PREFILL_VARIANTS: [usize; 4] = [1, 32, 128, 512];
+
+/// How often a waiting caller re-checks the watchdog.
+const WATCH_POLL: Duration = Duration::from_millis(50);
+
+/// Errors of the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error("stage '{stage}' ({detail}) exceeded its deadline of {limit:?} on backend {backend} after {elapsed:?}; the engine was asked to stop. Raise the deadline with --deadline-scale or report the model and prompt")]
+    Timeout { stage: &'static str, detail: String, backend: String, elapsed: Duration, limit: Duration },
+    #[error("the prompt is empty; pass some text with -p or on stdin")]
+    EmptyPrompt,
+    #[error("the prompt has {n} tokens but the context holds {ctx} (one more is needed to generate); shorten the prompt or raise --ctx (the model was trained for {ctx_train})")]
+    PromptTooLong { n: usize, ctx: usize, ctx_train: usize },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("this model has no chat template (tokenizer.chat_template); use `alc run` with a raw prompt")]
+    NoChatTemplate,
+    #[error("the engine thread has stopped: {0}")]
+    Stopped(String),
+}
+
+/// How to size and run the engine.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub threads: usize,
+    /// Context length; default: the model's training context capped by `kv_budget_bytes`.
+    pub ctx: Option<usize>,
+    /// Fixed prefill chunk size (overrides the automatic variant choice).
+    pub ubatch: Option<usize>,
+    /// Upper bound on KV-cache bytes when the context is chosen automatically.
+    pub kv_budget_bytes: u64,
+    pub deadlines: Deadlines,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            threads: default_threads(),
+            ctx: None,
+            ubatch: None,
+            kv_budget_bytes: 1 << 30,
+            deadlines: Deadlines::default(),
+        }
+    }
+}
+
+/// Physical parallelism available to this process.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// What the engine loaded, for front ends.
+#[derive(Clone, Debug)]
+pub struct ModelInfo {
+    pub path: PathBuf,
+    pub hp: HParams,
+    pub n_params: u64,
+    pub backend: String,
+    pub ctx: usize,
+    pub max_ubatch: usize,
+    pub chat_template: Option<String>,
+    pub load_time: Duration,
+    pub bytes_per_token: u64,
+    pub vocab_size: usize,
+}
+
+/// One generation request.
+#[derive(Clone, Debug)]
+pub struct GenRequest {
+    pub prompt: Prompt,
+    pub sampling: SamplingParams,
+    pub max_tokens: usize,
+    pub stop: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub enum Prompt {
+    /// Raw text; `add_special` adds BOS/EOS per the model, `parse_special` turns
+    /// special-token text into special tokens.
+    Text { text: String, add_special: bool, parse_special: bool },
+    /// Chat messages rendered with the model's template (generation prompt added).
+    Chat(Vec<ChatMessage>),
+    Tokens(Vec<u32>),
+}
+
+/// Why generation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    EndOfGeneration,
+    StopString,
+    MaxTokens,
+    ContextFull,
+    Cancelled,
+}
+
+/// Timings and counts of a finished generation.
+#[derive(Clone, Debug)]
+pub struct GenStats {
+    pub prompt_tokens: usize,
+    /// Prompt tokens reused from the session's KV cache.
+    pub cached_tokens: usize,
+    pub generated: usize,
+    pub prefill: Duration,
+    pub decode: Duration,
+    pub ttft: Duration,
+    pub stop: StopReason,
+    /// Prefill chunk sizes used, in order.
+    pub chunks: Vec<usize>,
+}
+
+/// Streamed results.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// A sampled token and the text it completes (may be empty while a multi-byte
+    /// character or a possible stop string is held back).
+    Token { id: u32, text: String },
+    Done(GenStats),
+}
+
+enum Cmd {
+    NewSession(u64),
+    DropSession(u64),
+    Generate { session: u64, req: GenRequest, events: Sender<Result<Event, EngineError>>, cancel: Arc<AtomicBool> },
+    Tokenize { text: String, add_special: bool, parse_special: bool, reply: Sender<Result<Vec<u32>, EngineError>> },
+    Render { messages: Vec<ChatMessage>, reply: Sender<Result<String, EngineError>> },
+    Bench { spec: BenchSpec, reply: Sender<Result<BenchReport, EngineError>> },
+}
+
+struct Inner {
+    tx: Sender<Cmd>,
+    tracker: Arc<Tracker>,
+    deadlines: Deadlines,
+    info: ModelInfo,
+    next_id: AtomicU64,
+    join: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the channel ends the loop; join so the model is freed before return.
+        let (tx, _) = mpsc::channel();
+        drop(std::mem::replace(&mut self.tx, tx));
+        if let Some(h) = self.join.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Handle to a running engine; clone freely.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Engine({})", self.inner.info.path.display())
+    }
+}
+
+impl Engine {
+    /// Start the run loop and load `path` on it (under the load deadline).
+    pub fn open(path: impl AsRef<Path>, cfg: EngineConfig) -> Result<Engine, EngineError> {
+        let path = path.as_ref().to_path_buf();
+        let tracker = Arc::new(Tracker::default());
+        let (tx, rx) = mpsc::channel::<Cmd>();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<ModelInfo, EngineError>>();
+        let t2 = tracker.clone();
+        let cfg2 = cfg.clone();
+        let p2 = path.clone();
+        let join = std::thread::Builder::new()
+            .name("alc-run-loop".into())
+            .spawn(move || {
+                t2.enter(Stage::Load, 0);
+                let started = Instant::now();
+                match RunLoop::load(&p2, &cfg2, t2.clone()) {
+                    Ok(mut rl) => {
+                        let mut info = rl.info.clone();
+                        info.load_time = started.elapsed();
+                        t2.enter(Stage::Idle, 0);
+                        if ready_tx.send(Ok(info)).is_ok() {
+                            rl.serve(rx);
+                        }
+                    }
+                    Err(e) => {
+                        t2.enter(Stage::Idle, 0);
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            })
+            .map_err(|e| EngineError::Stopped(format!("cannot start the run-loop thread: {e}")))?;
+        let info = wait_watched(&ready_rx, &tracker, &cfg.deadlines, "cpu", || {})?;
+        tracing::debug!(
+            "loaded {} in {:.1} ms: {} layers, backend {}",
+            path.display(),
+            info.load_time.as_secs_f64() * 1e3,
+            info.hp.n_layer,
+            info.backend
+        );
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                tx,
+                tracker,
+                deadlines: cfg.deadlines,
+                info,
+                next_id: AtomicU64::new(1),
+                join: std::sync::Mutex::new(Some(join)),
+            }),
+        })
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.inner.info
+    }
+
+    fn send(&self, c: Cmd) -> Result<(), EngineError> {
+        self.inner.tx.send(c).map_err(|_| EngineError::Stopped("the run loop exited".into()))
+    }
+
+    fn call<T>(&self, make: impl FnOnce(Sender<Result<T, EngineError>>) -> Cmd) -> Result<T, EngineError> {
+        let (tx, rx) = mpsc::channel();
+        self.send(make(tx))?;
+        wait_watched(&rx, &self.inner.tracker, &self.inner.deadlines, &self.inner.info.backend, || {})
+    }
+
+    /// A new session with its own KV cache (allocated lazily on first use).
+    pub fn session(&self) -> Result<Session, EngineError> {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        self.send(Cmd::NewSession(id))?;
+        Ok(Session { id, engine: self.clone() })
+    }
+
+    pub fn tokenize(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<u32>, EngineError> {
+        let text = text.to_string();
+        self.call(|reply| Cmd::Tokenize { text, add_special, parse_special, reply })
+    }
+
+    /// Render chat messages with the model's template (generation prompt added).
+    pub fn render_chat(&self, messages: &[ChatMessage]) -> Result<String, EngineError> {
+        let messages = messages.to_vec();
+        self.call(|reply| Cmd::Render { messages, reply })
+    }
+
+    /// Run a benchmark on the run loop.
+    pub fn bench(&self, spec: BenchSpec) -> Result<BenchReport, EngineError> {
+        self.call(|reply| Cmd::Bench { spec, reply })
+    }
+}
+
+/// Wait for one reply while enforcing the current stage's deadline.
+fn wait_watched<T>(
+    rx: &Receiver<Result<T, EngineError>>,
+    tracker: &Tracker,
+    deadlines: &Deadlines,
+    backend: &str,
+    on_timeout: impl FnOnce(),
+) -> Result<T, EngineError> {
+    loop {
+        match rx.recv_timeout(WATCH_POLL) {
+            Ok(r) => return r,
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(EngineError::Stopped("the run loop exited without replying".into()))
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if let Some((stage, detail, elapsed)) = tracker.expired(deadlines) {
+                    on_timeout();
+                    return Err(EngineError::Timeout {
+                        stage: stage.name(),
+                        detail: stage_detail(stage, detail),
+                        backend: backend.to_string(),
+                        elapsed,
+                        limit: deadlines.for_stage(stage).unwrap_or_default(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn stage_detail(s: Stage, d: u64) -> String {
+    match s {
+        Stage::Prefill => format!("chunk {d}"),
+        Stage::Decode => format!("step {d}"),
+        _ => format!("#{d}"),
+    }
+}
+
+/// A conversation / sequence with its own KV cache on the run loop.
+pub struct Session {
+    id: u64,
+    engine: Engine,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Session({})", self.id)
+    }
+}
+
+impl Session {
+    /// Start generating; tokens arrive through the returned stream. Prompt tokens that
+    /// match what this session already holds are reused from the KV cache.
+    pub fn generate(&self, req: GenRequest) -> Result<Generation, EngineError> {
+        req.sampling.validate().map_err(EngineError::BadRequest)?;
+        let (tx, rx) = mpsc::channel();
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.engine.send(Cmd::Generate { session: self.id, req, events: tx, cancel: cancel.clone() })?;
+        Ok(Generation { rx, cancel, engine: self.engine.clone(), finished: false })
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = self.engine.send(Cmd::DropSession(self.id));
+    }
+}
+
+/// A stream of generation events.
+pub struct Generation {
+    rx: Receiver<Result<Event, EngineError>>,
+    cancel: Arc<AtomicBool>,
+    engine: Engine,
+    finished: bool,
+}
+
+impl Generation {
+    /// Ask the run loop to stop after the current step; `next` then yields `Done`
+    /// with `StopReason::Cancelled`.
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+
+    /// A handle that cancels this generation from another thread.
+    pub fn canceller(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
+    }
+
+    /// Next event, or `None` after `Done`. Enforces stage deadlines.
+    pub fn next_event(&mut self) -> Option<Result<Event, EngineError>> {
+        if self.finished {
+            return None;
+        }
+        let i = &self.engine.inner;
+        let cancel = self.cancel.clone();
+        let r = wait_watched(&self.rx, &i.tracker, &i.deadlines, &i.info.backend, || {
+            cancel.store(true, Ordering::Relaxed)
+        });
+        if !matches!(r, Ok(Event::Token { .. })) {
+            self.finished = true;
+        }
+        Some(r)
+    }
+}
+
+impl Iterator for Generation {
+    type Item = Result<Event, EngineError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_event()
+    }
+}
+
+impl Drop for Generation {
+    fn drop(&mut self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+}
+
+struct Sess {
+    state: Option<State>,
+    /// Tokens whose keys/values are in the cache.
+    tokens: Vec<u32>,
+}
+
+/// Everything the run-loop thread owns.
+struct RunLoop {
+    model: Model,
+    tok: Tokenizer,
+    template: Option<ChatTemplate>,
+    backend: CpuBackend,
+    tracker: Arc<Tracker>,
+    info: ModelInfo,
+    ubatch_override: Option<usize>,
+    sessions: HashMap<u64, Sess>,
+}
+
+impl RunLoop {
+    fn load(path: &Path, cfg: &EngineConfig, tracker: Arc<Tracker>) -> Result<RunLoop, EngineError> {
+        let file = Arc::new(GgufFile::open(path).map_err(ModelError::from)?);
+        let tok = Tokenizer::from_gguf(&file)?;
+        let model = Model::from_gguf(file.clone())?;
+        let backend = CpuBackend::new(cfg.threads);
+        for t in model.weight_types() {
+            if !backend.supports(t) {
+                return Err(ModelError::UnsupportedType {
+                    path: path.display().to_string(),
+                    tensor: "(any)".into(),
+                    dtype: t,
+                    supported: alc_core::executed_type_list(),
+                }
+                .into());
+            }
+        }
+        let hp = &model.hp;
+        let ctx = match cfg.ctx {
+            Some(c) => {
+                if c == 0 || c > 1 << 20 {
+                    return Err(ModelError::BadContext { ctx: c, why: "must be in 1..=1048576".into() }.into());
+                }
+                c
+            }
+            None => {
+                let by_budget = (cfg.kv_budget_bytes / hp.kv_bytes_per_token().max(1) as u64) as usize;
+                hp.ctx_train.min(by_budget).max(PREFILL_VARIANTS[1])
+            }
+        };
+        if let Some(u) = cfg.ubatch {
+            if u == 0 || u > 8192 {
+                return Err(EngineError::BadRequest(format!("--ubatch {u} must be in 1..=8192")));
+            }
+        }
+        let max_ubatch = cfg.ubatch.unwrap_or(*PREFILL_VARIANTS.last().expect("non-empty")).min(ctx);
+        let template = match file.get_str("tokenizer.chat_template").map_err(ModelError::from)? {
+            Some(src) => Some(ChatTemplate::new(src, &tok)?),
+            None => None,
+        };
+        let info = ModelInfo {
+            path: path.to_path_buf(),
+            hp: hp.clone(),
+            n_params: file.tensors().iter().map(|t| t.n_elements()).sum(),
+            backend: backend.name(),
+            ctx,
+            max_ubatch,
+            chat_template: file.get_str("tokenizer.chat_template").ok().flatten().map(str::to_string),
+            load_time: Duration::ZERO,
+            bytes_per_token: model.bytes_per_token(),
+            vocab_size: tok.vocab_size(),
+        };
+        Ok(RunLoop {
+            model,
+            tok,
+            template,
+            backend,
+            tracker,
+            info,
+            ubatch_override: cfg.ubatch,
+            sessions: HashMap::new(),
+        })
+    }
+
+    fn serve(&mut self, rx: Receiver<Cmd>) {
+        while let Ok(cmd) = rx.recv() {
+            match cmd {
+                Cmd::NewSession(id) => {
+                    self.sessions.insert(id, Sess { state: None, tokens: Vec::new() });
+                }
+                Cmd::DropSession(id) => {
+                    self.sessions.remove(&id);
+                }
+                Cmd::Tokenize { text, add_special, parse_special, reply } => {
+                    self.tracker.enter(Stage::Tokenize, 0);
+                    let r = self.tok.encode(&text, add_special, parse_special).map_err(EngineError::from);
+                    let _ = reply.send(r);
+                }
+                Cmd::Render { messages, reply } => {
+                    let _ = reply.send(self.render(&messages));
+                }
+                Cmd::Generate { session, req, events, cancel } => {
+                    if let Err(e) = self.generate(session, req, &events, &cancel) {
+                        let _ = events.send(Err(e));
+                    }
+                }
+                Cmd::Bench { spec, reply } => {
+                    let r = bench::run(&self.model, &self.backend, &self.tracker, &self.info, &spec);
+                    let _ = reply.send(r);
+                }
+            }
+            self.tracker.enter(Stage::Idle, 0);
+        }
+    }
+
+    fn render(&self, messages: &[ChatMessage]) -> Result<String, EngineError> {
+        let t = self.template.as_ref().ok_or(EngineError::NoChatTemplate)?;
+        Ok(t.render(messages, true)?)
+    }
+
+    /// Chunk size for the next prefill step given `remaining` prompt tokens.
+    fn chunk_size(&self, remaining: usize) -> usize {
+        if let Some(u) = self.ubatch_override {
+            return u.min(remaining).min(self.info.max_ubatch);
+        }
+        let v = PREFILL_VARIANTS
+            .iter()
+            .copied()
+            .find(|&v| v >= remaining)
+            .unwrap_or(*PREFILL_VARIANTS.last().expect("non-empty"));
+        v.min(remaining).min(self.info.max_ubatch)
+    }
+
+    fn generate(
+        &mut self,
+        session: u64,
+        req: GenRequest,
+        events: &Sender<Result<Event, EngineError>>,
+        cancel: &AtomicBool,
+    ) -> Result<(), EngineError> {
+        self.tracker.enter(Stage::Tokenize, 0);
+        let prompt = match &req.prompt {
+            Prompt::Text { text, add_special, parse_special } => self.tok.encode(text, *add_special, *parse_special)?,
+            Prompt::Chat(m) => {
+                let text = self.render(m)?;
+                self.tok.encode(&text, true, true)?
+            }
+            Prompt::Tokens(t) => t.clone(),
+        };
+        if prompt.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        let ctx = self.info.ctx;
+        if prompt.len() >= ctx {
+            return Err(EngineError::PromptTooLong { n: prompt.len(), ctx, ctx_train: self.info.hp.ctx_train });
+        }
+        if let Some(&bad) = prompt.iter().find(|&&t| t as usize >= self.info.hp.n_vocab) {
+            return Err(ModelError::BadToken { id: bad, vocab: self.info.hp.n_vocab }.into());
+        }
+        let max_ub = self.info.max_ubatch;
+        let sess = self
+            .sessions
+            .get_mut(&session)
+            .ok_or_else(|| EngineError::BadRequest(format!("session {session} does not exist")))?;
+        if sess.state.is_none() {
+            sess.state = Some(self.model.new_state(ctx, max_ub)?);
+        }
+        // Reuse the cached prefix; always evaluate at least the last prompt token.
+        let mut common = sess.tokens.iter().zip(&prompt).take_while(|(a, b)| a == b).count();
+        common = common.min(prompt.len() - 1);
+        sess.tokens.truncate(common);
+        let st = sess.state.as_mut().expect("allocated above");
+        st.truncate(common);
+
+        let t0 = Instant::now();
+        let mut chunks = Vec::new();
+        let mut i = common;
+        let mut logits: Vec<f32> = Vec::new();
+        while i < prompt.len() {
+            if cancel.load(Ordering::Relaxed) {
+                let stats = GenStats {
+                    prompt_tokens: prompt.len(),
+                    cached_tokens: common,
+                    generated: 0,
+                    prefill: t0.elapsed(),
+                    decode: Duration::ZERO,
+                    ttft: t0.elapsed(),
+                    stop: StopReason::Cancelled,
+                    chunks,
+                };
+                let _ = events.send(Ok(Event::Done(stats)));
+                return Ok(());
+            }
+            let n = self.chunk_size(prompt.len() - i);
+            self.tracker.enter(Stage::Prefill, chunks.len() as u64);
+            let last = i + n == prompt.len();
+            let sess = self.sessions.get_mut(&session).expect("checked");
+            let st = sess.state.as_mut().expect("allocated");
+            let out = self.model.forward(&self.backend, st, &prompt[i..i + n], if last { Logits::Last } else { Logits::None })?;
+            if last {
+                logits.clear();
+                logits.extend_from_slice(out);
+            }
+            sess.tokens.extend_from_slice(&prompt[i..i + n]);
+            chunks.push(n);
+            i += n;
+        }
+        let prefill = t0.elapsed();
+        tracing::debug!("prefill {} tokens ({} cached) in chunks {:?}: {:?}", prompt.len() - common, common, chunks, prefill);
+
+        let mut sampler = Sampler::new(req.sampling.clone());
+        let mut history = prompt.clone();
+        let mut text = TextStream::new(req.stop.clone());
+        let mut ttft = None;
+        let t1 = Instant::now();
+        let mut generated = 0;
+        let stop = loop {
+            if generated >= req.max_tokens {
+                break StopReason::MaxTokens;
+            }
+            if cancel.load(Ordering::Relaxed) {
+                break StopReason::Cancelled;
+            }
+            self.tracker.enter(Stage::Sample, generated as u64);
+            let id = sampler.sample(&logits, &history);
+            ttft.get_or_insert_with(|| t0.elapsed());
+            if self.tok.is_eog(id) {
+                break StopReason::EndOfGeneration;
+            }
+            generated += 1;
+            history.push(id);
+            let (chunk, hit_stop) = text.push(self.tok.token_bytes(id));
+            if events.send(Ok(Event::Token { id, text: chunk })).is_err() {
+                break StopReason::Cancelled;
+            }
+            if hit_stop {
+                break StopReason::StopString;
+            }
+            let sess = self.sessions.get_mut(&session).expect("checked");
+            let st = sess.state.as_mut().expect("allocated");
+            if st.pos >= ctx {
+                break StopReason::ContextFull;
+            }
+            self.tracker.enter(Stage::Decode, generated as u64);
+            let out = self.model.forward(&self.backend, st, &[id], Logits::Last)?;
+            logits.clear();
+            logits.extend_from_slice(out);
+            sess.tokens.push(id);
+        };
+        let tail = text.finish(stop == StopReason::StopString);
+        if !tail.is_empty() {
+            let _ = events.send(Ok(Event::Token { id: u32::MAX, text: tail }));
+        }
+        let stats = GenStats {
+            prompt_tokens: prompt.len(),
+            cached_tokens: common,
+            generated,
+            prefill,
+            decode: t1.elapsed(),
+            ttft: ttft.unwrap_or(prefill),
+            stop,
+            chunks,
+        };
+        let _ = events.send(Ok(Event::Done(stats)));
+        Ok(())
+    }
+}
+
+/// Turns token bytes into text: holds incomplete UTF-8 sequences and any suffix that
+/// could start a stop string; cuts the text at the first stop string.
+struct TextStream {
+    stops: Vec<String>,
+    bytes: Vec<u8>,
+    text: String,
+    emitted: usize,
+}
+
+impl TextStream {
+    fn new(stops: Vec<String>) -> Self {
+        let stops = stops.into_iter().filter(|s| !s.is_empty()).collect();
+        TextStream { stops, bytes: Vec::new(), text: String::new(), emitted: 0 }
+    }
+
+    /// Add a token's bytes; returns the text now safe to show and whether a stop
+    /// string was reached.
+    fn push(&mut self, b: &[u8]) -> (String, bool) {
+        self.bytes.extend_from_slice(b);
+        loop {
+            match std::str::from_utf8(&self.bytes) {
+                Ok(s) => {
+                    self.text.push_str(s);
+                    self.bytes.clear();
+                    break;
+                }
+                Err(e) => {
+                    let good = e.valid_up_to();
+                    self.text.push_str(std::str::from_utf8(&self.bytes[..good]).expect("valid prefix"));
+                    match e.error_len() {
+                        None => {
+                            self.bytes.drain(..good);
+                            break;
+                        }
+                        Some(bad) => {
+                            self.text.push('\u{FFFD}');
+                            self.bytes.drain(..good + bad);
+                        }
+                    }
+                }
+            }
+        }
+        // Stop strings: search the part that could contain a new match.
+        let max_stop = self.stops.iter().map(|s| s.len()).max().unwrap_or(0);
+        let mut from = self.emitted.saturating_sub(max_stop);
+        while !self.text.is_char_boundary(from) {
+            from -= 1;
+        }
+        let hit = self.stops.iter().filter_map(|s| self.text[from..].find(s.as_str()).map(|i| from + i)).min();
+        if let Some(at) = hit {
+            let out = self.text[self.emitted..at.max(self.emitted)].to_string();
+            self.emitted = self.text.len();
+            self.text.truncate(at);
+            return (out, true);
+        }
+        // Hold back the longest suffix that is a prefix of a stop string.
+        let mut safe = self.text.len();
+        for s in &self.stops {
+            for k in (1..s.len().min(self.text.len() + 1)).rev() {
+                if self.text.ends_with(&s[..k]) && s.is_char_boundary(k) {
+                    safe = safe.min(self.text.len() - k);
+                    break;
+                }
+            }
+        }
+        let safe = safe.max(self.emitted);
+        let out = self.text[self.emitted..safe].to_string();
+        self.emitted = safe;
+        (out, false)
+    }
+
+    /// Whatever is still held back (nothing after a stop string).
+    fn finish(&mut self, stopped: bool) -> String {
+        if stopped {
+            return String::new();
+        }
+        if !self.bytes.is_empty() {
+            self.text.push_str(&String::from_utf8_lossy(&self.bytes));
+            self.bytes.clear();
+        }
+        let out = self.text[self.emitted.min(self.text.len())..].to_string();
+        self.emitted = self.text.len();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(stops: &[&str], pieces: &[&[u8]]) -> (String, bool) {
+        let mut t = TextStream::new(stops.iter().map(|s| s.to_string()).collect());
+        let mut out = String::new();
+        for p in pieces {
+            let (s, hit) = t.push(p);
+            out.push_str(&s);
+            if hit {
+                return (out, true);
+            }
+        }
+        out.push_str(&t.finish(false));
+        (out, false)
+    }
+
+    #[test]
+    fn utf8_split_across_tokens() {
+        let e = "é".as_bytes();
+        let smile = "😀".as_bytes();
+        assert_eq!(run(&[], &[b"a", &e[..1], &e[1..], &smile[..2], &smile[2..]]).0, "aé😀");
+        assert_eq!(run(&[], &[b"x", &[0xff], b"y"]).0, "x\u{FFFD}y");
+    }
+
+    #[test]
+    fn stop_string_cuts_text_and_holds_prefixes() {
+        assert_eq!(run(&["END"], &[b"hello E", b"N", b"D more"]), ("hello ".to_string(), true));
+        assert_eq!(run(&["END"], &[b"hello E", b"x"]), ("hello Ex".to_string(), false));
+        assert_eq!(run(&["\n\n"], &[b"a\n", b"\nb"]), ("a".to_string(), true));
+    }
+}

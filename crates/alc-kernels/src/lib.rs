@@ -1,1 +1,134 @@
-//! alc-kernels
+//! alc-kernels: the compute seam and the CPU backend.
+//!
+//! Design note: models call a small op set (matmul against quantized weights, RMS norm,
+//! rotary embedding, causal attention over a KV cache, gated activations) through the
+//! [`Backend`] trait on plain `f32` activations. [`cpu::CpuBackend`] is the fast path
+//! (SIMD dot kernels from alc-quant, a persistent thread pool, scratch buffers reused
+//! across calls so that a decode step allocates nothing); [`reference::ReferenceBackend`]
+//! is the scalar, single-threaded definition of every op. The conformance kit
+//! (`tests/conformance.rs`) runs every op on every backend against the reference with
+//! named tolerances; a CUDA or Vulkan backend joins by implementing the trait and being
+//! added to that kit's list.
+
+pub mod bandwidth;
+pub mod cpu;
+pub mod pool;
+pub mod reference;
+
+pub use alc_core::DType;
+pub use pool::ThreadPool;
+
+/// A weight matrix of `rows` output features × `cols` input features, row-major in its
+/// storage type (one GGUF tensor, borrowed from the mapped file).
+#[derive(Clone, Copy, Debug)]
+pub struct Weight<'a> {
+    pub dtype: DType,
+    pub rows: usize,
+    pub cols: usize,
+    pub data: &'a [u8],
+}
+
+/// Rotary embedding pairing convention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopeStyle {
+    /// Adjacent pairs (x[2i], x[2i+1]): llama-family GGUF (q/k rows are permuted at
+    /// conversion time).
+    Normal,
+    /// Halves (x[i], x[i + d/2]): qwen2, gemma, phi3 (GPT-NeoX style).
+    Neox,
+}
+
+/// Shape of one attention call.
+#[derive(Clone, Copy, Debug)]
+pub struct AttnShape {
+    /// Query tokens in this call.
+    pub n_tokens: usize,
+    /// Position of the first query token (== number of cached tokens before it).
+    pub pos0: usize,
+    pub n_head: usize,
+    pub n_kv_head: usize,
+    pub head_dim: usize,
+    /// Rows allocated in the KV cache (context length).
+    pub ctx: usize,
+    /// Scale applied to q·k.
+    pub scale: f32,
+    /// Sliding window: key position j is visible from query position i iff
+    /// i - j < window (llama.cpp's standard SWA). `None` = full causal.
+    pub window: Option<usize>,
+    /// Logit soft-capping (gemma2): s = cap * tanh(s / cap).
+    pub softcap: Option<f32>,
+}
+
+/// Errors of the compute layer.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    #[error("{op}: tensor type {dtype} is not supported by the {backend} backend; supported: {supported}")]
+    Unsupported { op: &'static str, dtype: DType, backend: String, supported: String },
+    #[error("{op}: shape mismatch: {what}")]
+    Shape { op: &'static str, what: String },
+}
+
+/// The op set a compute backend provides. All activation buffers are row-major f32;
+/// the KV cache is f16 with layout `[ctx][n_kv_head][head_dim]` per layer.
+pub trait Backend: Send + Sync {
+    /// Backend name for logs and errors, e.g. "cpu (avx2+fma+f16c, 2 threads)".
+    fn name(&self) -> String;
+    /// Weight types this backend executes.
+    fn supports(&self, dtype: DType) -> bool;
+    /// `out[t][r] = Σ_c w[r][c] · x[t][c]` for `t < n`.
+    fn matmul(&self, w: &Weight<'_>, x: &[f32], n: usize, out: &mut [f32]);
+    /// Row-wise RMS norm of `n` rows of `w.len()` elements, in place, times `w`.
+    fn rms_norm(&self, x: &mut [f32], w: &[f32], eps: f32);
+    /// Rotate `n_tokens` rows of `n_head` heads of `head_dim` in place; row t has
+    /// position `pos0 + t`; only the first `rot_dim` dims of each head rotate.
+    #[allow(clippy::too_many_arguments)]
+    fn rope(
+        &self,
+        x: &mut [f32],
+        n_head: usize,
+        head_dim: usize,
+        rot_dim: usize,
+        pos0: usize,
+        freq_base: f32,
+        freq_scale: f32,
+        style: RopeStyle,
+    );
+    /// Causal attention of `q` (`[n_tokens][n_head][head_dim]`) over cache rows
+    /// `0..pos0 + n_tokens`, written to `out` (same layout as q).
+    fn attention(&self, q: &[f32], k_cache: &[half::f16], v_cache: &[half::f16], s: &AttnShape, out: &mut [f32]);
+    /// `gate = act(gate) * up`, elementwise; `gelu` selects GELU (tanh) over SiLU.
+    fn gated_act(&self, gate: &mut [f32], up: &[f32], gelu: bool);
+}
+
+/// GELU, tanh approximation (as gemma's `gelu_pytorch_tanh`).
+#[inline]
+pub fn gelu_tanh(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + 0.044_715 * x * x)).tanh())
+}
+
+#[inline]
+pub fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+/// Writes to disjoint parts of one slice from several pool threads.
+#[derive(Clone, Copy)]
+pub(crate) struct SyncPtr<T>(pub *mut T);
+// SAFETY: users guarantee disjoint writes (each thread owns distinct indices).
+unsafe impl<T> Send for SyncPtr<T> {}
+unsafe impl<T> Sync for SyncPtr<T> {}
+impl<T> SyncPtr<T> {
+    /// # Safety
+    /// `i` must be in bounds and written by one thread only during the job.
+    #[inline]
+    pub unsafe fn write(self, i: usize, v: T) {
+        unsafe { self.0.add(i).write(v) }
+    }
+    /// # Safety
+    /// The range must be in bounds and owned by the calling thread during the job.
+    #[inline]
+    pub unsafe fn slice<'a>(self, start: usize, len: usize) -> &'a mut [T] {
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(start), len) }
+    }
+}

@@ -1,0 +1,198 @@
+//! Token sampling: repetition penalty, top-k, top-p, min-p, temperature, seeded draw.
+//! Temperature 0 is greedy (argmax) and deterministic.
+
+/// Sampling settings (llama.cpp's names and defaults where they exist).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SamplingParams {
+    pub temperature: f32,
+    pub top_k: usize,
+    pub top_p: f32,
+    pub min_p: f32,
+    pub repeat_penalty: f32,
+    /// Tokens looked back at by the repetition penalty.
+    pub repeat_last_n: usize,
+    pub seed: u64,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        SamplingParams {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            seed: 0x5eed,
+        }
+    }
+}
+
+impl SamplingParams {
+    pub fn greedy() -> Self {
+        SamplingParams { temperature: 0.0, ..Default::default() }
+    }
+
+    /// Check ranges; the message names the option and its valid range.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
+            return Err(format!("--temp {} must be a finite number >= 0", self.temperature));
+        }
+        if !(0.0..=1.0).contains(&self.top_p) {
+            return Err(format!("--top-p {} must be in 0..=1", self.top_p));
+        }
+        if !(0.0..=1.0).contains(&self.min_p) {
+            return Err(format!("--min-p {} must be in 0..=1", self.min_p));
+        }
+        if !(self.repeat_penalty > 0.0 && self.repeat_penalty.is_finite()) {
+            return Err(format!("--repeat-penalty {} must be a finite number > 0", self.repeat_penalty));
+        }
+        Ok(())
+    }
+}
+
+/// splitmix64: small, seedable, stable across releases.
+#[derive(Clone, Debug)]
+struct Rng(u64);
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn next_f32(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+/// A sampler with reusable buffers (no allocation per token after the first).
+#[derive(Debug)]
+pub struct Sampler {
+    p: SamplingParams,
+    rng: Rng,
+    cand: Vec<(u32, f32)>,
+}
+
+impl Sampler {
+    pub fn new(p: SamplingParams) -> Self {
+        let rng = Rng(p.seed);
+        Sampler { p, rng, cand: Vec::new() }
+    }
+
+    /// Pick the next token from `logits` given the tokens so far (`history`).
+    pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
+        let p = &self.p;
+        let penalized = |id: usize, l: f32| -> f32 {
+            if p.repeat_penalty == 1.0 {
+                return l;
+            }
+            let start = history.len().saturating_sub(p.repeat_last_n);
+            if history[start..].contains(&(id as u32)) {
+                if l > 0.0 {
+                    l / p.repeat_penalty
+                } else {
+                    l * p.repeat_penalty
+                }
+            } else {
+                l
+            }
+        };
+        if p.temperature == 0.0 {
+            let mut best = (0usize, f32::NEG_INFINITY);
+            for (i, &l) in logits.iter().enumerate() {
+                let l = penalized(i, l);
+                if l > best.1 {
+                    best = (i, l);
+                }
+            }
+            return best.0 as u32;
+        }
+        self.cand.clear();
+        self.cand.extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, penalized(i, l))));
+        let c = &mut self.cand;
+        // top-k
+        let k = if p.top_k == 0 { c.len() } else { p.top_k.min(c.len()) };
+        if k < c.len() {
+            c.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1));
+            c.truncate(k);
+        }
+        c.sort_unstable_by(|a, b| b.1.total_cmp(&a.1));
+        // softmax (before temperature, as llama.cpp's top-p / min-p see it)
+        let max = c[0].1;
+        let mut probs: Vec<f32> = c.iter().map(|&(_, l)| (l - max).exp()).collect();
+        let sum: f32 = probs.iter().sum();
+        probs.iter_mut().for_each(|q| *q /= sum);
+        // top-p: keep the smallest prefix with mass >= top_p
+        let mut keep = c.len();
+        if p.top_p < 1.0 {
+            let mut acc = 0.0;
+            for (i, q) in probs.iter().enumerate() {
+                acc += q;
+                if acc >= p.top_p {
+                    keep = i + 1;
+                    break;
+                }
+            }
+        }
+        // min-p: drop tokens below min_p * p(max)
+        if p.min_p > 0.0 {
+            let floor = p.min_p * probs[0];
+            keep = keep.min(probs.iter().take_while(|&&q| q >= floor).count().max(1));
+        }
+        c.truncate(keep.max(1));
+        // temperature, then draw
+        let inv_t = 1.0 / p.temperature;
+        let w: Vec<f32> = c.iter().map(|&(_, l)| ((l - max) * inv_t).exp()).collect();
+        let total: f32 = w.iter().sum();
+        let mut r = self.rng.next_f32() * total;
+        for (i, wi) in w.iter().enumerate() {
+            r -= wi;
+            if r <= 0.0 {
+                return c[i].0;
+            }
+        }
+        c[c.len() - 1].0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greedy_is_argmax() {
+        let mut s = Sampler::new(SamplingParams::greedy());
+        assert_eq!(s.sample(&[0.1, 3.0, -1.0, 2.9], &[]), 1);
+    }
+
+    #[test]
+    fn repeat_penalty_changes_greedy_choice() {
+        let mut s = Sampler::new(SamplingParams { repeat_penalty: 2.0, ..SamplingParams::greedy() });
+        assert_eq!(s.sample(&[0.1, 3.0, -1.0, 2.0], &[1]), 3);
+    }
+
+    #[test]
+    fn seeded_sampling_is_reproducible_and_respects_top_k() {
+        let logits: Vec<f32> = (0..100).map(|i| (i as f32 * 0.37).sin()).collect();
+        let p = SamplingParams { temperature: 1.0, top_k: 5, top_p: 1.0, min_p: 0.0, ..Default::default() };
+        let mut top5: Vec<usize> = (0..100).collect();
+        top5.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+        top5.truncate(5);
+        let run = || {
+            let mut s = Sampler::new(p.clone());
+            (0..50).map(|_| s.sample(&logits, &[])).collect::<Vec<_>>()
+        };
+        let a = run();
+        assert_eq!(a, run());
+        assert!(a.iter().all(|&t| top5.contains(&(t as usize))));
+        assert!(a.iter().collect::<std::collections::HashSet<_>>().len() > 1);
+    }
+
+    #[test]
+    fn validation_names_the_option() {
+        let e = SamplingParams { top_p: 2.0, ..Default::default() }.validate().unwrap_err();
+        assert!(e.contains("--top-p"));
+    }
+}

@@ -1,0 +1,42 @@
+//! Memory read bandwidth, measured on the same pool that runs the model, so that
+//! model-bandwidth utilisation compares like with like.
+
+use crate::pool::{split_range, ThreadPool};
+use std::time::Instant;
+
+/// Best-of-`reps` read bandwidth in bytes/s over a buffer of `bytes` (use a size well
+/// beyond the last-level cache, e.g. 256 MiB).
+pub fn read_bandwidth(pool: &ThreadPool, bytes: usize, reps: usize) -> f64 {
+    let n = (bytes / 8).max(1024);
+    // Touch every page so the timing measures reads, not page faults.
+    let buf: Vec<u64> = (0..n as u64).collect();
+    let sums: Vec<std::sync::atomic::AtomicU64> = (0..pool.n_threads()).map(|_| Default::default()).collect();
+    let mut best = f64::MAX;
+    for _ in 0..reps.max(1) {
+        let t = Instant::now();
+        pool.run(|tid, nth| {
+            let r = split_range(n, nth, tid);
+            let s = sum(&buf[r]);
+            sums[tid].store(s, std::sync::atomic::Ordering::Relaxed);
+        });
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    std::hint::black_box(&sums);
+    (n * 8) as f64 / best
+}
+
+/// Sum with several independent accumulators so that the loop is load-bound.
+fn sum(xs: &[u64]) -> u64 {
+    let mut acc = [0u64; 8];
+    let mut chunks = xs.chunks_exact(8);
+    for c in &mut chunks {
+        for i in 0..8 {
+            acc[i] = acc[i].wrapping_add(c[i]);
+        }
+    }
+    let mut s = chunks.remainder().iter().fold(0u64, |a, &b| a.wrapping_add(b));
+    for a in acc {
+        s = s.wrapping_add(a);
+    }
+    s
+}

@@ -1,0 +1,349 @@
+//! The CPU backend: SIMD dot kernels from alc-quant, work split over a persistent
+//! thread pool, scratch reused across calls.
+
+use crate::pool::{split_range, ThreadPool};
+use crate::reference::{first_visible, gated_act_slice, rms_norm_row, rope_head, rope_table};
+use crate::{AttnShape, Backend, DType, RopeStyle, SyncPtr, Weight};
+use half::f16;
+use std::sync::Mutex;
+
+/// Output rows per tile: the weight tile stays in L1 while token groups stream by.
+const ROW_TILE: usize = 16;
+/// Activation rows per dot call (the kernel's K).
+const TOKEN_GROUP: usize = 4;
+/// Below this many tokens an elementwise op runs on the calling thread.
+const PAR_MIN_TOKENS: usize = 4;
+
+/// Multi-threaded SIMD CPU backend.
+pub struct CpuBackend {
+    pool: ThreadPool,
+    /// Quantized activations of the current matmul.
+    act: Mutex<Vec<u8>>,
+    /// Per-thread attention scratch: scores (ctx) + key buffer + accumulator.
+    attn: Mutex<Vec<f32>>,
+    simd: bool,
+}
+
+impl std::fmt::Debug for CpuBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+impl CpuBackend {
+    pub fn new(n_threads: usize) -> Self {
+        let simd = has_avx2();
+        let b = CpuBackend {
+            pool: ThreadPool::new(n_threads),
+            act: Mutex::new(Vec::new()),
+            attn: Mutex::new(Vec::new()),
+            simd,
+        };
+        tracing::debug!(
+            "cpu backend: dot kernels {}, attention {}, {} threads",
+            alc_quant::isa(),
+            if simd { "avx2+f16c" } else { "scalar" },
+            b.pool.n_threads()
+        );
+        b
+    }
+
+    pub fn n_threads(&self) -> usize {
+        self.pool.n_threads()
+    }
+
+    pub fn pool(&self) -> &ThreadPool {
+        &self.pool
+    }
+}
+
+impl Backend for CpuBackend {
+    fn name(&self) -> String {
+        format!("cpu ({}, {} threads)", alc_quant::isa(), self.pool.n_threads())
+    }
+
+    fn supports(&self, dtype: DType) -> bool {
+        dtype.is_executed()
+    }
+
+    fn matmul(&self, w: &Weight<'_>, x: &[f32], n: usize, out: &mut [f32]) {
+        let (rows, cols) = (w.rows, w.cols);
+        debug_assert!(x.len() >= n * cols && out.len() >= n * rows);
+        let rb = w.dtype.row_bytes(cols as u64).expect("validated shape") as usize;
+        let arb = alc_quant::act_row_bytes(w.dtype, cols).expect("executed type");
+        let mut act = self.act.lock().unwrap_or_else(|e| e.into_inner());
+        if act.len() < n * arb {
+            act.resize(n * arb, 0);
+        }
+        // Quantize the activations once for the whole matmul.
+        let actp = SyncPtr(act.as_mut_ptr());
+        let quant = |t: usize| {
+            // SAFETY: token t owns act[t*arb..(t+1)*arb].
+            let dst = unsafe { actp.slice(t * arb, arb) };
+            alc_quant::quantize_act(w.dtype, &x[t * cols..(t + 1) * cols], dst).expect("executed type");
+        };
+        if n < PAR_MIN_TOKENS {
+            (0..n).for_each(quant);
+        } else {
+            self.pool.run(|tid, nth| split_range(n, nth, tid).for_each(quant));
+        }
+        let act: &[u8] = &act;
+        let outp = SyncPtr(out.as_mut_ptr());
+        self.pool.run(|tid, nth| {
+            // Split rows in whole tiles so that threads do not share cache lines of
+            // weights; the last thread takes the remainder.
+            let tiles = rows.div_ceil(ROW_TILE);
+            let tr = split_range(tiles, nth, tid);
+            let r_start = tr.start * ROW_TILE;
+            let r_end = (tr.end * ROW_TILE).min(rows);
+            let mut buf = [0f32; TOKEN_GROUP];
+            let mut r0 = r_start;
+            while r0 < r_end {
+                let r1 = (r0 + ROW_TILE).min(r_end);
+                let mut t = 0;
+                while t < n {
+                    let k = (n - t).min(TOKEN_GROUP);
+                    for r in r0..r1 {
+                        alc_quant::dot(w.dtype, cols, &w.data[r * rb..(r + 1) * rb], &act[t * arb..], arb, k, &mut buf[..k]);
+                        for (j, v) in buf[..k].iter().enumerate() {
+                            // SAFETY: row r belongs to this thread only.
+                            unsafe { outp.write((t + j) * rows + r, *v) };
+                        }
+                    }
+                    t += k;
+                }
+                r0 = r1;
+            }
+        });
+    }
+
+    fn rms_norm(&self, x: &mut [f32], w: &[f32], eps: f32) {
+        let d = w.len();
+        let n = x.len() / d;
+        if n < PAR_MIN_TOKENS {
+            x.chunks_exact_mut(d).for_each(|r| rms_norm_row(r, w, eps));
+            return;
+        }
+        let xp = SyncPtr(x.as_mut_ptr());
+        self.pool.run(|tid, nth| {
+            for t in split_range(n, nth, tid) {
+                // SAFETY: row t belongs to this thread.
+                rms_norm_row(unsafe { xp.slice(t * d, d) }, w, eps);
+            }
+        });
+    }
+
+    fn rope(
+        &self,
+        x: &mut [f32],
+        n_head: usize,
+        head_dim: usize,
+        rot_dim: usize,
+        pos0: usize,
+        freq_base: f32,
+        freq_scale: f32,
+        style: RopeStyle,
+    ) {
+        let row = n_head * head_dim;
+        let n = x.len() / row;
+        let xp = SyncPtr(x.as_mut_ptr());
+        let work = |range: std::ops::Range<usize>| {
+            let mut cs = [(0f32, 0f32); 256];
+            let cs = &mut cs[..rot_dim / 2];
+            for t in range {
+                rope_table(pos0 + t, rot_dim, freq_base, freq_scale, cs);
+                // SAFETY: row t belongs to this thread.
+                let r = unsafe { xp.slice(t * row, row) };
+                for head in r.chunks_exact_mut(head_dim) {
+                    rope_head(head, cs, style);
+                }
+            }
+        };
+        if n < PAR_MIN_TOKENS {
+            work(0..n);
+        } else {
+            self.pool.run(|tid, nth| work(split_range(n, nth, tid)));
+        }
+    }
+
+    fn attention(&self, q: &[f32], k: &[f16], v: &[f16], s: &AttnShape, out: &mut [f32]) {
+        let hd = s.head_dim;
+        let nth = self.pool.n_threads();
+        let per = s.ctx + 2 * hd;
+        let mut scratch = self.attn.lock().unwrap_or_else(|e| e.into_inner());
+        if scratch.len() < nth * per {
+            scratch.resize(nth * per, 0.0);
+        }
+        let sp = SyncPtr(scratch.as_mut_ptr());
+        let outp = SyncPtr(out.as_mut_ptr());
+        let tasks = s.n_tokens * s.n_head;
+        let simd = self.simd;
+        self.pool.run(|tid, nth| {
+            // SAFETY: each thread owns its scratch slice.
+            let mine = unsafe { sp.slice(tid * per, per) };
+            let (scores, rest) = mine.split_at_mut(s.ctx);
+            let (kbuf, acc) = rest.split_at_mut(hd);
+            // Interleave tasks so that causal rows of different lengths balance.
+            let mut i = tid;
+            while i < tasks {
+                let (t, h) = (i / s.n_head, i % s.n_head);
+                let base = (t * s.n_head + h) * hd;
+                let qh = &q[base..base + hd];
+                if simd {
+                    attend_one_fast(qh, k, v, s, t, h, scores, acc);
+                } else {
+                    crate::reference::attend_one(qh, k, v, s, t, h, scores, kbuf, acc);
+                }
+                // SAFETY: (t, h) output belongs to this task.
+                unsafe { outp.slice(base, hd) }.copy_from_slice(acc);
+                i += nth;
+            }
+        });
+    }
+
+    fn gated_act(&self, gate: &mut [f32], up: &[f32], gelu: bool) {
+        let n = gate.len();
+        if n < 8192 {
+            gated_act_slice(gate, up, gelu);
+            return;
+        }
+        let gp = SyncPtr(gate.as_mut_ptr());
+        self.pool.run(|tid, nth| {
+            let r = split_range(n, nth, tid);
+            // SAFETY: range r belongs to this thread.
+            let g = unsafe { gp.slice(r.start, r.len()) };
+            gated_act_slice(g, &up[r], gelu);
+        });
+    }
+}
+
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Attention for one query head with f16 dot products in SIMD.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn attend_one_fast(q: &[f32], k: &[f16], v: &[f16], s: &AttnShape, t: usize, h: usize, scores: &mut [f32], acc: &mut [f32]) {
+    let hd = s.head_dim;
+    let kvh = h / (s.n_head / s.n_kv_head);
+    let p = s.pos0 + t;
+    let j0 = first_visible(p, s.window);
+    let row = s.n_kv_head * hd;
+    let mut max = f32::NEG_INFINITY;
+    for j in j0..=p {
+        let off = j * row + kvh * hd;
+        let mut sc = simd::dot_f16(q, &k[off..off + hd]) * s.scale;
+        if let Some(cap) = s.softcap {
+            sc = cap * (sc / cap).tanh();
+        }
+        scores[j] = sc;
+        max = max.max(sc);
+    }
+    let mut sum = 0f32;
+    for sc in &mut scores[j0..=p] {
+        *sc = (*sc - max).exp();
+        sum += *sc;
+    }
+    let inv = 1.0 / sum;
+    acc.fill(0.0);
+    for j in j0..=p {
+        let off = j * row + kvh * hd;
+        simd::axpy_f16(acc, scores[j] * inv, &v[off..off + hd]);
+    }
+}
+
+/// f16 helpers; callers have checked AVX2+FMA+F16C (see `has_avx2`).
+mod simd {
+    use half::f16;
+
+    #[inline]
+    pub fn dot_f16(a: &[f32], b: &[f16]) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: only called when AVX2, FMA and F16C were detected.
+        unsafe {
+            x86::dot_f16(a, b)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        a.iter().zip(b).map(|(x, y)| x * y.to_f32()).sum()
+    }
+
+    #[inline]
+    pub fn axpy_f16(acc: &mut [f32], p: f32, v: &[f16]) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: only called when AVX2, FMA and F16C were detected.
+        unsafe {
+            x86::axpy_f16(acc, p, v)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        for (a, b) in acc.iter_mut().zip(v) {
+            *a += p * b.to_f32();
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    mod x86 {
+        use half::f16;
+        use std::arch::x86_64::*;
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub unsafe fn dot_f16(a: &[f32], b: &[f16]) -> f32 {
+            let n = a.len().min(b.len());
+            let mut s0 = _mm256_setzero_ps();
+            let mut s1 = _mm256_setzero_ps();
+            let mut i = 0;
+            unsafe {
+                while i + 16 <= n {
+                    let b0 = _mm256_cvtph_ps(_mm_loadu_si128(b.as_ptr().add(i) as *const __m128i));
+                    let b1 = _mm256_cvtph_ps(_mm_loadu_si128(b.as_ptr().add(i + 8) as *const __m128i));
+                    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a.as_ptr().add(i)), b0, s0);
+                    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a.as_ptr().add(i + 8)), b1, s1);
+                    i += 16;
+                }
+                while i + 8 <= n {
+                    let b0 = _mm256_cvtph_ps(_mm_loadu_si128(b.as_ptr().add(i) as *const __m128i));
+                    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a.as_ptr().add(i)), b0, s0);
+                    i += 8;
+                }
+                let s = _mm256_add_ps(s0, s1);
+                let hi = _mm256_extractf128_ps(s, 1);
+                let lo = _mm256_castps256_ps128(s);
+                let s4 = _mm_add_ps(hi, lo);
+                let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+                let s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));
+                let mut r = _mm_cvtss_f32(s1);
+                while i < n {
+                    r += a[i] * b[i].to_f32();
+                    i += 1;
+                }
+                r
+            }
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub unsafe fn axpy_f16(acc: &mut [f32], p: f32, v: &[f16]) {
+            let n = acc.len().min(v.len());
+            let pv = _mm256_set1_ps(p);
+            let mut i = 0;
+            unsafe {
+                while i + 8 <= n {
+                    let x = _mm256_cvtph_ps(_mm_loadu_si128(v.as_ptr().add(i) as *const __m128i));
+                    let a = _mm256_loadu_ps(acc.as_ptr().add(i));
+                    _mm256_storeu_ps(acc.as_mut_ptr().add(i), _mm256_fmadd_ps(pv, x, a));
+                    i += 8;
+                }
+            }
+            while i < n {
+                acc[i] += p * v[i].to_f32();
+                i += 1;
+            }
+        }
+    }
+}

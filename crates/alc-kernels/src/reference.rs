@@ -1,0 +1,199 @@
+//! Scalar, single-threaded definition of every op: the reference the conformance kit
+//! holds every other backend to. Row-level helpers here are also used by the CPU
+//! backend where the op is not worth a separate SIMD path.
+
+use crate::{gelu_tanh, silu, AttnShape, Backend, DType, RopeStyle, Weight};
+use half::f16;
+
+/// The scalar reference backend.
+#[derive(Debug, Default)]
+pub struct ReferenceBackend;
+
+impl Backend for ReferenceBackend {
+    fn name(&self) -> String {
+        "reference (scalar, 1 thread)".into()
+    }
+
+    fn supports(&self, dtype: DType) -> bool {
+        dtype.is_executed()
+    }
+
+    fn matmul(&self, w: &Weight<'_>, x: &[f32], n: usize, out: &mut [f32]) {
+        let rb = w.dtype.row_bytes(w.cols as u64).expect("validated shape") as usize;
+        let arb = alc_quant::act_row_bytes(w.dtype, w.cols).expect("executed type");
+        let mut act = vec![0u8; arb];
+        let mut o = [0f32; 1];
+        for t in 0..n {
+            alc_quant::reference::quantize_act(w.dtype, &x[t * w.cols..(t + 1) * w.cols], &mut act)
+                .expect("executed type");
+            for r in 0..w.rows {
+                alc_quant::reference::dot(w.dtype, w.cols, &w.data[r * rb..(r + 1) * rb], &act, arb, 1, &mut o);
+                out[t * w.rows + r] = o[0];
+            }
+        }
+    }
+
+    fn rms_norm(&self, x: &mut [f32], w: &[f32], eps: f32) {
+        for row in x.chunks_exact_mut(w.len()) {
+            rms_norm_row(row, w, eps);
+        }
+    }
+
+    fn rope(
+        &self,
+        x: &mut [f32],
+        n_head: usize,
+        head_dim: usize,
+        rot_dim: usize,
+        pos0: usize,
+        freq_base: f32,
+        freq_scale: f32,
+        style: RopeStyle,
+    ) {
+        let mut cs = vec![(0f32, 0f32); rot_dim / 2];
+        for (t, row) in x.chunks_exact_mut(n_head * head_dim).enumerate() {
+            rope_table(pos0 + t, rot_dim, freq_base, freq_scale, &mut cs);
+            for head in row.chunks_exact_mut(head_dim) {
+                rope_head(head, &cs, style);
+            }
+        }
+    }
+
+    fn attention(&self, q: &[f32], k: &[f16], v: &[f16], s: &AttnShape, out: &mut [f32]) {
+        let mut scores = vec![0f32; s.pos0 + s.n_tokens];
+        let mut kbuf = vec![0f32; s.head_dim];
+        let mut acc = vec![0f32; s.head_dim];
+        for t in 0..s.n_tokens {
+            for h in 0..s.n_head {
+                let base = (t * s.n_head + h) * s.head_dim;
+                attend_one(
+                    &q[base..base + s.head_dim],
+                    k,
+                    v,
+                    s,
+                    t,
+                    h,
+                    &mut scores,
+                    &mut kbuf,
+                    &mut acc,
+                );
+                out[base..base + s.head_dim].copy_from_slice(&acc);
+            }
+        }
+    }
+
+    fn gated_act(&self, gate: &mut [f32], up: &[f32], gelu: bool) {
+        gated_act_slice(gate, up, gelu);
+    }
+}
+
+pub(crate) fn gated_act_slice(gate: &mut [f32], up: &[f32], gelu: bool) {
+    if gelu {
+        for (g, u) in gate.iter_mut().zip(up) {
+            *g = gelu_tanh(*g) * u;
+        }
+    } else {
+        for (g, u) in gate.iter_mut().zip(up) {
+            *g = silu(*g) * u;
+        }
+    }
+}
+
+/// In-place RMS norm of one row, times `w`.
+pub(crate) fn rms_norm_row(row: &mut [f32], w: &[f32], eps: f32) {
+    let ss: f32 = row.iter().map(|v| v * v).sum();
+    let scale = 1.0 / (ss / row.len() as f32 + eps).sqrt();
+    for (v, g) in row.iter_mut().zip(w) {
+        *v = *v * scale * g;
+    }
+}
+
+/// cos/sin of `pos * freq_scale * base^(-2i/rot_dim)` for i < rot_dim/2.
+pub(crate) fn rope_table(pos: usize, rot_dim: usize, base: f32, freq_scale: f32, out: &mut [(f32, f32)]) {
+    let theta_scale = base.powf(-2.0 / rot_dim as f32);
+    let mut theta = pos as f32 * freq_scale;
+    for cs in out.iter_mut().take(rot_dim / 2) {
+        *cs = (theta.cos(), theta.sin());
+        theta *= theta_scale;
+    }
+}
+
+pub(crate) fn rope_head(head: &mut [f32], cs: &[(f32, f32)], style: RopeStyle) {
+    let half = cs.len();
+    match style {
+        RopeStyle::Normal => {
+            for (i, &(c, s)) in cs.iter().enumerate() {
+                let (a, b) = (head[2 * i], head[2 * i + 1]);
+                head[2 * i] = a * c - b * s;
+                head[2 * i + 1] = a * s + b * c;
+            }
+        }
+        RopeStyle::Neox => {
+            for (i, &(c, s)) in cs.iter().enumerate() {
+                let (a, b) = (head[i], head[i + half]);
+                head[i] = a * c - b * s;
+                head[i + half] = a * s + b * c;
+            }
+        }
+    }
+}
+
+/// First visible key position for query position `p`.
+#[inline]
+pub(crate) fn first_visible(p: usize, window: Option<usize>) -> usize {
+    match window {
+        Some(w) if w > 0 => (p + 1).saturating_sub(w),
+        _ => 0,
+    }
+}
+
+/// Attention of one query head; result left in `acc`.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub(crate) fn attend_one(
+    q: &[f32],
+    k: &[f16],
+    v: &[f16],
+    s: &AttnShape,
+    t: usize,
+    h: usize,
+    scores: &mut [f32],
+    kbuf: &mut [f32],
+    acc: &mut [f32],
+) {
+    let hd = s.head_dim;
+    let kvh = h / (s.n_head / s.n_kv_head);
+    let p = s.pos0 + t;
+    let j0 = first_visible(p, s.window);
+    let row = s.n_kv_head * hd;
+    let mut max = f32::NEG_INFINITY;
+    for j in j0..=p {
+        let off = j * row + kvh * hd;
+        half::slice::HalfFloatSliceExt::convert_to_f32_slice(&k[off..off + hd], kbuf);
+        let mut d = 0f32;
+        for (a, b) in q.iter().zip(kbuf.iter()) {
+            d += a * b;
+        }
+        let mut sc = d * s.scale;
+        if let Some(cap) = s.softcap {
+            sc = cap * (sc / cap).tanh();
+        }
+        scores[j] = sc;
+        max = max.max(sc);
+    }
+    let mut sum = 0f32;
+    for sc in &mut scores[j0..=p] {
+        *sc = (*sc - max).exp();
+        sum += *sc;
+    }
+    let inv = 1.0 / sum;
+    acc.fill(0.0);
+    for j in j0..=p {
+        let off = j * row + kvh * hd;
+        half::slice::HalfFloatSliceExt::convert_to_f32_slice(&v[off..off + hd], kbuf);
+        let pj = scores[j] * inv;
+        for (a, b) in acc.iter_mut().zip(kbuf.iter()) {
+            *a += pj * b;
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! The shared pre-norm decoder transformer and its per-session state.
+
+use crate::{arch_spec, supported_archs, tensor, ArchSpec, HParams, ModelError};
+use alc_core::DType;
+use alc_format::{GgufFile, TensorInfo};
+use alc_kernels::{AttnShape, Backend, Weight};
+use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
+use std::sync::Arc;
+
+/// Which logits a forward pass produces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logits {
+    /// None (prefill chunks before the last).
+    None,
+    /// Only for the last token of the chunk.
+    Last,
+    /// For every token of the chunk (teacher forcing, perplexity).
+    All,
+}
+
+struct Layer {
+    attn_norm: Vec<f32>,
+    wq: TensorInfo,
+    wk: TensorInfo,
+    wv: TensorInfo,
+    wo: TensorInfo,
+    bq: Option<Vec<f32>>,
+    bk: Option<Vec<f32>>,
+    bv: Option<Vec<f32>>,
+    q_norm: Option<Vec<f32>>,
+    k_norm: Option<Vec<f32>>,
+    post_attn_norm: Option<Vec<f32>>,
+    ffn_norm: Vec<f32>,
+    w_gate: TensorInfo,
+    w_up: TensorInfo,
+    w_down: TensorInfo,
+    post_ffn_norm: Option<Vec<f32>>,
+}
+
+/// A loaded model: hyperparameters, architecture spec and weights borrowed from the
+/// mapped file. Immutable and shareable across sessions.
+pub struct Model {
+    pub file: Arc<GgufFile>,
+    pub spec: ArchSpec,
+    pub hp: HParams,
+    tok_embd: TensorInfo,
+    output: TensorInfo,
+    output_norm: Vec<f32>,
+    layers: Vec<Layer>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model").field("arch", &self.hp.arch).field("layers", &self.layers.len()).finish()
+    }
+}
+
+fn to_f32(f: &GgufFile, t: &TensorInfo) -> Vec<f32> {
+    let mut out = vec![0f32; t.n_elements() as usize];
+    alc_quant::dequantize(t.dtype, f.tensor_data(t), &mut out).expect("executed type checked by tensor()");
+    out
+}
+
+impl Model {
+    pub fn from_gguf(f: Arc<GgufFile>) -> Result<Model, ModelError> {
+        let arch = f.req_str("general.architecture")?.to_string();
+        let spec = arch_spec(&arch).ok_or_else(|| ModelError::UnknownArch {
+            path: f.path().display().to_string(),
+            arch: arch.clone(),
+            supported: supported_archs(),
+        })?;
+        let mut hp = HParams::read(&f, &arch)?;
+        (spec.configure)(&f, &mut hp)?;
+        let (d, ff, hd) = (hp.n_embd as u64, hp.n_ff as u64, hp.head_dim as u64);
+        let (nq, nkv) = (hp.n_head as u64 * hd, hp.n_kv_head as u64 * hd);
+        let tok_embd = f
+            .tensor("token_embd.weight")
+            .cloned()
+            .ok_or_else(|| ModelError::MissingTensor {
+                path: f.path().display().to_string(),
+                tensor: "token_embd.weight".into(),
+                arch: arch.clone(),
+            })?;
+        if hp.n_vocab == 0 {
+            hp.n_vocab = tok_embd.dims.get(1).copied().unwrap_or(0) as usize;
+        }
+        let v = hp.n_vocab as u64;
+        let tok_embd = tensor(&f, "token_embd.weight", &arch, &[d, v])?.clone();
+        let output = match f.tensor("output.weight") {
+            Some(_) => tensor(&f, "output.weight", &arch, &[d, v])?.clone(),
+            None => tok_embd.clone(),
+        };
+        let output_norm = to_f32(&f, tensor(&f, "output_norm.weight", &arch, &[d])?);
+        let opt_vec = |name: String, n: u64| -> Result<Option<Vec<f32>>, ModelError> {
+            match f.tensor(&name) {
+                None => Ok(None),
+                Some(_) => Ok(Some(to_f32(&f, tensor(&f, &name, &arch, &[n])?))),
+            }
+        };
+        let mut layers = Vec::with_capacity(hp.n_layer);
+        for i in 0..hp.n_layer {
+            let name = |s: &str| format!("blk.{i}.{s}");
+            let t = |s: &str, dims: &[u64]| tensor(&f, &name(s), &arch, dims).cloned();
+            let need = |s: &str, n: u64| -> Result<Vec<f32>, ModelError> {
+                Ok(to_f32(&f, tensor(&f, &name(s), &arch, &[n])?))
+            };
+            let qk_norm = |s: &str| -> Result<Option<Vec<f32>>, ModelError> {
+                if spec.qk_norm {
+                    Ok(Some(need(s, hd)?))
+                } else {
+                    Ok(None)
+                }
+            };
+            let post = |s: &str| -> Result<Option<Vec<f32>>, ModelError> {
+                if spec.post_norms {
+                    Ok(Some(need(s, d)?))
+                } else {
+                    Ok(None)
+                }
+            };
+            layers.push(Layer {
+                attn_norm: need("attn_norm.weight", d)?,
+                wq: t("attn_q.weight", &[d, nq])?,
+                wk: t("attn_k.weight", &[d, nkv])?,
+                wv: t("attn_v.weight", &[d, nkv])?,
+                wo: t("attn_output.weight", &[nq, d])?,
+                bq: opt_vec(name("attn_q.bias"), nq)?,
+                bk: opt_vec(name("attn_k.bias"), nkv)?,
+                bv: opt_vec(name("attn_v.bias"), nkv)?,
+                q_norm: qk_norm("attn_q_norm.weight")?,
+                k_norm: qk_norm("attn_k_norm.weight")?,
+                post_attn_norm: post("post_attention_norm.weight")?,
+                ffn_norm: need("ffn_norm.weight", d)?,
+                w_gate: t("ffn_gate.weight", &[d, ff])?,
+                w_up: t("ffn_up.weight", &[d, ff])?,
+                w_down: t("ffn_down.weight", &[ff, d])?,
+                post_ffn_norm: post("post_ffw_norm.weight")?,
+            });
+        }
+        Ok(Model { file: f, spec, hp, tok_embd, output, output_norm, layers })
+    }
+
+    fn weight(&self, t: &TensorInfo) -> Weight<'_> {
+        let (rows, cols) = t.rows_cols();
+        Weight { dtype: t.dtype, rows: rows as usize, cols: cols as usize, data: self.file.tensor_data(t) }
+    }
+
+    /// Weight types this model needs executed (for backend capability checks).
+    pub fn weight_types(&self) -> Vec<DType> {
+        let mut v: Vec<DType> = self.file.tensors().iter().map(|t| t.dtype).collect();
+        v.sort_by_key(|t| t.id());
+        v.dedup();
+        v
+    }
+
+    /// Weight bytes read to generate one token (every matrix once, plus one
+    /// embedding row): the numerator of model-bandwidth utilisation.
+    pub fn bytes_per_token(&self) -> u64 {
+        let mut b = self.output.bytes + self.tok_embd.bytes / self.hp.n_vocab.max(1) as u64;
+        for l in &self.layers {
+            b += [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down].iter().map(|t| t.bytes).sum::<u64>();
+        }
+        b
+    }
+
+    /// Allocate per-session state: KV cache for `ctx` tokens and scratch for up to
+    /// `ubatch` tokens per forward call.
+    pub fn new_state(&self, ctx: usize, ubatch: usize) -> Result<State, ModelError> {
+        if ctx == 0 {
+            return Err(ModelError::BadContext { ctx, why: "must be at least 1".into() });
+        }
+        let hp = &self.hp;
+        let kv_row = hp.n_kv_head * hp.head_dim;
+        let ub = ubatch.clamp(1, ctx);
+        let kv_elems = ctx.checked_mul(kv_row).ok_or_else(|| ModelError::BadContext {
+            ctx,
+            why: "KV cache size overflows".into(),
+        })?;
+        let z = |n: usize| vec![0f32; n];
+        Ok(State {
+            ctx,
+            ubatch: ub,
+            pos: 0,
+            // u16 zeros come from calloc: pages are touched only when used.
+            k: (0..hp.n_layer).map(|_| vec![0u16; kv_elems]).collect(),
+            v: (0..hp.n_layer).map(|_| vec![0u16; kv_elems]).collect(),
+            x: z(ub * hp.n_embd),
+            xb: z(ub * hp.n_embd),
+            q: z(ub * hp.n_head * hp.head_dim),
+            kx: z(ub * kv_row),
+            vx: z(ub * kv_row),
+            att: z(ub * hp.n_head * hp.head_dim),
+            gate: z(ub * hp.n_ff),
+            up: z(ub * hp.n_ff),
+            logits: Vec::new(),
+        })
+    }
+
+    /// Run `tokens` (at most `state.ubatch`) at positions `state.pos..`, append their
+    /// keys and values to the cache, and return the requested logits
+    /// (`[rows][n_vocab]`).
+    pub fn forward<'s>(
+        &self,
+        be: &dyn Backend,
+        st: &'s mut State,
+        tokens: &[u32],
+        want: Logits,
+    ) -> Result<&'s [f32], ModelError> {
+        let hp = &self.hp;
+        let n = tokens.len();
+        if n == 0 {
+            st.logits.clear();
+            return Ok(&st.logits);
+        }
+        if n > st.ubatch {
+            return Err(ModelError::BadContext {
+                ctx: st.ctx,
+                why: format!("{n} tokens in one forward call exceed the micro-batch of {}", st.ubatch),
+            });
+        }
+        let pos0 = st.pos;
+        if pos0 + n > st.ctx {
+            return Err(ModelError::ContextFull { pos: pos0, n, ctx: st.ctx });
+        }
+        let (d, hd) = (hp.n_embd, hp.head_dim);
+        let (nq, nkv) = (hp.n_head * hd, hp.n_kv_head * hd);
+        let eps = hp.norm_eps;
+
+        // Token embeddings.
+        let emb = self.weight(&self.tok_embd);
+        let erb = emb.dtype.row_bytes(d as u64).expect("validated") as usize;
+        for (t, &id) in tokens.iter().enumerate() {
+            if id as usize >= hp.n_vocab {
+                return Err(ModelError::BadToken { id, vocab: hp.n_vocab });
+            }
+            let row = &emb.data[id as usize * erb..(id as usize + 1) * erb];
+            alc_quant::dequantize(emb.dtype, row, &mut st.x[t * d..(t + 1) * d]).expect("executed type");
+        }
+        if self.spec.embed_scale {
+            let s = (d as f32).sqrt();
+            st.x[..n * d].iter_mut().for_each(|v| *v *= s);
+        }
+
+        for (il, l) in self.layers.iter().enumerate() {
+            // Attention block.
+            let xb = &mut st.xb[..n * d];
+            xb.copy_from_slice(&st.x[..n * d]);
+            be.rms_norm(xb, &l.attn_norm, eps);
+            let q = &mut st.q[..n * nq];
+            let kx = &mut st.kx[..n * nkv];
+            let vx = &mut st.vx[..n * nkv];
+            be.matmul(&self.weight(&l.wq), xb, n, q);
+            be.matmul(&self.weight(&l.wk), xb, n, kx);
+            be.matmul(&self.weight(&l.wv), xb, n, vx);
+            add_bias(q, l.bq.as_deref());
+            add_bias(kx, l.bk.as_deref());
+            add_bias(vx, l.bv.as_deref());
+            if let (Some(qn), Some(kn)) = (&l.q_norm, &l.k_norm) {
+                be.rms_norm(q, qn, eps);
+                be.rms_norm(kx, kn, eps);
+            }
+            let swa = hp.swa_layers[il];
+            let (base, fscale) = if swa { (hp.rope_base_swa, 1.0) } else { (hp.rope_base, hp.rope_freq_scale) };
+            be.rope(q, hp.n_head, hd, hp.rot_dim, pos0, base, fscale, self.spec.rope_style);
+            be.rope(kx, hp.n_kv_head, hd, hp.rot_dim, pos0, base, fscale, self.spec.rope_style);
+            let kc: &mut [half::f16] = st.k[il][pos0 * nkv..(pos0 + n) * nkv].reinterpret_cast_mut();
+            kc.convert_from_f32_slice(kx);
+            let vc: &mut [half::f16] = st.v[il][pos0 * nkv..(pos0 + n) * nkv].reinterpret_cast_mut();
+            vc.convert_from_f32_slice(vx);
+            let shape = AttnShape {
+                n_tokens: n,
+                pos0,
+                n_head: hp.n_head,
+                n_kv_head: hp.n_kv_head,
+                head_dim: hd,
+                ctx: st.ctx,
+                scale: hp.attn_scale,
+                window: if swa { hp.swa_window } else { None },
+                softcap: hp.attn_softcap,
+            };
+            let att = &mut st.att[..n * nq];
+            be.attention(q, st.k[il].reinterpret_cast(), st.v[il].reinterpret_cast(), &shape, att);
+            let xb = &mut st.xb[..n * d];
+            be.matmul(&self.weight(&l.wo), att, n, xb);
+            if let Some(pn) = &l.post_attn_norm {
+                be.rms_norm(xb, pn, eps);
+            }
+            add_into(&mut st.x[..n * d], xb);
+
+            // Feed-forward block.
+            let xb = &mut st.xb[..n * d];
+            xb.copy_from_slice(&st.x[..n * d]);
+            be.rms_norm(xb, &l.ffn_norm, eps);
+            let gate = &mut st.gate[..n * hp.n_ff];
+            let up = &mut st.up[..n * hp.n_ff];
+            be.matmul(&self.weight(&l.w_gate), xb, n, gate);
+            be.matmul(&self.weight(&l.w_up), xb, n, up);
+            be.gated_act(gate, up, self.spec.gelu);
+            be.matmul(&self.weight(&l.w_down), gate, n, xb);
+            if let Some(pn) = &l.post_ffn_norm {
+                be.rms_norm(xb, pn, eps);
+            }
+            add_into(&mut st.x[..n * d], xb);
+        }
+        st.pos += n;
+
+        let rows = match want {
+            Logits::None => {
+                st.logits.clear();
+                return Ok(&st.logits);
+            }
+            Logits::Last => (n - 1)..n,
+            Logits::All => 0..n,
+        };
+        let m = rows.len();
+        let xs = &mut st.x[rows.start * d..rows.end * d];
+        be.rms_norm(xs, &self.output_norm, eps);
+        st.logits.resize(m * hp.n_vocab, 0.0);
+        be.matmul(&self.weight(&self.output), xs, m, &mut st.logits);
+        if let Some(cap) = hp.final_softcap {
+            st.logits.iter_mut().for_each(|v| *v = cap * (*v / cap).tanh());
+        }
+        Ok(&st.logits)
+    }
+}
+
+fn add_bias(x: &mut [f32], b: Option<&[f32]>) {
+    if let Some(b) = b {
+        for row in x.chunks_exact_mut(b.len()) {
+            row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+        }
+    }
+}
+
+fn add_into(x: &mut [f32], y: &[f32]) {
+    x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
+}
+
+/// Per-session state: the KV cache and scratch activations.
+pub struct State {
+    pub ctx: usize,
+    pub ubatch: usize,
+    /// Tokens held in the cache.
+    pub pos: usize,
+    /// Per layer `[ctx][n_kv_head][head_dim]` f16 bits.
+    k: Vec<Vec<u16>>,
+    v: Vec<Vec<u16>>,
+    x: Vec<f32>,
+    xb: Vec<f32>,
+    q: Vec<f32>,
+    kx: Vec<f32>,
+    vx: Vec<f32>,
+    att: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    logits: Vec<f32>,
+}
+
+impl State {
+    /// Forget cached tokens from `pos` on (keeps a shared prefix).
+    pub fn truncate(&mut self, pos: usize) {
+        self.pos = self.pos.min(pos);
+    }
+}
