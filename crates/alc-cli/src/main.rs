@@ -1,1 +1,381 @@
-fn main() {}
+//! `alc`: the command-line front end. The only crate that uses anyhow; every error
+//! reaches the user as one line on stderr with a non-zero exit code.
+
+mod inspect;
+
+use alc_engine::{
+    BenchSpec, Deadlines, Engine, EngineConfig, Event, GenRequest, GenStats, Prompt, SamplingParams,
+};
+use alc_tokenizer::ChatMessage;
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::io::{BufRead, IsTerminal, Read, Write};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "alc", version, about = "Run, chat with, benchmark and inspect GGUF language models on CPU")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Generate from a prompt (raw text, as llama.cpp's completion tool; --chat applies
+    /// the model's chat template). Reads the prompt from stdin when -p is absent.
+    Run(RunArgs),
+    /// Interactive multi-turn chat with the model's chat template.
+    Chat(ChatArgs),
+    /// Prompt-processing and generation throughput (llama-bench style).
+    Bench(BenchArgs),
+    /// Architecture, hyperparameters, tensors, tokenizer and memory plan of a model.
+    Inspect(InspectArgs),
+}
+
+#[derive(Args, Clone)]
+struct EngineArgs {
+    /// Model file (GGUF).
+    model: PathBuf,
+    /// Compute threads (default: all cores).
+    #[arg(short = 't', long)]
+    threads: Option<usize>,
+    /// Context length in tokens (default: the model's, capped by a 1 GiB KV budget).
+    #[arg(long)]
+    ctx: Option<usize>,
+    /// Fixed prefill chunk size (default: ar32 / ar128 / ar512 by prompt length).
+    #[arg(long)]
+    ubatch: Option<usize>,
+    /// Multiply every stage deadline (load, tokenize, prefill chunk, decode step).
+    #[arg(long, default_value_t = 1.0)]
+    deadline_scale: f64,
+}
+
+impl EngineArgs {
+    fn open(&self) -> Result<Engine> {
+        if !(self.deadline_scale > 0.0 && self.deadline_scale.is_finite()) {
+            bail!("--deadline-scale {} must be a positive number", self.deadline_scale);
+        }
+        if let Some(0) = self.threads {
+            bail!("--threads must be at least 1");
+        }
+        let d = Deadlines::default();
+        let s = |x: std::time::Duration| x.mul_f64(self.deadline_scale);
+        let cfg = EngineConfig {
+            threads: self.threads.unwrap_or_else(alc_engine::default_threads),
+            ctx: self.ctx,
+            ubatch: self.ubatch,
+            deadlines: Deadlines {
+                load: s(d.load),
+                tokenize: s(d.tokenize),
+                prefill_chunk: s(d.prefill_chunk),
+                decode_step: s(d.decode_step),
+                sample: s(d.sample),
+                bench: s(d.bench),
+            },
+            ..EngineConfig::default()
+        };
+        Engine::open(&self.model, cfg).with_context(|| format!("cannot load {}", self.model.display()))
+    }
+}
+
+#[derive(Args, Clone)]
+struct SamplingArgs {
+    /// Temperature; 0 = greedy (deterministic).
+    #[arg(long, default_value_t = 0.8)]
+    temp: f32,
+    #[arg(long, default_value_t = 40)]
+    top_k: usize,
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    #[arg(long, default_value_t = 0.05)]
+    min_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    repeat_penalty: f32,
+    #[arg(long, default_value_t = 64)]
+    repeat_last_n: usize,
+    /// RNG seed (default: random).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Maximum tokens to generate.
+    #[arg(short = 'n', long, default_value_t = 512)]
+    max_tokens: usize,
+    /// Stop when this text is generated (repeatable).
+    #[arg(long)]
+    stop: Vec<String>,
+}
+
+impl SamplingArgs {
+    fn params(&self) -> SamplingParams {
+        let seed = self.seed.unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+        });
+        SamplingParams {
+            temperature: self.temp,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            repeat_last_n: self.repeat_last_n,
+            seed,
+        }
+    }
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    engine: EngineArgs,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    /// Prompt text (default: read stdin).
+    #[arg(short = 'p', long)]
+    prompt: Option<String>,
+    /// Treat the prompt as a user message and apply the chat template.
+    #[arg(long)]
+    chat: bool,
+    /// System prompt (with --chat).
+    #[arg(long)]
+    system: Option<String>,
+    /// Print timings (prefill, decode, chunks) to stderr.
+    #[arg(long)]
+    timings: bool,
+}
+
+#[derive(Args)]
+struct ChatArgs {
+    #[command(flatten)]
+    engine: EngineArgs,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    /// System prompt.
+    #[arg(long)]
+    system: Option<String>,
+    #[arg(long)]
+    timings: bool,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// Prompt lengths, comma-separated.
+    #[arg(short = 'p', long = "n-prompt", value_delimiter = ',', default_value = "128,512")]
+    n_prompt: Vec<usize>,
+    /// Tokens to generate in the generation test (0 skips it).
+    #[arg(short = 'n', long = "n-gen", default_value_t = 64)]
+    n_gen: usize,
+    /// Repetitions per test (after one warm-up).
+    #[arg(short = 'r', long, default_value_t = 5)]
+    reps: usize,
+    /// Print the report as JSON (schema in docs/FORMAT.md).
+    #[arg(long)]
+    json: bool,
+    /// Skip the memory-bandwidth probe (no MBU).
+    #[arg(long)]
+    no_bandwidth: bool,
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    /// Model file (GGUF).
+    model: PathBuf,
+    /// Context length for the memory plan (default: the model's).
+    #[arg(long)]
+    ctx: Option<usize>,
+    /// Print JSON (schema `alc.inspect/1`, docs/FORMAT.md).
+    #[arg(long)]
+    json: bool,
+    /// Also list every tensor in text mode.
+    #[arg(long)]
+    tensors: bool,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Run(a) => run(a),
+        Cmd::Chat(a) => chat(a),
+        Cmd::Bench(a) => bench(a),
+        Cmd::Inspect(a) => inspect::inspect(&a.model, a.ctx, a.json, a.tensors),
+    };
+    if let Err(e) = r {
+        // One line: the chain of causes joined.
+        let msg = e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ");
+        eprintln!("error: {msg}");
+        std::process::exit(1);
+    }
+}
+
+fn read_stdin_prompt() -> Result<String> {
+    let mut buf = Vec::new();
+    std::io::stdin().read_to_end(&mut buf).context("reading the prompt from stdin")?;
+    String::from_utf8(buf).map_err(|e| {
+        anyhow::anyhow!(
+            "stdin is not valid UTF-8 (bad byte at offset {}); convert the prompt to UTF-8",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
+/// Stream a generation to stdout; returns the generated text and stats.
+fn stream(gen: alc_engine::Generation) -> Result<(String, GenStats)> {
+    let mut out = std::io::stdout().lock();
+    let mut text = String::new();
+    for ev in gen {
+        match ev? {
+            Event::Token { text: t, .. } => {
+                out.write_all(t.as_bytes())?;
+                out.flush()?;
+                text.push_str(&t);
+            }
+            Event::Done(stats) => return Ok((text, stats)),
+        }
+    }
+    bail!("generation ended without a result")
+}
+
+fn print_timings(s: &GenStats) {
+    let pf = s.prefill.as_secs_f64();
+    let dc = s.decode.as_secs_f64();
+    let evaluated = s.prompt_tokens - s.cached_tokens;
+    eprintln!(
+        "\n[prompt {} tokens ({} cached), prefill {:.1} ms ({:.1} tok/s, chunks {:?}), ttft {:.1} ms, generated {} tokens in {:.1} ms ({:.1} tok/s), stop: {:?}]",
+        s.prompt_tokens,
+        s.cached_tokens,
+        pf * 1e3,
+        evaluated as f64 / pf.max(1e-9),
+        s.chunks,
+        s.ttft.as_secs_f64() * 1e3,
+        s.generated,
+        dc * 1e3,
+        s.generated as f64 / dc.max(1e-9),
+        s.stop
+    );
+}
+
+fn run(a: RunArgs) -> Result<()> {
+    let prompt = match a.prompt {
+        Some(p) => p,
+        None => read_stdin_prompt()?,
+    };
+    if prompt.is_empty() {
+        bail!("the prompt is empty; pass some text with -p or on stdin");
+    }
+    let engine = a.engine.open()?;
+    let prompt = if a.chat {
+        let mut m = Vec::new();
+        if let Some(s) = a.system {
+            m.push(ChatMessage::new("system", s));
+        }
+        m.push(ChatMessage::new("user", prompt));
+        Prompt::Chat(m)
+    } else {
+        Prompt::Text { text: prompt, add_special: true, parse_special: false }
+    };
+    let session = engine.session()?;
+    let gen = session.generate(GenRequest {
+        prompt,
+        sampling: a.sampling.params(),
+        max_tokens: a.sampling.max_tokens,
+        stop: a.sampling.stop.clone(),
+    })?;
+    let (_, stats) = stream(gen)?;
+    println!();
+    if a.timings {
+        eprintln!("[load {:.1} ms, backend {}]", engine.info().load_time.as_secs_f64() * 1e3, engine.info().backend);
+        print_timings(&stats);
+    }
+    Ok(())
+}
+
+fn chat(a: ChatArgs) -> Result<()> {
+    let engine = a.engine.open()?;
+    if engine.info().chat_template.is_none() {
+        bail!("{} has no chat template (tokenizer.chat_template); use `alc run` with a raw prompt", a.engine.model.display());
+    }
+    let tty = std::io::stdin().is_terminal();
+    if tty {
+        eprintln!("alc chat — {} ({}); /reset clears the conversation, /exit or Ctrl-D quits", a.engine.model.display(), engine.info().hp.arch);
+    }
+    let session = engine.session()?;
+    let mut messages = Vec::new();
+    if let Some(s) = &a.system {
+        messages.push(ChatMessage::new("system", s.clone()));
+    }
+    let base = messages.len();
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().split(b'\n');
+    loop {
+        if tty {
+            eprint!("> ");
+        }
+        let Some(line) = lines.next() else { break };
+        let line = String::from_utf8(line?).map_err(|_| anyhow::anyhow!("input line is not valid UTF-8"))?;
+        let line = line.trim_end_matches('\r');
+        match line.trim() {
+            "" => continue,
+            "/exit" | "/quit" => break,
+            "/reset" => {
+                messages.truncate(base);
+                continue;
+            }
+            _ => {}
+        }
+        messages.push(ChatMessage::new("user", line));
+        let gen = session.generate(GenRequest {
+            prompt: Prompt::Chat(messages.clone()),
+            sampling: a.sampling.params(),
+            max_tokens: a.sampling.max_tokens,
+            stop: a.sampling.stop.clone(),
+        })?;
+        let (reply, stats) = stream(gen)?;
+        println!();
+        if a.timings {
+            print_timings(&stats);
+        }
+        messages.push(ChatMessage::new("assistant", reply));
+    }
+    Ok(())
+}
+
+fn bench(a: BenchArgs) -> Result<()> {
+    if a.reps == 0 {
+        bail!("--reps must be at least 1");
+    }
+    let need = a.n_prompt.iter().copied().max().unwrap_or(0).max(a.n_gen) + 1;
+    let mut ea = a.engine.clone();
+    ea.ctx = Some(ea.ctx.unwrap_or(need.max(512)));
+    let engine = ea.open()?;
+    let report = engine.bench(BenchSpec {
+        prompt_lens: a.n_prompt.clone(),
+        gen_len: a.n_gen,
+        reps: a.reps,
+        bandwidth_probe_bytes: if a.no_bandwidth { 0 } else { 256 << 20 },
+    })?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!("model     {} ({})", report.model, report.arch);
+    println!("backend   {}", report.backend);
+    println!("load      {:.1} ms   peak RSS {:.1} MiB", report.load_ms, report.peak_rss_bytes as f64 / (1 << 20) as f64);
+    if let Some(bw) = report.mem_read_gbs {
+        println!("memory    {:.1} GB/s read (measured), {:.1} MB weights per token", bw, report.bytes_per_token as f64 / 1e6);
+    }
+    println!("{:<8} {:>12} {:>20} {:>10} {:>6}", "test", "tok/s (med)", "min .. max", "ttft ms", "MBU");
+    for t in &report.tests {
+        println!(
+            "{:<8} {:>12.1} {:>20} {:>10} {:>6}",
+            t.name,
+            t.tok_s_median,
+            format!("{:.1} .. {:.1}", t.tok_s_min, t.tok_s_max),
+            t.ttft_ms_median.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into()),
+            t.mbu.map(|v| format!("{:.0}%", v * 100.0)).unwrap_or_else(|| "-".into())
+        );
+    }
+    Ok(())
+}

@@ -459,9 +459,10 @@ impl RunLoop {
             }
         }
         let max_ubatch = cfg.ubatch.unwrap_or(*PREFILL_VARIANTS.last().expect("non-empty")).min(ctx);
-        let template = match file.get_str("tokenizer.chat_template").map_err(ModelError::from)? {
-            Some(src) => Some(ChatTemplate::new(src, &tok)?),
-            None => None,
+        let template = match tok.chat_template() {
+            Ok(t) => Some(t),
+            Err(TokenizerError::NoChatTemplate) => None,
+            Err(e) => return Err(e.into()),
         };
         let info = ModelInfo {
             path: path.to_path_buf(),
@@ -470,7 +471,7 @@ impl RunLoop {
             backend: backend.name(),
             ctx,
             max_ubatch,
-            chat_template: file.get_str("tokenizer.chat_template").ok().flatten().map(str::to_string),
+            chat_template: tok.chat_template_source().map(str::to_string),
             load_time: Duration::ZERO,
             bytes_per_token: model.bytes_per_token(),
             vocab_size: tok.vocab_size(),

@@ -32,15 +32,17 @@ pub use alc_core::DType;
 use std::sync::OnceLock;
 
 /// Weight types that [`quantize`] and [`dot`] accept.
-pub const WEIGHT_TYPES: [DType; 9] = alc_core::EXECUTED_TYPES;
+pub const WEIGHT_TYPES: [DType; alc_core::EXECUTED_TYPES.len()] = alc_core::EXECUTED_TYPES;
 
 /// Types that [`dequantize`] accepts.
-pub const DEQUANT_TYPES: [DType; 11] = [
+pub const DEQUANT_TYPES: [DType; 13] = [
     DType::F32,
     DType::F16,
     DType::BF16,
     DType::Q4_0,
     DType::Q4_1,
+    DType::Q5_0,
+    DType::Q5_1,
     DType::Q8_0,
     DType::Q8_1,
     DType::Q4_K,
@@ -96,11 +98,12 @@ impl QuantError {
 }
 
 /// Activation format that a weight type's dot product consumes:
-/// Q4_0, Q8_0 → Q8_0; Q4_1 → Q8_1; Q4_K, Q5_K, Q6_K → Q8_K; F32, F16, BF16 → F32.
+/// Q4_0, Q5_0, Q8_0 → Q8_0; Q4_1, Q5_1 → Q8_1; Q4_K, Q5_K, Q6_K → Q8_K;
+/// F32, F16, BF16 → F32.
 pub fn act_type(w: DType) -> Result<DType, QuantError> {
     Ok(match w {
-        DType::Q4_0 | DType::Q8_0 => DType::Q8_0,
-        DType::Q4_1 => DType::Q8_1,
+        DType::Q4_0 | DType::Q5_0 | DType::Q8_0 => DType::Q8_0,
+        DType::Q4_1 | DType::Q5_1 => DType::Q8_1,
         DType::Q4_K | DType::Q5_K | DType::Q6_K => DType::Q8_K,
         DType::F32 | DType::F16 | DType::BF16 => DType::F32,
         other => return Err(QuantError::unsupported(other, "act_type")),
@@ -221,6 +224,8 @@ pub fn dot(
         DType::F16 | DType::BF16 => (n, 2, 4),
         DType::Q4_0 => (nb, 18, 34),
         DType::Q4_1 => (nb, 20, 36),
+        DType::Q5_0 => (nb, 22, 34),
+        DType::Q5_1 => (nb, 24, 36),
         DType::Q8_0 => (nb, 34, 34),
         DType::Q4_K => (nb, 144, 292),
         DType::Q5_K => (nb, 176, 292),
@@ -265,14 +270,15 @@ pub fn dot(
 }
 
 /// Dequantize n = out.len() elements of type `ty` from `src` (F32, F16, BF16, Q4_0,
-/// Q4_1, Q8_0, Q8_1, Q4_K, Q5_K, Q6_K, Q8_K). Errors on unsupported types.
+/// Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q4_K, Q5_K, Q6_K, Q8_K). Errors on unsupported types.
 pub fn dequantize(ty: DType, src: &[u8], out: &mut [f32]) -> Result<(), QuantError> {
     reference::dequantize(ty, src, out)
 }
 
-/// Quantize f32 data into a weight type (Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K, F16,
-/// BF16, F32). Q4_0/Q4_1/Q8_0/F16/BF16 follow ggml's reference quantizers exactly;
-/// the K-quants use our own simpler search (see [`reference`](mod@reference)).
+/// Quantize f32 data into a weight type (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K,
+/// Q6_K, F16, BF16, F32). Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/F16/BF16 follow ggml's reference
+/// quantizers exactly; the K-quants use our own simpler search (see
+/// [`reference`](mod@reference)).
 pub fn quantize(ty: DType, x: &[f32], out: &mut [u8]) -> Result<(), QuantError> {
     if !WEIGHT_TYPES.contains(&ty) {
         return Err(QuantError::unsupported(ty, "quantize"));
