@@ -215,10 +215,9 @@ impl Engine {
                 let started = Instant::now();
                 match RunLoop::load(&p2, &cfg2, t2.clone()) {
                     Ok(mut rl) => {
-                        let mut info = rl.info.clone();
-                        info.load_time = started.elapsed();
+                        rl.info.load_time = started.elapsed();
                         t2.enter(Stage::Idle, 0);
-                        if ready_tx.send(Ok(info)).is_ok() {
+                        if ready_tx.send(Ok(rl.info.clone())).is_ok() {
                             rl.serve(rx);
                         }
                     }

@@ -21,6 +21,8 @@ pub struct CpuBackend {
     act: Mutex<Vec<u8>>,
     /// Per-thread attention scratch: scores (ctx) + key buffer + accumulator.
     attn: Mutex<Vec<f32>>,
+    /// Per-thread f16 scratch: rounded query + f16 value accumulator.
+    attn16: Mutex<Vec<f16>>,
     simd: bool,
 }
 
@@ -37,6 +39,7 @@ impl CpuBackend {
             pool: ThreadPool::new(n_threads),
             act: Mutex::new(Vec::new()),
             attn: Mutex::new(Vec::new()),
+            attn16: Mutex::new(Vec::new()),
             simd,
         };
         tracing::debug!(
@@ -169,8 +172,13 @@ impl Backend for CpuBackend {
     fn attention(&self, q: &[f32], k: &[f16], v: &[f16], s: &AttnShape, out: &mut [f32]) {
         let hd = s.head_dim;
         let nth = self.pool.n_threads();
-        let per = s.ctx + 2 * hd;
+        let per = s.ctx + 3 * hd;
         let mut scratch = self.attn.lock().unwrap_or_else(|e| e.into_inner());
+        let mut scratch16 = self.attn16.lock().unwrap_or_else(|e| e.into_inner());
+        if scratch16.len() < nth * 2 * hd {
+            scratch16.resize(nth * 2 * hd, f16::ZERO);
+        }
+        let sp16 = SyncPtr(scratch16.as_mut_ptr());
         if scratch.len() < nth * per {
             scratch.resize(nth * per, 0.0);
         }
@@ -182,7 +190,10 @@ impl Backend for CpuBackend {
             // SAFETY: each thread owns its scratch slice.
             let mine = unsafe { sp.slice(tid * per, per) };
             let (scores, rest) = mine.split_at_mut(s.ctx);
-            let (kbuf, acc) = rest.split_at_mut(hd);
+            let (kbuf, rest) = rest.split_at_mut(hd);
+            let acc = &mut rest[..hd];
+            // SAFETY: each thread owns its f16 scratch slice.
+            let (q16, acc16) = unsafe { sp16.slice(tid * 2 * hd, 2 * hd) }.split_at_mut(hd);
             // Interleave tasks so that causal rows of different lengths balance.
             let mut i = tid;
             while i < tasks {
@@ -190,7 +201,7 @@ impl Backend for CpuBackend {
                 let base = (t * s.n_head + h) * hd;
                 let qh = &q[base..base + hd];
                 if simd {
-                    attend_one_fast(qh, k, v, s, t, h, scores, acc);
+                    attend_one_fast(qh, k, v, s, t, h, q16, acc16, acc);
                 } else {
                     crate::reference::attend_one(qh, k, v, s, t, h, scores, kbuf, acc);
                 }
@@ -228,63 +239,94 @@ fn has_avx2() -> bool {
     }
 }
 
-/// Attention for one query head with f16 dot products in SIMD.
+/// Attention for one query head with llama.cpp's CPU flash-attention arithmetic, so
+/// that answers match llama.cpp: q rounded to f16, q·k in f32 over f16 inputs, online
+/// softmax, and the value accumulator kept in f16 (rounded after every scale and
+/// multiply-add). `acc` receives the f32 result; `acc16` and `q16` are scratch.
 #[allow(clippy::too_many_arguments)]
 #[inline]
-fn attend_one_fast(q: &[f32], k: &[f16], v: &[f16], s: &AttnShape, t: usize, h: usize, scores: &mut [f32], acc: &mut [f32]) {
+fn attend_one_fast(
+    q: &[f32],
+    k: &[f16],
+    v: &[f16],
+    s: &AttnShape,
+    t: usize,
+    h: usize,
+    q16: &mut [f16],
+    acc16: &mut [f16],
+    acc: &mut [f32],
+) {
     let hd = s.head_dim;
     let kvh = h / (s.n_head / s.n_kv_head);
     let p = s.pos0 + t;
     let j0 = first_visible(p, s.window);
     let row = s.n_kv_head * hd;
-    let mut max = f32::NEG_INFINITY;
+    half::slice::HalfFloatSliceExt::convert_from_f32_slice(q16, q);
+    acc16.fill(f16::ZERO);
+    let (mut m, mut sum) = (f32::NEG_INFINITY, 0f32);
     for j in j0..=p {
         let off = j * row + kvh * hd;
-        let mut sc = simd::dot_f16(q, &k[off..off + hd]) * s.scale;
+        let mut sc = simd::dot_f16_f16(q16, &k[off..off + hd]) * s.scale;
         if let Some(cap) = s.softcap {
             sc = cap * (sc / cap).tanh();
         }
-        scores[j] = sc;
-        max = max.max(sc);
+        let (mut ms, mut vs) = (1f32, 1f32);
+        if sc > m {
+            ms = (m - sc).exp();
+            m = sc;
+            simd::scale_f16(acc16, ms);
+        } else {
+            vs = (sc - m).exp();
+        }
+        simd::mad_f16(acc16, &v[off..off + hd], vs);
+        sum = sum * ms + vs;
     }
-    let mut sum = 0f32;
-    for sc in &mut scores[j0..=p] {
-        *sc = (*sc - max).exp();
-        sum += *sc;
-    }
-    let inv = 1.0 / sum;
-    acc.fill(0.0);
-    for j in j0..=p {
-        let off = j * row + kvh * hd;
-        simd::axpy_f16(acc, scores[j] * inv, &v[off..off + hd]);
-    }
+    half::slice::HalfFloatSliceExt::convert_to_f32_slice(&*acc16, acc);
+    let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
+    acc.iter_mut().for_each(|a| *a *= inv);
 }
 
-/// f16 helpers; callers have checked AVX2+FMA+F16C (see `has_avx2`).
+/// f16 helpers; callers have checked AVX2+FMA+F16C (see `has_avx2`). The scalar
+/// fallbacks round exactly like the SIMD code (f32 arithmetic, round-to-nearest-even
+/// into f16).
 mod simd {
     use half::f16;
 
+    /// Σ a·b over f16 inputs, accumulated in f32.
     #[inline]
-    pub fn dot_f16(a: &[f32], b: &[f16]) -> f32 {
+    pub fn dot_f16_f16(a: &[f16], b: &[f16]) -> f32 {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: only called when AVX2, FMA and F16C were detected.
         unsafe {
-            x86::dot_f16(a, b)
+            x86::dot_f16_f16(a, b)
         }
         #[cfg(not(target_arch = "x86_64"))]
-        a.iter().zip(b).map(|(x, y)| x * y.to_f32()).sum()
+        a.iter().zip(b).map(|(x, y)| x.to_f32() * y.to_f32()).sum()
     }
 
+    /// y = f16(y · s)
     #[inline]
-    pub fn axpy_f16(acc: &mut [f32], p: f32, v: &[f16]) {
+    pub fn scale_f16(y: &mut [f16], s: f32) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: only called when AVX2, FMA and F16C were detected.
         unsafe {
-            x86::axpy_f16(acc, p, v)
+            x86::scale_f16(y, s)
         }
         #[cfg(not(target_arch = "x86_64"))]
-        for (a, b) in acc.iter_mut().zip(v) {
-            *a += p * b.to_f32();
+        y.iter_mut().for_each(|v| *v = f16::from_f32(v.to_f32() * s));
+    }
+
+    /// y = f16(y + x · s)
+    #[inline]
+    pub fn mad_f16(y: &mut [f16], x: &[f16], s: f32) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: only called when AVX2, FMA and F16C were detected.
+        unsafe {
+            x86::mad_f16(y, x, s)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        for (a, b) in y.iter_mut().zip(x) {
+            *a = f16::from_f32(a.to_f32() + b.to_f32() * s);
         }
     }
 
@@ -293,34 +335,39 @@ mod simd {
         use half::f16;
         use std::arch::x86_64::*;
 
+        #[inline(always)]
+        unsafe fn load8(p: *const f16) -> __m256 {
+            unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) }
+        }
+        #[inline(always)]
+        unsafe fn store8(p: *mut f16, v: __m256) {
+            unsafe { _mm_storeu_si128(p as *mut __m128i, _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v)) }
+        }
+
         #[target_feature(enable = "avx2,fma,f16c")]
-        pub unsafe fn dot_f16(a: &[f32], b: &[f16]) -> f32 {
+        pub unsafe fn dot_f16_f16(a: &[f16], b: &[f16]) -> f32 {
             let n = a.len().min(b.len());
-            let mut s0 = _mm256_setzero_ps();
-            let mut s1 = _mm256_setzero_ps();
+            let mut acc = [_mm256_setzero_ps(); 4];
             let mut i = 0;
             unsafe {
-                while i + 16 <= n {
-                    let b0 = _mm256_cvtph_ps(_mm_loadu_si128(b.as_ptr().add(i) as *const __m128i));
-                    let b1 = _mm256_cvtph_ps(_mm_loadu_si128(b.as_ptr().add(i + 8) as *const __m128i));
-                    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a.as_ptr().add(i)), b0, s0);
-                    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a.as_ptr().add(i + 8)), b1, s1);
-                    i += 16;
+                while i + 32 <= n {
+                    for (u, r) in acc.iter_mut().enumerate() {
+                        let o = i + 8 * u;
+                        *r = _mm256_fmadd_ps(load8(a.as_ptr().add(o)), load8(b.as_ptr().add(o)), *r);
+                    }
+                    i += 32;
                 }
                 while i + 8 <= n {
-                    let b0 = _mm256_cvtph_ps(_mm_loadu_si128(b.as_ptr().add(i) as *const __m128i));
-                    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a.as_ptr().add(i)), b0, s0);
+                    acc[0] = _mm256_fmadd_ps(load8(a.as_ptr().add(i)), load8(b.as_ptr().add(i)), acc[0]);
                     i += 8;
                 }
-                let s = _mm256_add_ps(s0, s1);
-                let hi = _mm256_extractf128_ps(s, 1);
-                let lo = _mm256_castps256_ps128(s);
-                let s4 = _mm_add_ps(hi, lo);
+                let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+                let s4 = _mm_add_ps(_mm256_extractf128_ps(s, 1), _mm256_castps256_ps128(s));
                 let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
                 let s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));
                 let mut r = _mm_cvtss_f32(s1);
                 while i < n {
-                    r += a[i] * b[i].to_f32();
+                    r += a[i].to_f32() * b[i].to_f32();
                     i += 1;
                 }
                 r
@@ -328,20 +375,37 @@ mod simd {
         }
 
         #[target_feature(enable = "avx2,fma,f16c")]
-        pub unsafe fn axpy_f16(acc: &mut [f32], p: f32, v: &[f16]) {
-            let n = acc.len().min(v.len());
-            let pv = _mm256_set1_ps(p);
+        pub unsafe fn scale_f16(y: &mut [f16], s: f32) {
+            let n = y.len();
+            let sv = _mm256_set1_ps(s);
             let mut i = 0;
             unsafe {
                 while i + 8 <= n {
-                    let x = _mm256_cvtph_ps(_mm_loadu_si128(v.as_ptr().add(i) as *const __m128i));
-                    let a = _mm256_loadu_ps(acc.as_ptr().add(i));
-                    _mm256_storeu_ps(acc.as_mut_ptr().add(i), _mm256_fmadd_ps(pv, x, a));
+                    let p = y.as_mut_ptr().add(i);
+                    store8(p, _mm256_mul_ps(load8(p), sv));
                     i += 8;
                 }
             }
             while i < n {
-                acc[i] += p * v[i].to_f32();
+                y[i] = f16::from_f32(y[i].to_f32() * s);
+                i += 1;
+            }
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub unsafe fn mad_f16(y: &mut [f16], x: &[f16], s: f32) {
+            let n = y.len().min(x.len());
+            let sv = _mm256_set1_ps(s);
+            let mut i = 0;
+            unsafe {
+                while i + 8 <= n {
+                    let p = y.as_mut_ptr().add(i);
+                    store8(p, _mm256_fmadd_ps(load8(x.as_ptr().add(i)), sv, load8(p)));
+                    i += 8;
+                }
+            }
+            while i < n {
+                y[i] = f16::from_f32(y[i].to_f32() + x[i].to_f32() * s);
                 i += 1;
             }
         }

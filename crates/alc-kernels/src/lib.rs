@@ -100,11 +100,27 @@ pub trait Backend: Send + Sync {
     fn gated_act(&self, gate: &mut [f32], up: &[f32], gelu: bool);
 }
 
-/// GELU, tanh approximation (as gemma's `gelu_pytorch_tanh`).
+/// GELU, tanh approximation (as gemma's `gelu_pytorch_tanh`), in f32.
 #[inline]
 pub fn gelu_tanh(x: f32) -> f32 {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
     0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + 0.044_715 * x * x)).tanh())
+}
+
+/// GELU as llama.cpp's CPU backend computes it, so that answers match: the input is
+/// rounded to f16 and looked up in a table of f16 results; inputs at or beyond ±10
+/// saturate (0 or x). We evaluate the same function directly instead of a 128 KiB
+/// table.
+#[inline]
+pub fn gelu_f16(x: f32) -> f32 {
+    if x <= -10.0 {
+        0.0
+    } else if x >= 10.0 {
+        x
+    } else {
+        let xr = half::f16::from_f32(x).to_f32();
+        half::f16::from_f32(gelu_tanh(xr)).to_f32()
+    }
 }
 
 #[inline]

@@ -2,7 +2,7 @@
 //! holds every other backend to. Row-level helpers here are also used by the CPU
 //! backend where the op is not worth a separate SIMD path.
 
-use crate::{gelu_tanh, silu, AttnShape, Backend, DType, RopeStyle, Weight};
+use crate::{gelu_f16, silu, AttnShape, Backend, DType, RopeStyle, Weight};
 use half::f16;
 
 /// The scalar reference backend.
@@ -90,7 +90,7 @@ impl Backend for ReferenceBackend {
 pub(crate) fn gated_act_slice(gate: &mut [f32], up: &[f32], gelu: bool) {
     if gelu {
         for (g, u) in gate.iter_mut().zip(up) {
-            *g = gelu_tanh(*g) * u;
+            *g = gelu_f16(*g) * u;
         }
     } else {
         for (g, u) in gate.iter_mut().zip(up) {

@@ -18,9 +18,11 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::time::Instant;
 
-const TYPES: [DType; 9] = [
+const TYPES: [DType; 11] = [
     DType::Q4_0,
     DType::Q4_1,
+    DType::Q5_0,
+    DType::Q5_1,
     DType::Q8_0,
     DType::Q4_K,
     DType::Q5_K,
@@ -35,10 +37,10 @@ fn random_weights(w: DType, rng: &mut SmallRng, bytes: usize) -> Vec<u8> {
     let mut v: Vec<u8> = (0..bytes).map(|_| rng.gen()).collect();
     let f16 = |x: f32| half::f16::from_f32(x).to_bits().to_le_bytes();
     match w {
-        DType::Q4_0 | DType::Q8_0 => v
+        DType::Q4_0 | DType::Q5_0 | DType::Q8_0 => v
             .chunks_exact_mut(bb)
             .for_each(|b| b[0..2].copy_from_slice(&f16(0.01))),
-        DType::Q4_1 => v
+        DType::Q4_1 | DType::Q5_1 => v
             .chunks_exact_mut(bb)
             .for_each(|b| b[0..4].copy_from_slice(&[f16(0.01), f16(-0.1)].concat())),
         DType::Q4_K | DType::Q5_K => v

@@ -5,7 +5,8 @@
 //! tensor whatever the offset of the row (GGUF aligns the tensor, not the rows).
 //! Multi-byte fields are little-endian and read through accessors.
 //!
-//! Source of the layouts: ggml's `ggml-common.h` (`block_q4_0` … `block_q8_K`).
+//! Source of the layouts: ggml's `ggml-common.h` (`block_q4_0` … `block_q8_K`);
+//! the Q5_0 / Q5_1 bit order checked against ggml's `dequantize_row_q5_0/1`.
 
 use std::mem::{align_of, size_of};
 
@@ -125,6 +126,16 @@ block!(
     BlockQ4_1, QK, 20, { d: [u8; 2], m: [u8; 2], qs: [u8; 16] }
 );
 block!(
+    /// Q5_0: 32 × 5-bit, value = (q − 16)·d. The low four bits are nibbles as in
+    /// Q4_0 (element j < 16: low nibble of `qs[j]`, element j + 16: high nibble);
+    /// the fifth bit of element j is bit j of `qh` read as a little-endian u32.
+    BlockQ5_0, QK, 22, { d: [u8; 2], qh: [u8; 4], qs: [u8; 16] }
+);
+block!(
+    /// Q5_1: 32 × 5-bit, value = q·d + m. Bit layout as Q5_0.
+    BlockQ5_1, QK, 24, { d: [u8; 2], m: [u8; 2], qh: [u8; 4], qs: [u8; 16] }
+);
+block!(
     /// Q8_0: 32 × i8, value = q·d.
     BlockQ8_0, QK, 34, { d: [u8; 2], qs: [i8; 32] }
 );
@@ -177,6 +188,58 @@ impl BlockQ4_1 {
         } else {
             self.qs[i - 16] >> 4
         }
+    }
+}
+
+/// Quant (0..32) of element `i` of a Q5_0 / Q5_1 block from its `qh` and `qs`.
+#[inline(always)]
+fn q5_at(qh: &[u8; 4], qs: &[u8; 16], i: usize) -> u8 {
+    let nib = if i < 16 { qs[i] & 0xF } else { qs[i - 16] >> 4 };
+    let hi = ((u32::from_le_bytes(*qh) >> i) & 1) as u8;
+    nib | (hi << 4)
+}
+
+/// Pack 32 five-bit quants (0..32, element order) into (`qh`, `qs`).
+#[inline(always)]
+fn q5_pack(q: &[u8; 32]) -> ([u8; 4], [u8; 16]) {
+    let mut qh = 0u32;
+    let mut qs = [0u8; 16];
+    for j in 0..16 {
+        qs[j] = (q[j] & 0xF) | ((q[j + 16] & 0xF) << 4);
+        qh |= (((q[j] >> 4) & 1) as u32) << j;
+        qh |= (((q[j + 16] >> 4) & 1) as u32) << (j + 16);
+    }
+    (qh.to_le_bytes(), qs)
+}
+
+impl BlockQ5_0 {
+    pub fn d(&self) -> f32 {
+        f16_to_f32(self.d)
+    }
+    /// Quant (0..32) of element `i`; the value is (q − 16)·d.
+    pub fn q(&self, i: usize) -> u8 {
+        q5_at(&self.qh, &self.qs, i)
+    }
+    /// Store 32 quants (0..32, element order) into `qh` / `qs`.
+    pub fn set_quants(&mut self, q: &[u8; 32]) {
+        (self.qh, self.qs) = q5_pack(q);
+    }
+}
+
+impl BlockQ5_1 {
+    pub fn d(&self) -> f32 {
+        f16_to_f32(self.d)
+    }
+    pub fn m(&self) -> f32 {
+        f16_to_f32(self.m)
+    }
+    /// Quant (0..32) of element `i`; the value is q·d + m.
+    pub fn q(&self, i: usize) -> u8 {
+        q5_at(&self.qh, &self.qs, i)
+    }
+    /// Store 32 quants (0..32, element order) into `qh` / `qs`.
+    pub fn set_quants(&mut self, q: &[u8; 32]) {
+        (self.qh, self.qs) = q5_pack(q);
     }
 }
 
@@ -272,6 +335,8 @@ mod tests {
         use alc_core::DType;
         assert_eq!(BlockQ4_0::BYTES, DType::Q4_0.block_bytes());
         assert_eq!(BlockQ4_1::BYTES, DType::Q4_1.block_bytes());
+        assert_eq!(BlockQ5_0::BYTES, DType::Q5_0.block_bytes());
+        assert_eq!(BlockQ5_1::BYTES, DType::Q5_1.block_bytes());
         assert_eq!(BlockQ8_0::BYTES, DType::Q8_0.block_bytes());
         assert_eq!(BlockQ8_1::BYTES, DType::Q8_1.block_bytes());
         assert_eq!(BlockQ8K::BYTES, DType::Q8_K.block_bytes());
@@ -287,6 +352,19 @@ mod tests {
             let m: [u8; 8] = std::array::from_fn(|j| ((seed * 11 + j as u32 * 5 + 3) % 64) as u8);
             let packed = pack_k_scales(&sc, &m);
             assert_eq!(unpack_k_scales(&packed), (sc, m));
+        }
+    }
+
+    #[test]
+    fn q5_pack_round_trip() {
+        for seed in 0..32u32 {
+            let q: [u8; 32] = std::array::from_fn(|i| ((seed * 13 + i as u32 * 7) % 32) as u8);
+            let mut b = BlockQ5_0::zeroed();
+            b.set_quants(&q);
+            assert!((0..32).all(|i| b.q(i) == q[i]));
+            let mut b = BlockQ5_1::zeroed();
+            b.set_quants(&q);
+            assert!((0..32).all(|i| b.q(i) == q[i]));
         }
     }
 

@@ -6,6 +6,9 @@
 //! - Q4_0: `max` = the element of largest magnitude, d = max / −8,
 //!   q = min(15, trunc(x/d + 8.5)).
 //! - Q4_1: d = (max − min)/15, m = min, q = min(15, trunc((x − min)/d + 0.5)).
+//! - Q5_0: as Q4_0 with d = max / −16, q = min(31, trunc(x/d + 16.5)).
+//! - Q5_1: d = (max − min)/31, m = min, q = trunc((x − min)/d + 0.5) (ggml does not
+//!   clamp; the value cannot exceed 31.5 before truncation, we clamp to 31 anyway).
 //! - Q8_0 (weights): d = amax/127, q = round-half-away(x/d).
 //! - K-quants (weights): **not** ggml's `make_qkx2_quants` / `make_qx_quants` search but
 //!   our own simpler one: per sub-block, round-to-nearest over 21 candidate
@@ -97,6 +100,28 @@ pub fn dequantize(ty: DType, src: &[u8], out: &mut [f32]) -> Result<(), QuantErr
         }
         DType::Q4_1 => {
             for (b, o) in blocks::<BlockQ4_1>(src, nb)
+                .iter()
+                .zip(out.chunks_exact_mut(QK))
+            {
+                let (d, m) = (b.d(), b.m());
+                for (i, o) in o.iter_mut().enumerate() {
+                    *o = b.q(i) as f32 * d + m;
+                }
+            }
+        }
+        DType::Q5_0 => {
+            for (b, o) in blocks::<BlockQ5_0>(src, nb)
+                .iter()
+                .zip(out.chunks_exact_mut(QK))
+            {
+                let d = b.d();
+                for (i, o) in o.iter_mut().enumerate() {
+                    *o = (b.q(i) as i32 - 16) as f32 * d;
+                }
+            }
+        }
+        DType::Q5_1 => {
+            for (b, o) in blocks::<BlockQ5_1>(src, nb)
                 .iter()
                 .zip(out.chunks_exact_mut(QK))
             {
@@ -279,6 +304,22 @@ pub fn quantize(ty: DType, x: &[f32], out: &mut [u8]) -> Result<(), QuantError> 
                 quantize_q4_1_block(x, b);
             }
         }
+        DType::Q5_0 => {
+            for (b, x) in blocks_mut::<BlockQ5_0>(out, nb)
+                .iter_mut()
+                .zip(x.chunks_exact(QK))
+            {
+                quantize_q5_0_block(x, b);
+            }
+        }
+        DType::Q5_1 => {
+            for (b, x) in blocks_mut::<BlockQ5_1>(out, nb)
+                .iter_mut()
+                .zip(x.chunks_exact(QK))
+            {
+                quantize_q5_1_block(x, b);
+            }
+        }
         DType::Q8_0 => {
             for (b, x) in blocks_mut::<BlockQ8_0>(out, nb)
                 .iter_mut()
@@ -372,6 +413,35 @@ fn quantize_q4_1_block(x: &[f32], b: &mut BlockQ4_1) {
     for j in 0..16 {
         b.qs[j] = q(x[j]) | (q(x[j + 16]) << 4);
     }
+}
+
+fn quantize_q5_0_block(x: &[f32], b: &mut BlockQ5_0) {
+    let (mut amax, mut max) = (0f32, 0f32);
+    for &v in x {
+        if amax < v.abs() {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    let d = max / -16.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    b.d = f32_to_f16(d);
+    let q: [u8; 32] = std::array::from_fn(|i| ((x[i] * id + 16.5) as i8).min(31) as u8);
+    b.set_quants(&q);
+}
+
+fn quantize_q5_1_block(x: &[f32], b: &mut BlockQ5_1) {
+    let (mut min, mut max) = (f32::MAX, -f32::MAX);
+    for &v in x {
+        min = min.min(v);
+        max = max.max(v);
+    }
+    let d = (max - min) / 31.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    b.d = f32_to_f16(d);
+    b.m = f32_to_f16(min);
+    let q: [u8; 32] = std::array::from_fn(|i| (((x[i] - min) * id + 0.5) as u8).min(31));
+    b.set_quants(&q);
 }
 
 /// Round half to even, as ggml's `nearest_int` (magic-number trick in the default
@@ -720,6 +790,24 @@ pub fn dot1(w: DType, n: usize, wr: &[u8], a: &[u8]) -> f32 {
         }
         DType::Q4_1 => {
             let (wb, ab) = (blocks::<BlockQ4_1>(wr, nb), blocks::<BlockQ8_1>(a, nb));
+            let mut s = 0f32;
+            for (x, y) in wb.iter().zip(ab) {
+                let sumi: i32 = (0..QK).map(|i| x.q(i) as i32 * y.qs[i] as i32).sum();
+                s += sumi as f32 * (x.d() * y.d()) + x.m() * y.s();
+            }
+            s
+        }
+        DType::Q5_0 => {
+            let (wb, ab) = (blocks::<BlockQ5_0>(wr, nb), blocks::<BlockQ8_0>(a, nb));
+            let mut s = 0f32;
+            for (x, y) in wb.iter().zip(ab) {
+                let sumi: i32 = (0..QK).map(|i| (x.q(i) as i32 - 16) * y.qs[i] as i32).sum();
+                s += sumi as f32 * (x.d() * y.d());
+            }
+            s
+        }
+        DType::Q5_1 => {
+            let (wb, ab) = (blocks::<BlockQ5_1>(wr, nb), blocks::<BlockQ8_1>(a, nb));
             let mut s = 0f32;
             for (x, y) in wb.iter().zip(ab) {
                 let sumi: i32 = (0..QK).map(|i| x.q(i) as i32 * y.qs[i] as i32).sum();

@@ -10,9 +10,11 @@ use rand::{Rng, SeedableRng};
 /// |simd − reference| must be within this fraction of Σ|w·a| (dequantized values).
 const DOT_REL_TOL: f32 = 1e-4;
 
-const WEIGHT_TYPES: [DType; 9] = [
+const WEIGHT_TYPES: [DType; 11] = [
     DType::Q4_0,
     DType::Q4_1,
+    DType::Q5_0,
+    DType::Q5_1,
     DType::Q8_0,
     DType::Q4_K,
     DType::Q5_K,
@@ -126,8 +128,10 @@ fn random_weight_row(w: DType, rng: &mut SmallRng, n: usize) -> Vec<u8> {
     let mut v: Vec<u8> = (0..nb * bb).map(|_| rng.gen()).collect();
     for b in v.chunks_exact_mut(bb) {
         match w {
-            DType::Q4_0 | DType::Q8_0 => b[0..2].copy_from_slice(&rand_f16_bits(rng, -0.1, 0.1)),
-            DType::Q4_1 => {
+            DType::Q4_0 | DType::Q5_0 | DType::Q8_0 => {
+                b[0..2].copy_from_slice(&rand_f16_bits(rng, -0.1, 0.1))
+            }
+            DType::Q4_1 | DType::Q5_1 => {
                 b[0..2].copy_from_slice(&rand_f16_bits(rng, 0.0, 0.1));
                 b[2..4].copy_from_slice(&rand_f16_bits(rng, -1.0, 1.0));
             }
@@ -233,6 +237,8 @@ fn extreme_quants_do_not_saturate() {
     for w in [
         DType::Q4_0,
         DType::Q4_1,
+        DType::Q5_0,
+        DType::Q5_1,
         DType::Q8_0,
         DType::Q4_K,
         DType::Q5_K,
@@ -246,6 +252,8 @@ fn extreme_quants_do_not_saturate() {
                 let (s, e) = match w {
                     DType::Q4_0 => (2, 18),
                     DType::Q4_1 => (4, 20),
+                    DType::Q5_0 => (2, 22),
+                    DType::Q5_1 => (4, 24),
                     DType::Q8_0 => (2, 34),
                     DType::Q4_K | DType::Q5_K => (4, 176.min(bb)),
                     _ => (0, 208),
@@ -315,7 +323,14 @@ fn quantize_act_edge_cases_bit_identical() {
         cases.push(rand_vec(&mut rng, 512));
     }
     for x in &cases {
-        for w in [DType::Q4_0, DType::Q4_1, DType::Q4_K, DType::F32] {
+        for w in [
+            DType::Q4_0,
+            DType::Q4_1,
+            DType::Q5_0,
+            DType::Q5_1,
+            DType::Q4_K,
+            DType::F32,
+        ] {
             let ab = act_row_bytes(w, x.len()).unwrap();
             let mut a = vec![0u8; ab];
             let mut b = vec![0xAAu8; ab];
@@ -351,6 +366,8 @@ fn round_trip_error_is_bounded() {
     let bounds = [
         (DType::Q4_0, 0.12),
         (DType::Q4_1, 0.10),
+        (DType::Q5_0, 0.06),
+        (DType::Q5_1, 0.05),
         (DType::Q8_0, 0.008),
         (DType::Q4_K, 0.10),
         (DType::Q5_K, 0.05),
@@ -514,13 +531,19 @@ fn q8_1_sum_field() {
 
 #[test]
 fn errors_carry_values() {
-    let e = quantize(DType::Q5_0, &[0.0; 32], &mut [0u8; 22]).unwrap_err();
+    let e = quantize(DType::Q2_K, &[0.0; 256], &mut [0u8; 84]).unwrap_err();
     assert!(matches!(e, QuantError::UnsupportedType { .. }));
     let msg = e.to_string();
     assert!(
-        msg.starts_with("quantize: Q5_0 is not supported; supported: F32, F16, BF16, Q4_0"),
+        msg.starts_with(
+            "quantize: Q2_K is not supported; supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1"
+        ),
         "{msg}"
     );
+    let msg = dequantize(DType::Q2_K, &[0u8; 84], &mut [0f32; 256])
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("Q4_1, Q5_0, Q5_1, Q8_0"), "{msg}");
     let e = quantize(DType::Q4_0, &[0.0; 33], &mut [0u8; 40]).unwrap_err();
     assert!(e.to_string().contains("33"), "{e}");
     let e = quantize_act(DType::Q4_K, &[0.0; 256], &mut [0u8; 100]).unwrap_err();
@@ -566,4 +589,175 @@ fn dot_rejects_short_weight_row() {
     let acts = vec![0u8; 292 * 2];
     let mut out = [0f32; 1];
     dot(DType::Q4_K, 512, &w, &acts, 0, 1, &mut out);
+}
+
+/// Q8_0 / Q8_1 activation rows that are one-hot (quant 1 at element `hot[j]`, d = 1)
+/// so that `dot` returns the weight's value at that element exactly.
+fn one_hot_acts(w: DType, hot: [usize; 4]) -> (Vec<u8>, usize) {
+    let ab = act_row_bytes(w, 32).unwrap();
+    let stride = ab + 1;
+    let mut buf = vec![0u8; 4 * stride];
+    for (j, &h) in hot.iter().enumerate() {
+        let row = &mut buf[j * stride..j * stride + ab];
+        match act_type(w).unwrap() {
+            DType::Q8_0 => {
+                let b = &mut cast_blocks_mut::<BlockQ8_0>(row).unwrap()[0];
+                b.d = f32_to_f16(1.0);
+                b.qs[h] = 1;
+            }
+            _ => {
+                let b = &mut cast_blocks_mut::<BlockQ8_1>(row).unwrap()[0];
+                b.d = f32_to_f16(1.0);
+                b.s = f32_to_f16(1.0);
+                b.qs[h] = 1;
+            }
+        }
+    }
+    (buf, stride)
+}
+
+/// Every element of a hand-built 32-element block through SIMD and scalar `dot`
+/// (k = 1..=4) must equal `want` exactly, as must `dequantize`.
+fn check_block_values(w: DType, block: &[u8], want: &[f32; 32]) {
+    assert_eq!(deq(w, block, 32), want.to_vec(), "{w} dequantize");
+    for base in (0..32).step_by(4) {
+        let hot = [base, base + 1, base + 2, base + 3];
+        let (acts, stride) = one_hot_acts(w, hot);
+        for k in 1..=4 {
+            let mut simd = [0f32; 4];
+            let mut refr = [0f32; 4];
+            dot(w, 32, block, &acts, stride, k, &mut simd);
+            reference::dot(w, 32, block, &acts, stride, k, &mut refr);
+            for j in 0..k {
+                assert_eq!(simd[j], want[hot[j]], "{w} simd k={k} element {}", hot[j]);
+                assert_eq!(refr[j], want[hot[j]], "{w} ref k={k} element {}", hot[j]);
+            }
+        }
+    }
+}
+
+#[test]
+fn layout_q5_0_high_bits_and_nibbles() {
+    let mut b = BlockQ5_0::zeroed();
+    b.d = f32_to_f16(0.5);
+    // qh as a little-endian u32: bits 0, 17 and 31 set.
+    b.qh = [0x01, 0x00, 0x02, 0x80];
+    b.qs[0] = 0x21; // element 0: nibble 1 + bit 0 → 17; element 16: nibble 2 → 2
+    b.qs[1] = 0x3F; // element 1: 15; element 17: nibble 3 + bit 17 → 19
+    b.qs[15] = 0xF0; // element 15: 0; element 31: nibble 15 + bit 31 → 31
+    assert_eq!(
+        (b.q(0), b.q(16), b.q(1), b.q(17), b.q(15), b.q(31)),
+        (17, 2, 15, 19, 0, 31)
+    );
+    let mut want = [-8.0f32; 32]; // q = 0 everywhere else: (0 − 16)·0.5
+    want[0] = 0.5;
+    want[16] = -7.0;
+    want[1] = -0.5;
+    want[17] = 1.5;
+    want[15] = -8.0;
+    want[31] = 7.5;
+    check_block_values(DType::Q5_0, block_bytes(&b), &want);
+    // Every quant value at every position (one bit pattern per value).
+    for v in 0..32u8 {
+        let mut b = BlockQ5_0::zeroed();
+        b.d = f32_to_f16(1.0);
+        b.set_quants(&std::array::from_fn(|i| (v + i as u8) % 32));
+        let want = std::array::from_fn(|i| ((v as usize + i) % 32) as f32 - 16.0);
+        check_block_values(DType::Q5_0, block_bytes(&b), &want);
+    }
+}
+
+#[test]
+fn layout_q5_1_high_bits_and_nibbles() {
+    let mut b = BlockQ5_1::zeroed();
+    b.d = f32_to_f16(2.0);
+    b.m = f32_to_f16(-1.0);
+    // Bits 5 and 20 set: qh bytes [0x20, 0, 0x10, 0].
+    b.qh = [0x20, 0x00, 0x10, 0x00];
+    b.qs[5] = 0x7A; // element 5: nibble 10 + bit 5 → 26; element 21: 7
+    b.qs[4] = 0x0B; // element 4: 11; element 20: nibble 0 + bit 20 → 16
+    let mut want = [-1.0f32; 32];
+    want[5] = 26.0 * 2.0 - 1.0;
+    want[21] = 7.0 * 2.0 - 1.0;
+    want[4] = 11.0 * 2.0 - 1.0;
+    want[20] = 16.0 * 2.0 - 1.0;
+    check_block_values(DType::Q5_1, block_bytes(&b), &want);
+    for v in 0..32u8 {
+        let mut b = BlockQ5_1::zeroed();
+        b.d = f32_to_f16(1.0);
+        b.m = f32_to_f16(-0.5);
+        b.set_quants(&std::array::from_fn(|i| (v + 7 * i as u8) % 32));
+        let want = std::array::from_fn(|i| ((v as usize + 7 * i) % 32) as f32 - 0.5);
+        check_block_values(DType::Q5_1, block_bytes(&b), &want);
+    }
+}
+
+#[test]
+fn q5_0_and_q5_1_match_ggml_reference_formulas() {
+    // Q5_0: max-magnitude element −2 → d = 0.125, q = trunc(x/d + 16.5), ≤ 31.
+    let mut x = vec![0f32; 32];
+    x[0] = -2.0; // −16 + 16.5 → 0
+    x[1] = 1.0; // 8 + 16.5 → 24
+    x[3] = -0.0625; // −0.5 + 16.5 = 16 (a tie goes up: truncation, not rounding)
+    x[6] = -0.1; // −0.8 + 16.5 → 15
+    x[16] = 2.0; // 16 + 16.5 = 32.5 → 32, clamped to 31
+    x[20] = 1.9; // 15.2 + 16.5 → 31
+    let mut b = [0u8; 22];
+    quantize(DType::Q5_0, &x, &mut b).unwrap();
+    let blk = &cast_blocks::<BlockQ5_0>(&b).unwrap()[0];
+    assert_eq!(blk.d(), 0.125);
+    let q: Vec<u8> = [0, 1, 2, 3, 6, 16, 20].iter().map(|&i| blk.q(i)).collect();
+    assert_eq!(q, [0, 24, 16, 16, 15, 31, 31]);
+    // Q5_1: min −1, max 30 → d = 1, m = −1, q = trunc(x − min + 0.5).
+    let mut x = vec![0f32; 32];
+    x[0] = -1.0;
+    x[1] = 30.0;
+    x[2] = 0.5; // 1.5 + 0.5 → 2
+    x[3] = -0.5; // 0.5 + 0.5 → 1
+    x[4] = 14.49; // 15.49 + 0.5 → 15
+    x[17] = 15.0; // 16 + 0.5 → 16 (fifth bit in the upper half)
+    let mut b = [0u8; 24];
+    quantize(DType::Q5_1, &x, &mut b).unwrap();
+    let blk = &cast_blocks::<BlockQ5_1>(&b).unwrap()[0];
+    assert_eq!((blk.d(), blk.m()), (1.0, -1.0));
+    let q: Vec<u8> = [0, 1, 2, 3, 4, 5, 17].iter().map(|&i| blk.q(i)).collect();
+    assert_eq!(q, [0, 31, 2, 1, 15, 1, 16]);
+    assert_eq!(u32::from_le_bytes(blk.qh), (1 << 1) | (1 << 17));
+}
+
+#[test]
+fn q5_row_lengths_of_the_real_models() {
+    // Qwen2.5-0.5B (896, 4864) and Gemma-3-270M (640, 2048) row lengths, all k,
+    // weights at odd offsets, activations at an odd stride.
+    let mut rng = SmallRng::seed_from_u64(0x0505);
+    for w in [DType::Q5_0, DType::Q5_1] {
+        for n in [896usize, 640, 4864, 2048, 32 * 27] {
+            let x = rand_vec(&mut rng, n);
+            let wb = w.row_bytes(n as u64).unwrap() as usize;
+            let mut wbuf = vec![0u8; wb + 1];
+            quantize(w, &x, &mut wbuf[1..]).unwrap();
+            let (acts, stride) = make_acts(w, &mut rng, n, 3);
+            check_dot(w, n, &wbuf[1..], &acts[1..], stride, "model rows");
+            // And the dot approximates the float dot of the dequantized weights.
+            let wd = deq(w, &wbuf[1..], n);
+            let a0 = deq(
+                act_type(w).unwrap(),
+                &acts[1..1 + act_row_bytes(w, n).unwrap()],
+                n,
+            );
+            let mut out = [0f32; 1];
+            dot(w, n, &wbuf[1..], &acts[1..], stride, 1, &mut out);
+            let exact: f64 = wd.iter().zip(&a0).map(|(a, b)| *a as f64 * *b as f64).sum();
+            let mag: f64 = wd
+                .iter()
+                .zip(&a0)
+                .map(|(a, b)| (*a as f64 * *b as f64).abs())
+                .sum();
+            assert!(
+                (out[0] as f64 - exact).abs() <= 1e-3 * mag,
+                "{w} n={n}: {} vs {exact}",
+                out[0]
+            );
+        }
+    }
 }

@@ -1,0 +1,142 @@
+//! Backend conformance kit: every op of every backend against the scalar reference
+//! backend on random inputs, including odd sizes, with named tolerances. A new backend
+//! (CUDA, Vulkan, …) joins by adding itself to `backends()`.
+
+use alc_core::DType;
+use alc_kernels::cpu::CpuBackend;
+use alc_kernels::reference::ReferenceBackend;
+use alc_kernels::{AttnShape, Backend, RopeStyle, Weight};
+use half::f16;
+use rand::{rngs::SmallRng, Rng, SeedableRng};
+
+/// matmul: |a - b| <= MATMUL_REL * Σ|w·x| per output (same integer sums; float
+/// accumulation order differs).
+const MATMUL_REL: f32 = 1e-4;
+/// Elementwise ops computed with the same formulas: relative 1e-5.
+const ELEMENTWISE_REL: f32 = 1e-5;
+/// Attention: the CPU backend keeps the value accumulator in f16 like llama.cpp's
+/// flash attention; the reference accumulates in f32. Relative to max |v|.
+const ATTN_F16_ACC: f32 = 4e-3;
+
+fn backends() -> Vec<(String, Box<dyn Backend>)> {
+    vec![
+        ("cpu-1".into(), Box::new(CpuBackend::new(1)) as Box<dyn Backend>),
+        ("cpu-3".into(), Box::new(CpuBackend::new(3))),
+    ]
+}
+
+fn rand_vec(rng: &mut SmallRng, n: usize, scale: f32) -> Vec<f32> {
+    (0..n).map(|_| rng.gen_range(-scale..scale)).collect()
+}
+
+fn close(a: &[f32], b: &[f32], tol: impl Fn(usize) -> f32, what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!((x - y).abs() <= tol(i), "{what}: element {i}: {x} vs {y} (tol {})", tol(i));
+    }
+}
+
+#[test]
+fn matmul_every_type_odd_shapes() {
+    let mut rng = SmallRng::seed_from_u64(1);
+    let reference = ReferenceBackend;
+    for &dt in &alc_core::EXECUTED_TYPES {
+        for &(rows, cols, n) in &[(1usize, 256usize, 1usize), (17, 512, 3), (33, 256, 5), (64, 768, 9), (3, 1024, 130)] {
+            let w = rand_vec(&mut rng, rows * cols, 1.0);
+            let mut wq = vec![0u8; dt.row_bytes(cols as u64).unwrap() as usize * rows];
+            alc_quant::quantize(dt, &w, &mut wq).unwrap();
+            let mut wd = vec![0f32; rows * cols];
+            alc_quant::dequantize(dt, &wq, &mut wd).unwrap();
+            let x = rand_vec(&mut rng, n * cols, 2.0);
+            let weight = Weight { dtype: dt, rows, cols, data: &wq };
+            let mut want = vec![0f32; n * rows];
+            reference.matmul(&weight, &x, n, &mut want);
+            let mag: Vec<f32> = (0..n * rows)
+                .map(|i| {
+                    let (t, r) = (i / rows, i % rows);
+                    (0..cols).map(|c| (wd[r * cols + c] * x[t * cols + c]).abs()).sum::<f32>()
+                })
+                .collect();
+            for (name, be) in backends() {
+                let mut got = vec![0f32; n * rows];
+                be.matmul(&weight, &x, n, &mut got);
+                close(&got, &want, |i| MATMUL_REL * mag[i] + 1e-6, &format!("{name} matmul {dt} {rows}x{cols} n={n}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn norm_rope_act() {
+    let mut rng = SmallRng::seed_from_u64(2);
+    let reference = ReferenceBackend;
+    for &(n, d) in &[(1usize, 64usize), (5, 576), (7, 33)] {
+        let x = rand_vec(&mut rng, n * d, 3.0);
+        let w = rand_vec(&mut rng, d, 1.5);
+        let mut want = x.clone();
+        reference.rms_norm(&mut want, &w, 1e-6);
+        for (name, be) in backends() {
+            let mut got = x.clone();
+            be.rms_norm(&mut got, &w, 1e-6);
+            close(&got, &want, |i| ELEMENTWISE_REL * want[i].abs().max(1.0), &format!("{name} rms_norm n={n} d={d}"));
+        }
+        for &gelu in &[false, true] {
+            let up = rand_vec(&mut rng, n * d, 2.0);
+            let mut want = x.clone();
+            reference.gated_act(&mut want, &up, gelu);
+            for (name, be) in backends() {
+                let mut got = x.clone();
+                be.gated_act(&mut got, &up, gelu);
+                close(&got, &want, |i| ELEMENTWISE_REL * want[i].abs().max(1.0), &format!("{name} gated_act gelu={gelu}"));
+            }
+        }
+    }
+    for &style in &[RopeStyle::Normal, RopeStyle::Neox] {
+        for &(n, heads, hd, rot) in &[(1usize, 3usize, 64usize, 64usize), (6, 2, 256, 256), (5, 4, 80, 32)] {
+            let x = rand_vec(&mut rng, n * heads * hd, 1.0);
+            let mut want = x.clone();
+            reference.rope(&mut want, heads, hd, rot, 37, 10_000.0, 1.0, style);
+            for (name, be) in backends() {
+                let mut got = x.clone();
+                be.rope(&mut got, heads, hd, rot, 37, 10_000.0, 1.0, style);
+                close(&got, &want, |_| 1e-5, &format!("{name} rope {style:?} hd={hd}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn attention_causal_gqa_window_softcap() {
+    let mut rng = SmallRng::seed_from_u64(3);
+    let reference = ReferenceBackend;
+    let cases = [
+        // (n_tokens, pos0, n_head, n_kv, hd, window, softcap)
+        (1usize, 0usize, 4usize, 4usize, 64usize, None, None),
+        (1, 200, 9, 3, 64, None, None),
+        (13, 40, 4, 1, 256, Some(16usize), None),
+        (7, 3, 8, 2, 80, None, Some(50.0f32)),
+        (33, 0, 2, 2, 24, Some(5), None),
+    ];
+    for &(n, pos0, nh, nkv, hd, window, softcap) in &cases {
+        let ctx = pos0 + n + 3;
+        let q = rand_vec(&mut rng, n * nh * hd, 1.0);
+        let k: Vec<f16> = rand_vec(&mut rng, ctx * nkv * hd, 1.0).into_iter().map(f16::from_f32).collect();
+        let v: Vec<f16> = rand_vec(&mut rng, ctx * nkv * hd, 1.0).into_iter().map(f16::from_f32).collect();
+        let s = AttnShape { n_tokens: n, pos0, n_head: nh, n_kv_head: nkv, head_dim: hd, ctx, scale: 1.0 / (hd as f32).sqrt(), window, softcap };
+        let mut want = vec![0f32; q.len()];
+        reference.attention(&q, &k, &v, &s, &mut want);
+        for (name, be) in backends() {
+            let mut got = vec![0f32; q.len()];
+            be.attention(&q, &k, &v, &s, &mut got);
+            close(&got, &want, |_| ATTN_F16_ACC, &format!("{name} attention {s:?}"));
+        }
+    }
+}
+
+#[test]
+fn unsupported_types_are_reported() {
+    for (_, be) in backends() {
+        assert!(be.supports(DType::Q4_K));
+        assert!(!be.supports(DType::Q2_K));
+    }
+}
