@@ -5,7 +5,7 @@
 
 use crate::sampler::{Sampler, SamplingParams};
 use crate::watchdog::{Stage, Tracker};
-use crate::{EngineError, ModelInfo, PREFILL_VARIANTS};
+use crate::{EngineError, ModelInfo};
 use alc_kernels::cpu::CpuBackend;
 use alc_models::{Logits, Model};
 use std::time::Instant;
@@ -40,6 +40,8 @@ pub struct BenchTest {
 /// The whole report (`alc bench --json` prints it; docs/FORMAT.md pins the schema).
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct BenchReport {
+    /// Schema id of this report's JSON form ("alc.bench/1"; bumped on breaking changes).
+    pub schema: &'static str,
     pub model: String,
     pub arch: String,
     pub threads: usize,
@@ -50,6 +52,9 @@ pub struct BenchReport {
     pub bytes_per_token: u64,
     pub tests: Vec<BenchTest>,
 }
+
+/// Schema id of the bench report (docs/FORMAT.md).
+pub const BENCH_SCHEMA: &str = "alc.bench/1";
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -115,13 +120,7 @@ pub(crate) fn run(
             let mut i = 0;
             while i < pp {
                 let remaining = pp - i;
-                let n = PREFILL_VARIANTS
-                    .iter()
-                    .copied()
-                    .find(|&v| v >= remaining)
-                    .unwrap_or(info.max_ubatch)
-                    .min(remaining)
-                    .min(info.max_ubatch);
+                let n = crate::prefill_chunk(remaining, info.max_ubatch);
                 let want = if i + n == pp { Logits::Last } else { Logits::None };
                 let logits = model.forward(be, &mut st, &toks[i..i + n], want)?;
                 if i + n == pp {
@@ -185,6 +184,8 @@ pub(crate) fn run(
             chunks: vec![1],
         });
     }
+    // Before the probe, whose buffer would otherwise count as the model's memory.
+    let peak_rss = peak_rss_bytes();
     let bw = (spec.bandwidth_probe_bytes > 0).then(|| alc_kernels::bandwidth::read_bandwidth(be.pool(), spec.bandwidth_probe_bytes, 5));
     if let (Some(bw), Some(rate)) = (bw, gen_rate) {
         if let Some(t) = tests.last_mut() {
@@ -192,12 +193,13 @@ pub(crate) fn run(
         }
     }
     Ok(BenchReport {
+        schema: BENCH_SCHEMA,
         model: info.path.display().to_string(),
         arch: info.hp.arch.clone(),
         threads: be.n_threads(),
         backend: info.backend.clone(),
         load_ms: info.load_time.as_secs_f64() * 1e3,
-        peak_rss_bytes: peak_rss_bytes(),
+        peak_rss_bytes: peak_rss,
         mem_read_gbs: bw.map(|b| b / 1e9),
         bytes_per_token: info.bytes_per_token,
         tests,

@@ -35,6 +35,19 @@ pub use watchdog::{Deadlines, Stage, Tracker};
 /// Prefill chunk sizes (graph variants): ar1 is decode; the largest is "whole prompt".
 pub const PREFILL_VARIANTS: [usize; 4] = [1, 32, 128, 512];
 
+/// Tokens in the next prefill chunk: the smallest variant that holds the rest of the
+/// prompt, run at the rest's exact length (the CPU backend needs no padding, so a
+/// variant is a capacity, not a shape), and never more than the micro-batch
+/// (`--ubatch`, default the largest variant; a longer prompt runs in several chunks).
+pub fn prefill_chunk(remaining: usize, max_ubatch: usize) -> usize {
+    let v = PREFILL_VARIANTS
+        .iter()
+        .copied()
+        .find(|&v| v >= remaining)
+        .unwrap_or(*PREFILL_VARIANTS.last().expect("non-empty"));
+    v.min(remaining).min(max_ubatch)
+}
+
 /// How often a waiting caller re-checks the watchdog.
 const WATCH_POLL: Duration = Duration::from_millis(50);
 
@@ -418,7 +431,6 @@ struct RunLoop {
     backend: CpuBackend,
     tracker: Arc<Tracker>,
     info: ModelInfo,
-    ubatch_override: Option<usize>,
     sessions: HashMap<u64, Sess>,
 }
 
@@ -482,7 +494,6 @@ impl RunLoop {
             backend,
             tracker,
             info,
-            ubatch_override: cfg.ubatch,
             sessions: HashMap::new(),
         })
     }
@@ -524,18 +535,6 @@ impl RunLoop {
     }
 
     /// Chunk size for the next prefill step given `remaining` prompt tokens.
-    fn chunk_size(&self, remaining: usize) -> usize {
-        if let Some(u) = self.ubatch_override {
-            return u.min(remaining).min(self.info.max_ubatch);
-        }
-        let v = PREFILL_VARIANTS
-            .iter()
-            .copied()
-            .find(|&v| v >= remaining)
-            .unwrap_or(*PREFILL_VARIANTS.last().expect("non-empty"));
-        v.min(remaining).min(self.info.max_ubatch)
-    }
-
     fn generate(
         &mut self,
         session: u64,
@@ -548,7 +547,16 @@ impl RunLoop {
             Prompt::Text { text, add_special, parse_special } => self.tok.encode(text, *add_special, *parse_special)?,
             Prompt::Chat(m) => {
                 let text = self.render(m)?;
-                self.tok.encode(&text, true, true)?
+                let mut ids = self.tok.encode(&text, true, true)?;
+                // A template that writes the BOS token itself, on a model whose
+                // tokenizer also adds one, would start the prompt with two (llama.cpp
+                // warns and keeps both; the second one degrades the answer). Keep one.
+                if let (Some(b), [x, y, ..]) = (self.tok.bos(), ids.as_slice()) {
+                    if *x == b && *y == b {
+                        ids.remove(0);
+                    }
+                }
+                ids
             }
             Prompt::Tokens(t) => t.clone(),
         };
@@ -596,7 +604,7 @@ impl RunLoop {
                 let _ = events.send(Ok(Event::Done(stats)));
                 return Ok(());
             }
-            let n = self.chunk_size(prompt.len() - i);
+            let n = prefill_chunk(prompt.len() - i, self.info.max_ubatch);
             self.tracker.enter(Stage::Prefill, chunks.len() as u64);
             let last = i + n == prompt.len();
             let sess = self.sessions.get_mut(&session).expect("checked");

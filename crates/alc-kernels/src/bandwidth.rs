@@ -14,10 +14,11 @@ pub fn read_bandwidth(pool: &ThreadPool, bytes: usize, reps: usize) -> f64 {
     let mut best = f64::MAX;
     for _ in 0..reps.max(1) {
         let t = Instant::now();
-        pool.run(|tid, nth| {
-            let r = split_range(n, nth, tid);
-            let s = sum(&buf[r]);
-            sums[tid].store(s, std::sync::atomic::Ordering::Relaxed);
+        // One chunk per thread: a claimed 1/n_threads of the buffer each.
+        let nth = pool.n_threads();
+        pool.run(nth, |tid, c| {
+            let s = sum(&buf[split_range(n, nth, c)]);
+            sums[tid].fetch_add(s, std::sync::atomic::Ordering::Relaxed);
         });
         best = best.min(t.elapsed().as_secs_f64());
     }

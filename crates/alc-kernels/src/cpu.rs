@@ -1,7 +1,7 @@
 //! The CPU backend: SIMD dot kernels from alc-quant, work split over a persistent
 //! thread pool, scratch reused across calls.
 
-use crate::pool::{split_range, ThreadPool};
+use crate::pool::{n_chunks, split_range, ThreadPool};
 use crate::reference::{first_visible, gated_act_slice, rms_norm_row, rope_head, rope_table};
 use crate::{AttnShape, Backend, DType, RopeStyle, SyncPtr, Weight};
 use half::f16;
@@ -13,6 +13,13 @@ const ROW_TILE: usize = 16;
 const TOKEN_GROUP: usize = 4;
 /// Below this many tokens an elementwise op runs on the calling thread.
 const PAR_MIN_TOKENS: usize = 4;
+/// Chunks per thread in a job: enough that a thread slowed down (a little core, a
+/// preempted one) hands its share to the others, few enough that claiming is free.
+const CHUNKS_PER_THREAD: usize = 8;
+/// Bytes of quantized activations kept L2-resident per pass over a chunk's tiles.
+const ACT_L2_BUDGET: usize = 160 * 1024;
+/// Weights that share one quantized input in `matmul_many`.
+const MAX_GROUP: usize = 4;
 
 /// Multi-threaded SIMD CPU backend.
 pub struct CpuBackend {
@@ -58,6 +65,77 @@ impl CpuBackend {
     pub fn pool(&self) -> &ThreadPool {
         &self.pool
     }
+
+    /// `outs[i] = ws[i] · x` for weights of one dtype and input width: the input is
+    /// quantized once, and one job runs the row tiles of all the weights.
+    fn matmul_group(&self, ws: &[Weight<'_>], x: &[f32], n: usize, outs: &[SyncPtr<f32>]) {
+        let (dtype, cols) = (ws[0].dtype, ws[0].cols);
+        debug_assert!(ws.len() <= MAX_GROUP && ws.iter().all(|w| w.dtype == dtype && w.cols == cols));
+        debug_assert!(x.len() >= n * cols);
+        if n == 0 {
+            return;
+        }
+        let nth = self.pool.n_threads();
+        let arb = alc_quant::act_row_bytes(dtype, cols).expect("executed type");
+        let mut act = self.act.lock().unwrap_or_else(|e| e.into_inner());
+        if act.len() < n * arb {
+            act.resize(n * arb, 0);
+        }
+        // Quantize the activations once for all the weights.
+        let actp = SyncPtr(act.as_mut_ptr());
+        let quant = |t: usize| {
+            // SAFETY: token t owns act[t*arb..(t+1)*arb].
+            let dst = unsafe { actp.slice(t * arb, arb) };
+            alc_quant::quantize_act(dtype, &x[t * cols..(t + 1) * cols], dst).expect("executed type");
+        };
+        if n < PAR_MIN_TOKENS {
+            (0..n).for_each(quant);
+        } else {
+            let chunks = n_chunks(n, nth, CHUNKS_PER_THREAD, 1);
+            self.pool.run(chunks, |_, c| split_range(n, chunks, c).for_each(quant));
+        }
+        let act: &[u8] = &act;
+        // Row tiles of all the weights, numbered consecutively; a chunk is a run of
+        // whole tiles, so threads never share cache lines of weights.
+        let mut tile_end = [0usize; MAX_GROUP];
+        let mut total = 0;
+        for (i, w) in ws.iter().enumerate() {
+            total += w.rows.div_ceil(ROW_TILE);
+            tile_end[i] = total;
+        }
+        let chunks = n_chunks(total, nth, CHUNKS_PER_THREAD, 1);
+        // Tokens per pass over the chunk's tiles: their quantized activations stay in
+        // L2 while the tiles stream past (a down projection's 512 tokens would not).
+        let token_block = (ACT_L2_BUDGET / arb).max(TOKEN_GROUP) / TOKEN_GROUP * TOKEN_GROUP;
+        self.pool.run(chunks, |_, c| {
+            let mut buf = [0f32; TOKEN_GROUP];
+            let mut t0 = 0;
+            while t0 < n {
+                let t_end = (t0 + token_block).min(n);
+                for tile in split_range(total, chunks, c) {
+                    let i = tile_end.iter().position(|&e| tile < e).expect("tile in range");
+                    let w = &ws[i];
+                    let rb = w.dtype.row_bytes(cols as u64).expect("validated shape") as usize;
+                    let local = tile - if i == 0 { 0 } else { tile_end[i - 1] };
+                    let r0 = local * ROW_TILE;
+                    let r1 = (r0 + ROW_TILE).min(w.rows);
+                    let mut t = t0;
+                    while t < t_end {
+                        let k = (t_end - t).min(TOKEN_GROUP);
+                        for r in r0..r1 {
+                            alc_quant::dot(dtype, cols, &w.data[r * rb..(r + 1) * rb], &act[t * arb..], arb, k, &mut buf[..k]);
+                            for (j, v) in buf[..k].iter().enumerate() {
+                                // SAFETY: row r of weight i belongs to this chunk only.
+                                unsafe { outs[i].write((t + j) * w.rows + r, *v) };
+                            }
+                        }
+                        t += k;
+                    }
+                }
+                t0 = t_end;
+            }
+        });
+    }
 }
 
 impl Backend for CpuBackend {
@@ -70,54 +148,25 @@ impl Backend for CpuBackend {
     }
 
     fn matmul(&self, w: &Weight<'_>, x: &[f32], n: usize, out: &mut [f32]) {
-        let (rows, cols) = (w.rows, w.cols);
-        debug_assert!(x.len() >= n * cols && out.len() >= n * rows);
-        let rb = w.dtype.row_bytes(cols as u64).expect("validated shape") as usize;
-        let arb = alc_quant::act_row_bytes(w.dtype, cols).expect("executed type");
-        let mut act = self.act.lock().unwrap_or_else(|e| e.into_inner());
-        if act.len() < n * arb {
-            act.resize(n * arb, 0);
-        }
-        // Quantize the activations once for the whole matmul.
-        let actp = SyncPtr(act.as_mut_ptr());
-        let quant = |t: usize| {
-            // SAFETY: token t owns act[t*arb..(t+1)*arb].
-            let dst = unsafe { actp.slice(t * arb, arb) };
-            alc_quant::quantize_act(w.dtype, &x[t * cols..(t + 1) * cols], dst).expect("executed type");
-        };
-        if n < PAR_MIN_TOKENS {
-            (0..n).for_each(quant);
-        } else {
-            self.pool.run(|tid, nth| split_range(n, nth, tid).for_each(quant));
-        }
-        let act: &[u8] = &act;
-        let outp = SyncPtr(out.as_mut_ptr());
-        self.pool.run(|tid, nth| {
-            // Split rows in whole tiles so that threads do not share cache lines of
-            // weights; the last thread takes the remainder.
-            let tiles = rows.div_ceil(ROW_TILE);
-            let tr = split_range(tiles, nth, tid);
-            let r_start = tr.start * ROW_TILE;
-            let r_end = (tr.end * ROW_TILE).min(rows);
-            let mut buf = [0f32; TOKEN_GROUP];
-            let mut r0 = r_start;
-            while r0 < r_end {
-                let r1 = (r0 + ROW_TILE).min(r_end);
-                let mut t = 0;
-                while t < n {
-                    let k = (n - t).min(TOKEN_GROUP);
-                    for r in r0..r1 {
-                        alc_quant::dot(w.dtype, cols, &w.data[r * rb..(r + 1) * rb], &act[t * arb..], arb, k, &mut buf[..k]);
-                        for (j, v) in buf[..k].iter().enumerate() {
-                            // SAFETY: row r belongs to this thread only.
-                            unsafe { outp.write((t + j) * rows + r, *v) };
-                        }
-                    }
-                    t += k;
-                }
-                r0 = r1;
+        debug_assert!(out.len() >= n * w.rows);
+        self.matmul_group(std::slice::from_ref(w), x, n, &[SyncPtr(out.as_mut_ptr())]);
+    }
+
+    fn matmul_many(&self, ws: &[Weight<'_>], x: &[f32], n: usize, outs: &mut [&mut [f32]]) {
+        assert_eq!(ws.len(), outs.len(), "matmul_many: one output per weight");
+        let shared = ws.len() <= MAX_GROUP && ws.windows(2).all(|p| p[0].dtype == p[1].dtype && p[0].cols == p[1].cols);
+        if !shared {
+            for (w, o) in ws.iter().zip(outs.iter_mut()) {
+                self.matmul(w, x, n, o);
             }
-        });
+            return;
+        }
+        let mut ptrs = [SyncPtr(std::ptr::null_mut()); MAX_GROUP];
+        for (i, (w, o)) in ws.iter().zip(outs.iter_mut()).enumerate() {
+            debug_assert!(o.len() >= n * w.rows);
+            ptrs[i] = SyncPtr(o.as_mut_ptr());
+        }
+        self.matmul_group(ws, x, n, &ptrs[..ws.len()]);
     }
 
     fn rms_norm(&self, x: &mut [f32], w: &[f32], eps: f32) {
@@ -128,9 +177,10 @@ impl Backend for CpuBackend {
             return;
         }
         let xp = SyncPtr(x.as_mut_ptr());
-        self.pool.run(|tid, nth| {
-            for t in split_range(n, nth, tid) {
-                // SAFETY: row t belongs to this thread.
+        let chunks = n_chunks(n, self.pool.n_threads(), CHUNKS_PER_THREAD, 1);
+        self.pool.run(chunks, |_, c| {
+            for t in split_range(n, chunks, c) {
+                // SAFETY: row t belongs to this chunk only.
                 rms_norm_row(unsafe { xp.slice(t * d, d) }, w, eps);
             }
         });
@@ -155,7 +205,7 @@ impl Backend for CpuBackend {
             let cs = &mut cs[..rot_dim / 2];
             for t in range {
                 rope_table(pos0 + t, rot_dim, freq_base, freq_scale, cs);
-                // SAFETY: row t belongs to this thread.
+                // SAFETY: row t belongs to this chunk only.
                 let r = unsafe { xp.slice(t * row, row) };
                 for head in r.chunks_exact_mut(head_dim) {
                     rope_head(head, cs, style);
@@ -165,7 +215,8 @@ impl Backend for CpuBackend {
         if n < PAR_MIN_TOKENS {
             work(0..n);
         } else {
-            self.pool.run(|tid, nth| work(split_range(n, nth, tid)));
+            let chunks = n_chunks(n, self.pool.n_threads(), CHUNKS_PER_THREAD, 1);
+            self.pool.run(chunks, |_, c| work(split_range(n, chunks, c)));
         }
     }
 
@@ -186,7 +237,8 @@ impl Backend for CpuBackend {
         let outp = SyncPtr(out.as_mut_ptr());
         let tasks = s.n_tokens * s.n_head;
         let simd = self.simd;
-        self.pool.run(|tid, nth| {
+        let chunks = n_chunks(tasks, nth, 4 * CHUNKS_PER_THREAD, 1);
+        self.pool.run(chunks, |tid, c| {
             // SAFETY: each thread owns its scratch slice.
             let mine = unsafe { sp.slice(tid * per, per) };
             let (scores, rest) = mine.split_at_mut(s.ctx);
@@ -194,9 +246,9 @@ impl Backend for CpuBackend {
             let acc = &mut rest[..hd];
             // SAFETY: each thread owns its f16 scratch slice.
             let (q16, acc16) = unsafe { sp16.slice(tid * 2 * hd, 2 * hd) }.split_at_mut(hd);
-            // Interleave tasks so that causal rows of different lengths balance.
-            let mut i = tid;
-            while i < tasks {
+            // Longest causal rows (last tokens) first, so that the short ones fill in
+            // at the end.
+            for i in split_range(tasks, chunks, c).map(|i| tasks - 1 - i) {
                 let (t, h) = (i / s.n_head, i % s.n_head);
                 let base = (t * s.n_head + h) * hd;
                 let qh = &q[base..base + hd];
@@ -207,7 +259,6 @@ impl Backend for CpuBackend {
                 }
                 // SAFETY: (t, h) output belongs to this task.
                 unsafe { outp.slice(base, hd) }.copy_from_slice(acc);
-                i += nth;
             }
         });
     }
@@ -219,9 +270,10 @@ impl Backend for CpuBackend {
             return;
         }
         let gp = SyncPtr(gate.as_mut_ptr());
-        self.pool.run(|tid, nth| {
-            let r = split_range(n, nth, tid);
-            // SAFETY: range r belongs to this thread.
+        let chunks = n_chunks(n, self.pool.n_threads(), CHUNKS_PER_THREAD, 4096);
+        self.pool.run(chunks, |_, c| {
+            let r = split_range(n, chunks, c);
+            // SAFETY: range r belongs to this chunk only.
             let g = unsafe { gp.slice(r.start, r.len()) };
             gated_act_slice(g, &up[r], gelu);
         });
@@ -262,6 +314,26 @@ fn attend_one_fast(
     let j0 = first_visible(p, s.window);
     let row = s.n_kv_head * hd;
     half::slice::HalfFloatSliceExt::convert_from_f32_slice(q16, q);
+    #[cfg(target_arch = "x86_64")]
+    {
+        // The whole key loop in one function with the accumulator in registers, for
+        // the common head sizes; same arithmetic, operation for operation.
+        let (kh, vh) = (&k[kvh * hd..], &v[kvh * hd..]);
+        debug_assert!(p * row + hd <= kh.len() && p * row + hd <= vh.len());
+        // SAFETY: callers checked AVX2+FMA+F16C; rows j0..=p of this head lie inside
+        // the cache slices (asserted by the caller's shape, debug-checked above).
+        let done = unsafe {
+            match hd {
+                64 => simd::x86::attend::<8>(q16, kh, vh, row, j0, p, s.scale, s.softcap, acc),
+                128 => simd::x86::attend::<16>(q16, kh, vh, row, j0, p, s.scale, s.softcap, acc),
+                256 => simd::x86::attend::<32>(q16, kh, vh, row, j0, p, s.scale, s.softcap, acc),
+                _ => false,
+            }
+        };
+        if done {
+            return;
+        }
+    }
     acc16.fill(f16::ZERO);
     let (mut m, mut sum) = (f32::NEG_INFINITY, 0f32);
     for j in j0..=p {
@@ -331,7 +403,7 @@ mod simd {
     }
 
     #[cfg(target_arch = "x86_64")]
-    mod x86 {
+    pub(super) mod x86 {
         use half::f16;
         use std::arch::x86_64::*;
 
@@ -372,6 +444,84 @@ mod simd {
                 }
                 r
             }
+        }
+
+        /// Rounds every lane to f16 and back, as storing to and loading from an f16
+        /// buffer would.
+        #[inline(always)]
+        unsafe fn round16(v: __m256) -> __m256 {
+            unsafe { _mm256_cvtph_ps(_mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v)) }
+        }
+
+        /// `attend_one_fast`'s key loop for head_dim = 8·G (G a multiple of 4), with
+        /// the f16 accumulator held as f16-rounded f32 lanes: the score is
+        /// `dot_f16_f16` (same four-way accumulation and reduction), the accumulator is
+        /// rounded after every scale and multiply-add as the f16 buffer was. Writes
+        /// the normalised result to `out` and returns true.
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[allow(clippy::too_many_arguments)]
+        pub unsafe fn attend<const G: usize>(
+            q16: &[f16],
+            k: &[f16],
+            v: &[f16],
+            row: usize,
+            j0: usize,
+            p: usize,
+            scale: f32,
+            softcap: Option<f32>,
+            out: &mut [f32],
+        ) -> bool {
+            const { assert!(G % 4 == 0) };
+            assert!(q16.len() >= 8 * G && out.len() >= 8 * G);
+            assert!(k.len() >= p * row + 8 * G && v.len() >= p * row + 8 * G);
+            unsafe {
+                let mut qv = [_mm256_setzero_ps(); G];
+                for (g, r) in qv.iter_mut().enumerate() {
+                    *r = load8(q16.as_ptr().add(8 * g));
+                }
+                let mut acc = [_mm256_setzero_ps(); G];
+                let (mut m, mut sum) = (f32::NEG_INFINITY, 0f32);
+                for j in j0..=p {
+                    let kp = k.as_ptr().add(j * row);
+                    let mut d = [_mm256_setzero_ps(); 4];
+                    for g4 in 0..G / 4 {
+                        for (u, r) in d.iter_mut().enumerate() {
+                            let g = 4 * g4 + u;
+                            *r = _mm256_fmadd_ps(qv[g], load8(kp.add(8 * g)), *r);
+                        }
+                    }
+                    let s8 = _mm256_add_ps(_mm256_add_ps(d[0], d[1]), _mm256_add_ps(d[2], d[3]));
+                    let s4 = _mm_add_ps(_mm256_extractf128_ps(s8, 1), _mm256_castps256_ps128(s8));
+                    let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+                    let s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));
+                    let mut sc = _mm_cvtss_f32(s1) * scale;
+                    if let Some(cap) = softcap {
+                        sc = cap * (sc / cap).tanh();
+                    }
+                    let (mut ms, mut vs) = (1f32, 1f32);
+                    if sc > m {
+                        ms = (m - sc).exp();
+                        m = sc;
+                        let msv = _mm256_set1_ps(ms);
+                        for a in acc.iter_mut() {
+                            *a = round16(_mm256_mul_ps(*a, msv));
+                        }
+                    } else {
+                        vs = (sc - m).exp();
+                    }
+                    let vp = v.as_ptr().add(j * row);
+                    let vsv = _mm256_set1_ps(vs);
+                    for (g, a) in acc.iter_mut().enumerate() {
+                        *a = round16(_mm256_fmadd_ps(load8(vp.add(8 * g)), vsv, *a));
+                    }
+                    sum = sum * ms + vs;
+                }
+                let inv = _mm256_set1_ps(if sum == 0.0 { 0.0 } else { 1.0 / sum });
+                for (g, a) in acc.iter().enumerate() {
+                    _mm256_storeu_ps(out.as_mut_ptr().add(8 * g), _mm256_mul_ps(*a, inv));
+                }
+            }
+            true
         }
 
         #[target_feature(enable = "avx2,fma,f16c")]

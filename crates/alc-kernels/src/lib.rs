@@ -77,6 +77,15 @@ pub trait Backend: Send + Sync {
     fn supports(&self, dtype: DType) -> bool;
     /// `out[t][r] = Σ_c w[r][c] · x[t][c]` for `t < n`.
     fn matmul(&self, w: &Weight<'_>, x: &[f32], n: usize, out: &mut [f32]);
+    /// Several matmuls over the same input (q/k/v, gate/up): `outs[i] = ws[i] · x`,
+    /// each as [`Backend::matmul`]. A backend may prepare the input once and run the
+    /// weights in one dispatch; the results must equal separate `matmul` calls.
+    fn matmul_many(&self, ws: &[Weight<'_>], x: &[f32], n: usize, outs: &mut [&mut [f32]]) {
+        assert_eq!(ws.len(), outs.len(), "matmul_many: one output per weight");
+        for (w, o) in ws.iter().zip(outs.iter_mut()) {
+            self.matmul(w, x, n, o);
+        }
+    }
     /// Row-wise RMS norm of `n` rows of `w.len()` elements, in place, times `w`.
     fn rms_norm(&self, x: &mut [f32], w: &[f32], eps: f32);
     /// Rotate `n_tokens` rows of `n_head` heads of `head_dim` in place; row t has

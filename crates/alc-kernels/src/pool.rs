@@ -1,26 +1,45 @@
-//! A persistent thread pool with a cheap fork-join barrier.
+//! A persistent thread pool with dynamic work claiming.
 //!
-//! The calling thread is worker 0 and takes part in every job, so `n` threads means
-//! `n - 1` spawned workers. Workers spin briefly on a generation counter after each job
-//! (a decode step dispatches a few hundred jobs, each microseconds long, so parking
-//! between them would cost more than the work), then park until the next job.
+//! A job is `n_chunks` independent pieces of work; every thread (the caller is thread
+//! 0 and always takes part) claims chunks from a shared counter until none are left.
+//! Claiming instead of a static split matters on the machines we target: a phone's
+//! big and little cores run at different speeds, and any other runnable process can
+//! take a core away for milliseconds. With a static split the whole job waits for the
+//! slowest share; with claiming, the threads that run take the work.
+//!
+//! A worker that has not joined a job by the time its chunks are all claimed never
+//! touches it: the caller closes the job (one atomic word holds the job's generation,
+//! a closed flag and the count of workers inside), waits only for the workers that
+//! entered, and returns. So a descheduled worker costs nothing but its own share of
+//! chunks, which the others take.
+//!
+//! Workers spin briefly after each job (a decode step dispatches a few hundred jobs,
+//! each tens of microseconds long, so parking between them would cost more than the
+//! work), then park until the next job.
 
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle, Thread};
 
 /// Spin iterations before a worker parks (≈ tens of microseconds).
 const SPIN_BEFORE_PARK: u32 = 20_000;
 
+/// `state` layout: generation in the high 32 bits, CLOSED flag, count of workers
+/// inside the job in the low bits.
+const CLOSED: u64 = 1 << 31;
+const COUNT_MASK: u64 = CLOSED - 1;
+
 type JobFn = dyn Fn(usize, usize) + Sync;
 
 struct Shared {
-    /// Incremented by the caller for every job; workers run a job when it changes.
-    generation: AtomicUsize,
-    /// Workers that have finished the current job.
-    done: AtomicUsize,
-    /// Thin pointer to a `&JobFn` on the caller's stack; valid while `run` waits for
-    /// `done`.
+    /// (generation << 32) | CLOSED? | workers inside.
+    state: AtomicU64,
+    /// Next unclaimed chunk of the current job.
+    next: AtomicUsize,
+    /// Chunks in the current job.
+    n_chunks: AtomicUsize,
+    /// Thin pointer to a `&JobFn` on the caller's stack; valid while the job is open
+    /// or a worker is inside it.
     job: AtomicPtr<()>,
     shutdown: AtomicBool,
     n_threads: usize,
@@ -28,17 +47,12 @@ struct Shared {
     panicked: AtomicBool,
 }
 
-// SAFETY: the raw job pointer is only dereferenced while the caller of `run` keeps the
-// closure alive (it blocks until every worker has reported completion).
-unsafe impl Send for Shared {}
-unsafe impl Sync for Shared {}
-
 /// Fixed-size pool of compute threads.
 pub struct ThreadPool {
     shared: Arc<Shared>,
     workers: Vec<(JoinHandle<()>, Thread)>,
     /// Serializes `run` calls from different threads.
-    gate: Mutex<()>,
+    gate: Mutex<u32>,
 }
 
 impl std::fmt::Debug for ThreadPool {
@@ -47,13 +61,26 @@ impl std::fmt::Debug for ThreadPool {
     }
 }
 
+/// Claims and runs chunks of the current job until none are left.
+fn drain(s: &Shared, job: &(dyn Fn(usize, usize) + Sync + '_), tid: usize) {
+    let n = s.n_chunks.load(Ordering::Relaxed);
+    loop {
+        let c = s.next.fetch_add(1, Ordering::Relaxed);
+        if c >= n {
+            return;
+        }
+        job(tid, c);
+    }
+}
+
 impl ThreadPool {
     /// A pool of `n_threads` (>= 1) threads including the caller.
     pub fn new(n_threads: usize) -> Self {
         let n_threads = n_threads.max(1);
         let shared = Arc::new(Shared {
-            generation: AtomicUsize::new(0),
-            done: AtomicUsize::new(0),
+            state: AtomicU64::new(CLOSED),
+            next: AtomicUsize::new(0),
+            n_chunks: AtomicUsize::new(0),
             job: AtomicPtr::new(std::ptr::null_mut()),
             shutdown: AtomicBool::new(false),
             n_threads,
@@ -69,34 +96,46 @@ impl ThreadPool {
             let t = h.thread().clone();
             workers.push((h, t));
         }
-        ThreadPool { shared, workers, gate: Mutex::new(()) }
+        ThreadPool { shared, workers, gate: Mutex::new(0) }
     }
 
     pub fn n_threads(&self) -> usize {
         self.shared.n_threads
     }
 
-    /// Run `f(thread_index, n_threads)` on every thread and wait for all of them.
-    pub fn run<F: Fn(usize, usize) + Sync>(&self, f: F) {
-        let n = self.shared.n_threads;
-        if n == 1 {
-            f(0, 1);
+    /// Run `f(thread_index, chunk)` once for every `chunk < n_chunks`, spread over the
+    /// pool's threads, and wait until all have run. `thread_index < n_threads()` is
+    /// stable per thread (use it to pick per-thread scratch); which thread runs which
+    /// chunk is not fixed.
+    pub fn run<F: Fn(usize, usize) + Sync>(&self, n_chunks: usize, f: F) {
+        if n_chunks == 0 {
             return;
         }
-        let _g = self.gate.lock().unwrap_or_else(|e| e.into_inner());
+        if self.shared.n_threads == 1 || n_chunks == 1 {
+            (0..n_chunks).for_each(|c| f(0, c));
+            return;
+        }
+        let mut gen = self.gate.lock().unwrap_or_else(|e| e.into_inner());
+        *gen = gen.wrapping_add(1);
+        let s = &*self.shared;
         let job: &(dyn Fn(usize, usize) + Sync + '_) = &f;
-        // Workers read the job through this pointer; `run` does not return (and `job`
-        // stays alive) until every worker has reported completion below.
+        // Workers read the job through this pointer only after entering the job (the
+        // `state` CAS below), and `run` does not return before every worker that
+        // entered has left, so `job` outlives every use.
         let erased = &job as *const &(dyn Fn(usize, usize) + Sync + '_) as *mut ();
-        self.shared.job.store(erased, Ordering::Relaxed);
-        self.shared.done.store(0, Ordering::Relaxed);
-        self.shared.generation.fetch_add(1, Ordering::Release);
+        s.job.store(erased, Ordering::Relaxed);
+        s.n_chunks.store(n_chunks, Ordering::Relaxed);
+        s.next.store(0, Ordering::Relaxed);
+        // Publishes the three stores above to workers that acquire `state`.
+        s.state.store(u64::from(*gen) << 32, Ordering::Release);
         for (_, t) in &self.workers {
             t.unpark();
         }
-        let caller = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(0, n)));
+        let caller = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drain(s, job, 0)));
+        // Close the job: workers that have not entered yet never will.
+        s.state.fetch_or(CLOSED, Ordering::AcqRel);
         let mut spins = 0u32;
-        while self.shared.done.load(Ordering::Acquire) < n - 1 {
+        while s.state.load(Ordering::Acquire) & COUNT_MASK != 0 {
             spins += 1;
             if spins < SPIN_BEFORE_PARK {
                 std::hint::spin_loop();
@@ -107,21 +146,19 @@ impl ThreadPool {
         if let Err(p) = caller {
             std::panic::resume_unwind(p);
         }
-        if self.shared.panicked.swap(false, Ordering::Relaxed) {
+        if s.panicked.swap(false, Ordering::Relaxed) {
             panic!("a compute thread panicked while running a job");
         }
     }
 }
 
 fn worker_loop(s: Arc<Shared>, tid: usize) {
-    let mut seen = 0usize;
+    let mut seen = 0u64;
+    let mut spins = 0u32;
     loop {
-        let mut spins = 0u32;
-        let gen = loop {
-            let g = s.generation.load(Ordering::Acquire);
-            if g != seen {
-                break g;
-            }
+        let st = s.state.load(Ordering::Acquire);
+        let gen = st >> 32;
+        if gen == seen || st & CLOSED != 0 {
             if s.shutdown.load(Ordering::Relaxed) {
                 return;
             }
@@ -131,16 +168,23 @@ fn worker_loop(s: Arc<Shared>, tid: usize) {
             } else {
                 thread::park_timeout(std::time::Duration::from_millis(50));
             }
-        };
+            continue;
+        }
+        // Enter the job, unless it closed (or a newer one opened) meanwhile.
+        if s.state.compare_exchange_weak(st, st + 1, Ordering::AcqRel, Ordering::Relaxed).is_err() {
+            continue;
+        }
         seen = gen;
+        spins = 0;
         let ptr = s.job.load(Ordering::Relaxed) as *const &JobFn;
-        // SAFETY: `run` stored a pointer to a live `&JobFn` before bumping `generation`
-        // (Release/Acquire) and keeps it alive until `done` reaches n - 1.
+        // SAFETY: `run` stored a pointer to a live `&JobFn` before publishing this
+        // generation (Release/Acquire on `state`) and keeps it alive until the count of
+        // workers inside, which includes this one now, drops to zero.
         let job: &JobFn = unsafe { *ptr };
-        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(tid, s.n_threads))).is_err() {
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drain(&s, job, tid))).is_err() {
             s.panicked.store(true, Ordering::Relaxed);
         }
-        s.done.fetch_add(1, Ordering::Release);
+        s.state.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -163,23 +207,74 @@ pub fn split_range(n: usize, parts: usize, i: usize) -> std::ops::Range<usize> {
     start..start + len
 }
 
+/// How many chunks to cut `n` items into for a pool of `n_threads`: about `per_thread`
+/// chunks per thread (so that threads that run faster take more), never fewer than
+/// `min_items` items per chunk, never more chunks than items.
+pub fn n_chunks(n: usize, n_threads: usize, per_thread: usize, min_items: usize) -> usize {
+    if n == 0 {
+        return 0;
+    }
+    let by_size = n.div_ceil(min_items.max(1));
+    (n_threads * per_thread).min(by_size).clamp(1, n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn every_thread_runs_every_job() {
+    fn every_chunk_runs_exactly_once() {
         for n in 1..=4 {
             let pool = ThreadPool::new(n);
-            let hits = AtomicUsize::new(0);
-            for _ in 0..1000 {
-                pool.run(|_, nth| {
-                    assert_eq!(nth, n);
-                    hits.fetch_add(1, Ordering::Relaxed);
-                });
+            for chunks in [1usize, 2, 3, 7, 64, 1000] {
+                let hits: Vec<AtomicUsize> = (0..chunks).map(|_| AtomicUsize::new(0)).collect();
+                for _ in 0..200 {
+                    pool.run(chunks, |tid, c| {
+                        assert!(tid < n);
+                        hits[c].fetch_add(1, Ordering::Relaxed);
+                    });
+                }
+                assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 200), "{n} threads, {chunks} chunks");
             }
-            assert_eq!(hits.load(Ordering::Relaxed), 1000 * n);
         }
+    }
+
+    #[test]
+    fn a_stalled_worker_does_not_block_the_job() {
+        // Worker 1 sleeps inside one job; the caller must still finish later jobs that
+        // the sleeping worker never enters, and every chunk must run once.
+        let pool = ThreadPool::new(2);
+        let total = AtomicUsize::new(0);
+        pool.run(2, |tid, _| {
+            if tid == 1 {
+                thread::sleep(std::time::Duration::from_millis(20));
+            }
+            total.fetch_add(1, Ordering::Relaxed);
+        });
+        for _ in 0..100 {
+            pool.run(8, |_, _| {
+                total.fetch_add(1, Ordering::Relaxed);
+            });
+        }
+        assert_eq!(total.load(Ordering::Relaxed), 2 + 800);
+    }
+
+    #[test]
+    fn worker_panic_is_reraised_and_pool_survives() {
+        let pool = ThreadPool::new(2);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pool.run(64, |_, c| {
+                if c == 63 {
+                    panic!("boom");
+                }
+            })
+        }));
+        assert!(r.is_err());
+        let hits = AtomicUsize::new(0);
+        pool.run(16, |_, _| {
+            hits.fetch_add(1, Ordering::Relaxed);
+        });
+        assert_eq!(hits.load(Ordering::Relaxed), 16);
     }
 
     #[test]
@@ -195,5 +290,14 @@ mod tests {
                 assert_eq!(next, n);
             }
         }
+    }
+
+    #[test]
+    fn chunk_counts() {
+        assert_eq!(n_chunks(0, 2, 8, 1), 0);
+        assert_eq!(n_chunks(5, 2, 8, 1), 5);
+        assert_eq!(n_chunks(1000, 2, 8, 1), 16);
+        assert_eq!(n_chunks(1000, 2, 8, 500), 2);
+        assert_eq!(n_chunks(10, 4, 8, 100), 1);
     }
 }

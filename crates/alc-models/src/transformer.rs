@@ -249,9 +249,12 @@ impl Model {
             let q = &mut st.q[..n * nq];
             let kx = &mut st.kx[..n * nkv];
             let vx = &mut st.vx[..n * nkv];
-            be.matmul(&self.weight(&l.wq), xb, n, q);
-            be.matmul(&self.weight(&l.wk), xb, n, kx);
-            be.matmul(&self.weight(&l.wv), xb, n, vx);
+            be.matmul_many(
+                &[self.weight(&l.wq), self.weight(&l.wk), self.weight(&l.wv)],
+                xb,
+                n,
+                &mut [&mut *q, &mut *kx, &mut *vx],
+            );
             add_bias(q, l.bq.as_deref());
             add_bias(kx, l.bk.as_deref());
             add_bias(vx, l.bv.as_deref());
@@ -293,8 +296,7 @@ impl Model {
             be.rms_norm(xb, &l.ffn_norm, eps);
             let gate = &mut st.gate[..n * hp.n_ff];
             let up = &mut st.up[..n * hp.n_ff];
-            be.matmul(&self.weight(&l.w_gate), xb, n, gate);
-            be.matmul(&self.weight(&l.w_up), xb, n, up);
+            be.matmul_many(&[self.weight(&l.w_gate), self.weight(&l.w_up)], xb, n, &mut [&mut *gate, &mut *up]);
             be.gated_act(gate, up, self.spec.gelu);
             be.matmul(&self.weight(&l.w_down), gate, n, xb);
             if let Some(pn) = &l.post_ffn_norm {
