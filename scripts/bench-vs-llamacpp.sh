@@ -151,7 +151,8 @@ def alc_round(path):
 def med(xs):
     return statistics.median(xs) if xs else None
 
-print(f"\nthreads={threads}, rounds={rounds} (interleaved); tok/s = median over rounds of per-round medians\n")
+print(f"\nthreads={threads}, rounds={rounds} (interleaved); tok/s = median over rounds of per-round medians;")
+print("ratio = median over rounds of the paired per-round ratio\n")
 print("| model | test | llama.cpp tok/s | alc tok/s | ratio (alc/llama.cpp) | alc MBU |")
 print("| --- | --- | ---: | ---: | ---: | ---: |")
 for m in selected:
@@ -161,9 +162,13 @@ for m in selected:
         lv = med([x[test] for x in ll if test in x])
         av = med([x[0][test] for x in al if test in x[0]])
         mb = med([x[1][test] for x in al if test in x[1]])
+        # Paired ratios: each round's alc run against the llama.cpp run just before it,
+        # so that a slow spell of the machine hits both sides of a ratio.
+        pairs = [a[0][test] / l[test] for l, a in zip(ll, al) if test in l and test in a[0] and l[test]]
+        rv = med(pairs)
         ls = f"{lv:.1f}" if lv is not None else "llama.cpp: failed"
         as_ = f"{av:.1f}" if av is not None else "alc: failed"
-        ratio = f"{av / lv:.2f}" if (lv and av) else "-"
+        ratio = f"{rv:.2f}" if rv is not None else "-"
         mbus = f"{mb:.2f}" if (mb is not None and test.startswith("tg")) else ""
         print(f"| {label.get(m, m)} | {test} | {ls} | {as_} | {ratio} | {mbus} |")
 EOF

@@ -153,11 +153,19 @@ impl ThreadPool {
 }
 
 fn worker_loop(s: Arc<Shared>, tid: usize) {
+    // Last generation this worker ran, and last one it saw at all.
     let mut seen = 0u64;
+    let mut observed = 0u64;
     let mut spins = 0u32;
     loop {
         let st = s.state.load(Ordering::Acquire);
         let gen = st >> 32;
+        if gen != observed {
+            // Jobs are coming (even if this one closed before we could join): stay
+            // awake for the next one instead of drifting into park.
+            observed = gen;
+            spins = 0;
+        }
         if gen == seen || st & CLOSED != 0 {
             if s.shutdown.load(Ordering::Relaxed) {
                 return;
