@@ -890,7 +890,7 @@ pub unsafe fn dot(
 // lanes after two `vphaddw` hold sums of 8 products, ≤ 31 496. Q8_0 keeps the sign
 // trick, widens with `vpmaddwd` first and reduces with `vphaddd`. Measured on the
 // 2-core EPYC: R = 2, 3, 5, 6, 8 no better than 4; blend-based reductions instead
-// of `vphadd` slower.
+// of `vphadd` slower; a software prefetch of the 4 rows neutral.
 
 const LQ4_0: u8 = 0;
 const LQ5_0: u8 = 1;
@@ -901,6 +901,7 @@ const LQ5_1: u8 = 4;
 /// Four i16 product vectors → i32 [m0 m1 m2 m3 | m0 m1 m2 m3] (per-half sums).
 #[inline(always)]
 unsafe fn reduce4_i16(m: &[__m256i; 4]) -> __m256i {
+    // SAFETY: register-only AVX2 ops; the caller enabled AVX2.
     unsafe {
         let h01 = _mm256_hadd_epi16(m[0], m[1]);
         let h23 = _mm256_hadd_epi16(m[2], m[3]);
@@ -911,6 +912,7 @@ unsafe fn reduce4_i16(m: &[__m256i; 4]) -> __m256i {
 /// Four i32 vectors → [p0 p1 p2 p3 | p0 p1 p2 p3] (per-half sums).
 #[inline(always)]
 unsafe fn reduce4_i32(p: &[__m256i; 4]) -> __m256i {
+    // SAFETY: register-only AVX2 ops; the caller enabled AVX2.
     unsafe {
         let h01 = _mm256_hadd_epi32(p[0], p[1]);
         let h23 = _mm256_hadd_epi32(p[2], p[3]);
@@ -929,6 +931,9 @@ unsafe fn rows_legacy<const T: u8, const R: usize, const K: usize>(
     stride: usize,
     out: *mut f32,
 ) {
+    // SAFETY: the caller guarantees AVX2/FMA/F16C and that `w` covers R rows of
+    // nb blocks at stride `rb` and `a` K activation rows of nb blocks at `stride`;
+    // every load below stays inside one block of those, `out` holds R × K floats.
     unsafe {
         let (wb, ab, yoff) = match T {
             LQ4_0 => (18, 34, 2),
@@ -1052,6 +1057,9 @@ unsafe fn dot_rows_legacy<const T: u8, const K: usize>(
     stride: usize,
     out: *mut f32,
 ) {
+    // SAFETY: as for `rows_legacy`: the caller guarantees the features and that the
+    // n_rows rows, the activations and n_rows × K outputs are in bounds; each call
+    // below gets a sub-range of them.
     unsafe {
         let mut r = 0;
         while r + LEGACY_R <= n_rows {
@@ -1104,6 +1112,8 @@ pub unsafe fn dot_rows(
     k: usize,
     out: *mut f32,
 ) {
+    // SAFETY: this function's contract (features, buffers) is passed on: the
+    // kernels get the same pointers, `dot` row r its own row and outputs.
     unsafe {
         let f = if k == 1 {
             None
