@@ -56,10 +56,22 @@ fn exercise_file(f: &GgufFile) {
     assert!(f.data_offset() % f.alignment() == 0);
 
     for (i, (key, value)) in f.metadata().iter().enumerate() {
-        // The index must point back at this entry (duplicate keys are rejected).
-        assert_eq!(f.get(key), Some(value), "metadata #{i} '{key}' not found by get()");
+        // The index must point back at this very entry (duplicate keys are rejected).
+        // Compared by address: values may hold NaN, which is not equal to itself.
+        let found = f
+            .get(key)
+            .unwrap_or_else(|| panic!("metadata #{i} '{key}' not found by get()"));
+        assert!(
+            std::ptr::eq(found, value),
+            "metadata #{i} '{key}': get() returns another entry"
+        );
         let _ = value.type_name();
-        let _ = (value.as_u64(), value.as_i64(), value.as_f64(), value.as_bool());
+        let _ = (
+            value.as_u64(),
+            value.as_i64(),
+            value.as_f64(),
+            value.as_bool(),
+        );
         let _ = (value.as_str(), value.as_array());
         exercise_key(f, key);
     }
@@ -86,16 +98,24 @@ fn run_model(model: &Model) {
     if n_vocab == 0 {
         return;
     }
-    let Ok(mut st) = model.new_state(4, 2) else { return };
+    let Ok(mut st) = model.new_state(4, 2) else {
+        return;
+    };
     let be = backend();
     // Prefill two tokens, then decode one: attention sees pos0 = 0 and pos0 = 2.
     let toks = [0u32, (n_vocab - 1) as u32];
-    let logits = model.forward(be, &mut st, &toks, Logits::All).expect("prefill of in-range tokens");
+    let logits = model
+        .forward(be, &mut st, &toks, Logits::All)
+        .expect("prefill of in-range tokens");
     assert_eq!(logits.len(), 2 * n_vocab);
-    let logits = model.forward(be, &mut st, &toks[1..], Logits::Last).expect("decode of an in-range token");
+    let logits = model
+        .forward(be, &mut st, &toks[1..], Logits::Last)
+        .expect("decode of an in-range token");
     assert_eq!(logits.len(), n_vocab);
     // Out-of-range ids and a full context are errors, not panics.
-    assert!(model.forward(be, &mut st, &[n_vocab as u32], Logits::Last).is_err());
+    assert!(model
+        .forward(be, &mut st, &[n_vocab as u32], Logits::Last)
+        .is_err());
     let _ = model.forward(be, &mut st, &toks, Logits::None);
 }
 
@@ -122,7 +142,9 @@ fn run_tokenizer(tok: &Tokenizer) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(file) = GgufFile::from_bytes("fuzz", data.to_vec()) else { return };
+    let Ok(file) = GgufFile::from_bytes("fuzz", data.to_vec()) else {
+        return;
+    };
     exercise_file(&file);
     if let Ok(tok) = Tokenizer::from_gguf(&file) {
         run_tokenizer(&tok);

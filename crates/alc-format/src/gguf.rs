@@ -13,6 +13,17 @@ pub const MAX_DIMS: u32 = 4;
 pub const DEFAULT_ALIGNMENT: u64 = 32;
 /// Nesting limit for arrays of arrays (GGUF writers use at most one level).
 const MAX_ARRAY_DEPTH: u32 = 4;
+/// Limit on the metadata array elements of one file, all arrays (nested ones included)
+/// together. Each element becomes a 32-byte [`Value`], so without it a file could make
+/// the parser allocate 32 times its own size (a 1 GiB array of u8 would ask for 32 GiB).
+/// Real vocabularies stay far below: Gemma 3's 262 144 tokens, scores and types, or
+/// Qwen 2.5's 151 936 tokens and 151 387 merges, are under a million elements in all.
+pub const MAX_ARRAY_ELEMENTS: u64 = 1 << 24;
+/// Limits on the key/value pairs and tensor records of one file. Each costs some 150
+/// bytes once parsed (entry, name, index) against 13 or 27 bytes of file at least; real
+/// models have tens of keys and at most a few thousand tensors.
+pub const MAX_METADATA_KEYS: u64 = 1 << 20;
+pub const MAX_TENSORS: u64 = 1 << 20;
 
 /// A metadata value.
 #[derive(Clone, Debug, PartialEq)]
@@ -175,7 +186,10 @@ impl GgufFile {
     /// Memory-map and parse `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, FormatError> {
         let path = path.as_ref().to_path_buf();
-        let io = |source| FormatError::Io { path: path.clone(), source };
+        let io = |source| FormatError::Io {
+            path: path.clone(),
+            source,
+        };
         let file = File::open(&path).map_err(io)?;
         let meta = file.metadata().map_err(io)?;
         if meta.is_dir() {
@@ -200,7 +214,12 @@ impl GgufFile {
     }
 
     fn parse(path: PathBuf, bytes: Bytes) -> Result<Self, FormatError> {
-        let mut r = Reader { buf: &bytes, pos: 0, path: &path };
+        let mut r = Reader {
+            buf: &bytes,
+            pos: 0,
+            path: &path,
+            array_elements: 0,
+        };
         let magic: [u8; 4] = r.take(4, "magic")?.try_into().expect("4 bytes");
         if &magic != MAGIC {
             return Err(FormatError::BadMagic { path, found: magic });
@@ -214,6 +233,14 @@ impl GgufFile {
         // Every kv needs >= 12 bytes (key length + type), every tensor >= 24.
         r.check_count(n_kv, 12, "metadata count")?;
         r.check_count(n_tensors, 24, "tensor count")?;
+        for (what, count, max) in [
+            ("metadata count", n_kv, MAX_METADATA_KEYS),
+            ("tensor count", n_tensors, MAX_TENSORS),
+        ] {
+            if count > max {
+                return Err(r.corrupt(format!("{what} {count} is above the limit of {max}")));
+            }
+        }
 
         let mut metadata = Vec::with_capacity(n_kv as usize);
         let mut index = HashMap::with_capacity(n_kv as usize);
@@ -270,22 +297,32 @@ impl GgufFile {
                 what: e.to_string(),
             })?;
             let offset = r.u64(&format!("tensor '{name}' offset"))?;
-            let bytes = dtype.tensor_bytes(&dims).map_err(|e| FormatError::BadTensor {
-                path: path.clone(),
-                tensor: name.clone(),
-                what: e.to_string(),
-            })?;
+            let bytes = dtype
+                .tensor_bytes(&dims)
+                .map_err(|e| FormatError::BadTensor {
+                    path: path.clone(),
+                    tensor: name.clone(),
+                    what: e.to_string(),
+                })?;
             if offset % alignment != 0 {
                 return Err(FormatError::BadTensor {
                     path,
                     tensor: name,
-                    what: format!("data offset {offset} is not a multiple of the alignment {alignment}"),
+                    what: format!(
+                        "data offset {offset} is not a multiple of the alignment {alignment}"
+                    ),
                 });
             }
             if tensor_index.insert(name.clone(), tensors.len()).is_some() {
                 return Err(r.corrupt(format!("tensor '{name}' appears twice")));
             }
-            tensors.push(TensorInfo { name, dims, dtype, offset, bytes });
+            tensors.push(TensorInfo {
+                name,
+                dims,
+                dtype,
+                offset,
+                bytes,
+            });
         }
 
         let data_offset = (r.pos as u64).div_ceil(alignment) * alignment;
@@ -305,7 +342,6 @@ impl GgufFile {
                 });
             }
         }
-        drop(r);
         Ok(GgufFile {
             path,
             bytes,
@@ -358,13 +394,19 @@ impl GgufFile {
         }
     }
     fn missing(&self, key: &str) -> FormatError {
-        FormatError::MissingKey { path: self.path.clone(), key: key.into() }
+        FormatError::MissingKey {
+            path: self.path.clone(),
+            key: key.into(),
+        }
     }
 
     /// Optional unsigned integer.
     pub fn get_u64(&self, key: &str) -> Result<Option<u64>, FormatError> {
         self.get(key)
-            .map(|v| v.as_u64().ok_or_else(|| self.wrong(key, "unsigned integer", v)))
+            .map(|v| {
+                v.as_u64()
+                    .ok_or_else(|| self.wrong(key, "unsigned integer", v))
+            })
             .transpose()
     }
     pub fn req_u64(&self, key: &str) -> Result<u64, FormatError> {
@@ -372,7 +414,11 @@ impl GgufFile {
     }
     pub fn get_f32(&self, key: &str) -> Result<Option<f32>, FormatError> {
         self.get(key)
-            .map(|v| v.as_f64().map(|x| x as f32).ok_or_else(|| self.wrong(key, "float", v)))
+            .map(|v| {
+                v.as_f64()
+                    .map(|x| x as f32)
+                    .ok_or_else(|| self.wrong(key, "float", v))
+            })
             .transpose()
     }
     pub fn req_f32(&self, key: &str) -> Result<f32, FormatError> {
@@ -398,25 +444,41 @@ impl GgufFile {
     }
     /// Array of strings (e.g. `tokenizer.ggml.tokens`).
     pub fn get_str_array(&self, key: &str) -> Result<Option<Vec<&str>>, FormatError> {
-        let Some(arr) = self.get_array(key)? else { return Ok(None) };
+        let Some(arr) = self.get_array(key)? else {
+            return Ok(None);
+        };
         arr.iter()
-            .map(|v| v.as_str().ok_or_else(|| self.wrong(key, "array of string", v)))
+            .map(|v| {
+                v.as_str()
+                    .ok_or_else(|| self.wrong(key, "array of string", v))
+            })
             .collect::<Result<Vec<_>, _>>()
             .map(Some)
     }
     /// Array of numbers as f32 (e.g. `tokenizer.ggml.scores`).
     pub fn get_f32_array(&self, key: &str) -> Result<Option<Vec<f32>>, FormatError> {
-        let Some(arr) = self.get_array(key)? else { return Ok(None) };
+        let Some(arr) = self.get_array(key)? else {
+            return Ok(None);
+        };
         arr.iter()
-            .map(|v| v.as_f64().map(|x| x as f32).ok_or_else(|| self.wrong(key, "array of number", v)))
+            .map(|v| {
+                v.as_f64()
+                    .map(|x| x as f32)
+                    .ok_or_else(|| self.wrong(key, "array of number", v))
+            })
             .collect::<Result<Vec<_>, _>>()
             .map(Some)
     }
     /// Array of integers as i64 (e.g. `tokenizer.ggml.token_type`).
     pub fn get_i64_array(&self, key: &str) -> Result<Option<Vec<i64>>, FormatError> {
-        let Some(arr) = self.get_array(key)? else { return Ok(None) };
+        let Some(arr) = self.get_array(key)? else {
+            return Ok(None);
+        };
         arr.iter()
-            .map(|v| v.as_i64().ok_or_else(|| self.wrong(key, "array of integer", v)))
+            .map(|v| {
+                v.as_i64()
+                    .ok_or_else(|| self.wrong(key, "array of integer", v))
+            })
             .collect::<Result<Vec<_>, _>>()
             .map(Some)
     }
@@ -426,11 +488,16 @@ struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
     path: &'a Path,
+    /// Metadata array elements read so far (checked against `MAX_ARRAY_ELEMENTS`).
+    array_elements: u64,
 }
 
 impl Reader<'_> {
     fn corrupt(&self, what: String) -> FormatError {
-        FormatError::Corrupt { path: self.path.to_path_buf(), what }
+        FormatError::Corrupt {
+            path: self.path.to_path_buf(),
+            what,
+        }
     }
 
     fn take(&mut self, n: u64, what: &str) -> Result<&[u8], FormatError> {
@@ -492,19 +559,33 @@ impl Reader<'_> {
             8 => Value::String(self.string(key)?),
             9 => {
                 if depth >= MAX_ARRAY_DEPTH {
-                    return Err(self.corrupt(format!("'{key}': arrays nested deeper than {MAX_ARRAY_DEPTH}")));
+                    return Err(self.corrupt(format!(
+                        "'{key}': arrays nested deeper than {MAX_ARRAY_DEPTH}"
+                    )));
                 }
                 let elem = self.u32(key)?;
                 let count = self.u64(key)?;
                 let min = match elem {
                     0 | 1 | 7 => 1,
                     2 | 3 => 2,
-                    4 | 5 | 6 => 4,
-                    8 | 10 | 11 | 12 => 8,
+                    4..=6 => 4,
+                    8 | 10..=12 => 8,
                     9 => 12,
-                    other => return Err(self.corrupt(format!("'{key}': unknown array element type {other}"))),
+                    other => {
+                        return Err(
+                            self.corrupt(format!("'{key}': unknown array element type {other}"))
+                        )
+                    }
                 };
                 self.check_count(count, min, &format!("'{key}' array length"))?;
+                let total = self.array_elements.saturating_add(count);
+                if total > MAX_ARRAY_ELEMENTS {
+                    return Err(self.corrupt(format!(
+                        "'{key}': an array of {count} elements brings the metadata to {total} \
+                         array elements, above the limit of {MAX_ARRAY_ELEMENTS}"
+                    )));
+                }
+                self.array_elements = total;
                 let mut out = Vec::with_capacity(count as usize);
                 for _ in 0..count {
                     out.push(self.value(elem, key, depth + 1)?);
@@ -515,9 +596,9 @@ impl Reader<'_> {
             11 => Value::I64(i64::from_le_bytes(self.arr(key)?)),
             12 => Value::F64(f64::from_le_bytes(self.arr(key)?)),
             other => {
-                return Err(self.corrupt(format!(
-                    "'{key}': unknown value type {other} (known 0-12)"
-                )))
+                return Err(
+                    self.corrupt(format!("'{key}': unknown value type {other} (known 0-12)"))
+                )
             }
         })
     }
@@ -566,13 +647,22 @@ mod tests {
     fn parses_tiny_file() {
         let f = GgufFile::from_bytes("tiny", tiny()).unwrap();
         assert_eq!(f.req_u64("llama.block_count").unwrap(), 7);
-        assert_eq!(f.get_str_array("tokenizer.ggml.tokens").unwrap().unwrap(), vec!["a", "b"]);
+        assert_eq!(
+            f.get_str_array("tokenizer.ggml.tokens").unwrap().unwrap(),
+            vec!["a", "b"]
+        );
         let t = f.tensor("w").unwrap();
         assert_eq!(t.dims, vec![4]);
         let data = f.tensor_data(t);
         assert_eq!(f32::from_le_bytes(data[12..16].try_into().unwrap()), 4.0);
-        assert!(matches!(f.req_str("llama.block_count"), Err(FormatError::WrongType { .. })));
-        assert!(matches!(f.req_u64("nope"), Err(FormatError::MissingKey { .. })));
+        assert!(matches!(
+            f.req_str("llama.block_count"),
+            Err(FormatError::WrongType { .. })
+        ));
+        assert!(matches!(
+            f.req_u64("nope"),
+            Err(FormatError::MissingKey { .. })
+        ));
     }
 
     #[test]
@@ -589,15 +679,102 @@ mod tests {
     fn hostile_counts_and_magic() {
         let mut b = tiny();
         b[0] = b'X';
-        assert!(matches!(GgufFile::from_bytes("t", b).unwrap_err(), FormatError::BadMagic { .. }));
+        assert!(matches!(
+            GgufFile::from_bytes("t", b).unwrap_err(),
+            FormatError::BadMagic { .. }
+        ));
         let mut b = tiny();
         b[4..8].copy_from_slice(&9u32.to_le_bytes());
-        assert!(matches!(GgufFile::from_bytes("t", b).unwrap_err(), FormatError::BadVersion { .. }));
+        assert!(matches!(
+            GgufFile::from_bytes("t", b).unwrap_err(),
+            FormatError::BadVersion { .. }
+        ));
         let mut b = tiny();
         b[16..24].copy_from_slice(&u64::MAX.to_le_bytes()); // kv count
-        assert!(matches!(GgufFile::from_bytes("t", b).unwrap_err(), FormatError::Corrupt { .. }));
+        assert!(matches!(
+            GgufFile::from_bytes("t", b).unwrap_err(),
+            FormatError::Corrupt { .. }
+        ));
         let mut b = tiny();
         b[8..16].copy_from_slice(&(1u64 << 60).to_le_bytes()); // tensor count
-        assert!(matches!(GgufFile::from_bytes("t", b).unwrap_err(), FormatError::Corrupt { .. }));
+        assert!(matches!(
+            GgufFile::from_bytes("t", b).unwrap_err(),
+            FormatError::Corrupt { .. }
+        ));
+    }
+
+    /// A file with one key whose value is `value` (type id `ty`) and no tensors.
+    fn one_key(ty: u32, value: &[u8]) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend(b"GGUF");
+        b.extend(3u32.to_le_bytes());
+        b.extend(0u64.to_le_bytes());
+        b.extend(1u64.to_le_bytes());
+        s(&mut b, "big");
+        b.extend(ty.to_le_bytes());
+        b.extend(value);
+        b
+    }
+
+    fn u8_array(count: u64) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend(0u32.to_le_bytes()); // element type u8
+        v.extend(count.to_le_bytes());
+        v.resize(v.len() + count as usize, 7);
+        v
+    }
+
+    /// Found while setting up fuzzing (docs/FUZZING.md; the fuzz inputs are too small to
+    /// show it): a 64 MiB file holding one u8 array made the parser allocate 2 GiB (one
+    /// 32-byte `Value` per byte of file), so a 1 GiB file would ask for 32 GiB and abort
+    /// the process. The elements of all arrays are now
+    /// limited to `MAX_ARRAY_ELEMENTS`, checked before the array is allocated.
+    #[test]
+    fn array_elements_are_limited_before_allocation() {
+        let n = MAX_ARRAY_ELEMENTS + 1;
+        let e = GgufFile::from_bytes("t", one_key(9, &u8_array(n))).unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, FormatError::Corrupt { .. }), "{msg}");
+        assert!(
+            msg.contains("'big'") && msg.contains(&n.to_string()),
+            "{msg}"
+        );
+        assert!(msg.contains(&MAX_ARRAY_ELEMENTS.to_string()), "{msg}");
+
+        // Nested arrays count together: one outer element plus a full inner array.
+        let mut nested = Vec::new();
+        nested.extend(9u32.to_le_bytes()); // element type array
+        nested.extend(1u64.to_le_bytes());
+        nested.extend(u8_array(MAX_ARRAY_ELEMENTS));
+        let msg = GgufFile::from_bytes("t", one_key(9, &nested))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains(&(MAX_ARRAY_ELEMENTS + 1).to_string()), "{msg}");
+
+        // Below the limit is fine.
+        let f = GgufFile::from_bytes("t", one_key(9, &u8_array(1000))).unwrap();
+        assert_eq!(f.get_array("big").unwrap().unwrap().len(), 1000);
+    }
+
+    /// Same class as above: key/value pairs and tensor records cost about ten times
+    /// their smallest encoding once parsed, so their counts are limited too.
+    #[test]
+    fn key_and_tensor_counts_are_limited() {
+        for (at, max, what) in [
+            (16, MAX_METADATA_KEYS, "metadata count"),
+            (8, MAX_TENSORS, "tensor count"),
+        ] {
+            let mut b = one_key(4, &7u32.to_le_bytes());
+            b[at..at + 8].copy_from_slice(&(max + 1).to_le_bytes());
+            // enough bytes that the count passes the fits-in-the-file check
+            b.resize(b.len() + (max as usize + 1) * 24, 0);
+            let e = GgufFile::from_bytes("t", b).unwrap_err();
+            let msg = e.to_string();
+            assert!(matches!(e, FormatError::Corrupt { .. }), "{msg}");
+            assert!(
+                msg.contains(&format!("{what} {} is above the limit of {max}", max + 1)),
+                "{msg}"
+            );
+        }
     }
 }

@@ -1,19 +1,22 @@
 //! Single-thread micro-benchmark of `alc_quant::dot`.
 //!
-//! `cargo run -p alc-quant --release --example dotbench [n] [MB]`
+//! `cargo run -p alc-quant --release --example dotbench [n] [MB] [TYPES]`
+//! (TYPES: comma-separated names, e.g. `Q5_0,Q4_0`; default all)
 //!
 //! For every weight type: a weight matrix of about `MB` MiB (default 64, far out of
 //! the 32 MiB L3) with rows of `n` elements (default 2048), random raw blocks with
 //! sane scales. Reports
 //! - k=1 over the big matrix: GB/s of weight bytes streamed (decode path),
 //! - k=4 over the big matrix and over an L2-resident 256 KiB slice:
-//!   GFLOP/s-equivalent = 2·n·rows·k / time (prompt path),
+//!   GFLOP/s-equivalent = 2·n·rows·k / time (prompt path), through `dot` (one
+//!   call per row) and through `dot_rows` (one call per 16-row tile, as the CPU
+//!   backend's tiles),
 //!
 //! plus the plain read bandwidth of the same buffer as the bound.
 
 #![allow(clippy::too_many_arguments)]
 
-use alc_quant::{act_row_bytes, dot, quantize_act, DType};
+use alc_quant::{act_row_bytes, dot, dot_rows, quantize_act, DType};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::time::Instant;
@@ -108,6 +111,49 @@ fn time_dot(
     best
 }
 
+/// Rows per `dot_rows` call (the CPU backend's row tile).
+const TILE: usize = 16;
+
+/// Best time (s) of `reps` passes of dot_rows over `rows` rows, TILE rows a call.
+fn time_dot_rows(
+    w: DType,
+    n: usize,
+    wbuf: &[u8],
+    rows: usize,
+    acts: &[u8],
+    stride: usize,
+    k: usize,
+    reps: usize,
+) -> f64 {
+    let rb = w.row_bytes(n as u64).unwrap() as usize;
+    let mut out = [0f32; 4 * TILE];
+    let mut best = f64::MAX;
+    let mut sink = 0f32;
+    for _ in 0..reps {
+        let t = Instant::now();
+        let mut r = 0;
+        while r < rows {
+            let nr = (rows - r).min(TILE);
+            dot_rows(
+                w,
+                n,
+                &wbuf[r * rb..],
+                rb,
+                nr,
+                acts,
+                stride,
+                k,
+                &mut out[..nr * k],
+            );
+            sink += out[0];
+            r += nr;
+        }
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    std::hint::black_box(sink);
+    best
+}
+
 /// k = 1 over all rows, split between two threads (one per core here).
 fn time_dot_2threads(
     w: DType,
@@ -145,6 +191,9 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let n: usize = args.get(1).map(|s| s.parse().unwrap()).unwrap_or(2048);
     let mb: usize = args.get(2).map(|s| s.parse().unwrap()).unwrap_or(64);
+    let only: Option<Vec<String>> = args
+        .get(3)
+        .map(|s| s.split(',').map(|t| t.to_uppercase()).collect());
     let mut rng = SmallRng::seed_from_u64(1);
     println!(
         "isa: {}   n = {n}   matrix ≈ {mb} MiB   1 thread",
@@ -157,16 +206,24 @@ fn main() {
     );
     drop(probe);
     println!(
-        "{:<6} {:>9} {:>9} {:>12} {:>12} {:>12} {:>12}",
+        "{:<6} {:>9} {:>9} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12}",
         "type",
         "row bytes",
         "k=1 GB/s",
         "k=1 2thr GB/s",
         "k=1 L2 GB/s",
         "k=4 GFLOP/s",
-        "k=4 L2 GFLOP/s"
+        "k=4 L2 GFLOP/s",
+        "rows k=4",
+        "rows k=4 L2"
     );
     for w in TYPES {
+        if only
+            .as_ref()
+            .is_some_and(|o| !o.iter().any(|t| t == w.name()))
+        {
+            continue;
+        }
         let rb = w.row_bytes(n as u64).unwrap() as usize;
         let rows = (mb << 20) / rb;
         let wbuf = random_weights(w, &mut rng, rows * rb);
@@ -182,9 +239,11 @@ fn main() {
         let l2_rows = ((256 << 10) / rb).max(1);
         let t1c = time_dot(w, n, &wbuf, l2_rows, &acts, ab, 1, 3000);
         let t4c = time_dot(w, n, &wbuf, l2_rows, &acts, ab, 4, 3000);
+        let t4r = time_dot_rows(w, n, &wbuf, rows, &acts, ab, 4, 5);
+        let t4cr = time_dot_rows(w, n, &wbuf, l2_rows, &acts, ab, 4, 3000);
         let flop = |rows: usize, k: usize| 2.0 * n as f64 * rows as f64 * k as f64;
         println!(
-            "{:<6} {:>9} {:>9.2} {:>12.2} {:>12.2} {:>12.1} {:>12.1}",
+            "{:<6} {:>9} {:>9.2} {:>12.2} {:>12.2} {:>12.1} {:>12.1} {:>12.1} {:>12.1}",
             w.name(),
             rb,
             (rows * rb) as f64 / t1 / 1e9,
@@ -192,6 +251,8 @@ fn main() {
             (l2_rows * rb) as f64 / t1c / 1e9,
             flop(rows, 4) / t4 / 1e9,
             flop(l2_rows, 4) / t4c / 1e9,
+            flop(rows, 4) / t4r / 1e9,
+            flop(l2_rows, 4) / t4cr / 1e9,
         );
     }
 }

@@ -211,30 +211,7 @@ pub fn dot(
         "dot: k = {k} must be 1..=4 and <= out.len() = {}",
         out.len()
     );
-    let bs = w.block_size();
-    debug_assert!(
-        n.is_multiple_of(bs),
-        "dot: n = {n} is not a multiple of the {w} block size {bs}"
-    );
-    let nb = n / bs;
-    // Bytes per block of (weight, activation); saturating products so that an
-    // absurd n or stride fails the asserts instead of wrapping past them.
-    let (units, wb, ab) = match w {
-        DType::F32 => (n, 4, 4),
-        DType::F16 | DType::BF16 => (n, 2, 4),
-        DType::Q4_0 => (nb, 18, 34),
-        DType::Q4_1 => (nb, 20, 36),
-        DType::Q5_0 => (nb, 22, 34),
-        DType::Q5_1 => (nb, 24, 36),
-        DType::Q8_0 => (nb, 34, 34),
-        DType::Q4_K => (nb, 144, 292),
-        DType::Q5_K => (nb, 176, 292),
-        DType::Q6_K => (nb, 210, 292),
-        other => panic!(
-            "dot: {other} is not an executed weight type; supported: {}",
-            list(&WEIGHT_TYPES)
-        ),
-    };
+    let (units, wb, ab) = dot_units("dot", w, n);
     let wbytes = units.saturating_mul(wb);
     let abytes = (k - 1)
         .saturating_mul(act_stride)
@@ -269,6 +246,108 @@ pub fn dot(
     }
 }
 
+/// (units, weight bytes per unit, activation bytes per unit) of a row of n elements
+/// of an executed weight type; panics naming `op` on any other type.
+#[inline(always)]
+fn dot_units(op: &'static str, w: DType, n: usize) -> (usize, usize, usize) {
+    let bs = w.block_size();
+    debug_assert!(
+        n.is_multiple_of(bs),
+        "{op}: n = {n} is not a multiple of the {w} block size {bs}"
+    );
+    let nb = n / bs;
+    // Bytes per block of (weight, activation); callers use saturating products so
+    // that an absurd n or stride fails their asserts instead of wrapping past them.
+    match w {
+        DType::F32 => (n, 4, 4),
+        DType::F16 | DType::BF16 => (n, 2, 4),
+        DType::Q4_0 => (nb, 18, 34),
+        DType::Q4_1 => (nb, 20, 36),
+        DType::Q5_0 => (nb, 22, 34),
+        DType::Q5_1 => (nb, 24, 36),
+        DType::Q8_0 => (nb, 34, 34),
+        DType::Q4_K => (nb, 144, 292),
+        DType::Q5_K => (nb, 176, 292),
+        DType::Q6_K => (nb, 210, 292),
+        other => panic!(
+            "{op}: {other} is not an executed weight type; supported: {}",
+            list(&WEIGHT_TYPES)
+        ),
+    }
+}
+
+/// `out[r * k + j] = dot(weight row r, activation row j)` for r in 0..n_rows and
+/// j in 0..k, 1 <= k <= 4, n_rows >= 1 (any count; the kernels take the rows a
+/// few at a time).
+///
+/// `rows`: n_rows weight rows of n elements of type `w`, row r starting at byte
+/// `r * row_bytes` (row_bytes >= w.row_bytes(n), e.g. a tile of a weight matrix).
+/// `acts`: k activation rows laid out as for [`dot`]. The prompt-processing entry:
+/// each activation block (and its scale) is loaded once for several weight rows
+/// and each weight block unpacked once for the k activation rows; the integer
+/// block sums of the k rows are reduced into one vector before the single
+/// convert + FMA per (weight row, block). k = 1 runs the decode kernels of
+/// [`dot`] row by row. Same checks as [`dot`]: lengths `assert!`ed, the rest
+/// debug_asserted; results agree with [`reference::dot_rows`] within float
+/// rounding (the summation order differs).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub fn dot_rows(
+    w: DType,
+    n: usize,
+    rows: &[u8],
+    row_bytes: usize,
+    n_rows: usize,
+    acts: &[u8],
+    act_stride: usize,
+    k: usize,
+    out: &mut [f32],
+) {
+    assert!(
+        (1..=4).contains(&k) && n_rows >= 1 && out.len() / k >= n_rows,
+        "dot_rows: k = {k} must be 1..=4, n_rows = {n_rows} >= 1 and n_rows * k <= out.len() = {}",
+        out.len()
+    );
+    let (units, wb, ab) = dot_units("dot_rows", w, n);
+    let wbytes = units.saturating_mul(wb);
+    let abytes = (k - 1)
+        .saturating_mul(act_stride)
+        .saturating_add(units.saturating_mul(ab));
+    let rbytes = (n_rows - 1)
+        .saturating_mul(row_bytes)
+        .saturating_add(wbytes);
+    assert!(
+        row_bytes >= wbytes && rows.len() >= rbytes,
+        "dot_rows: weight rows have {} bytes at stride {row_bytes}, need {rbytes} (n_rows = {n_rows}, row {wbytes} bytes)",
+        rows.len()
+    );
+    assert!(
+        acts.len() >= abytes,
+        "dot_rows: activations have {} bytes, need {abytes} (k = {k}, stride {act_stride})",
+        acts.len(),
+    );
+    match isa_cached() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => {
+            // SAFETY: AVX2+FMA+F16C detected; buffer lengths asserted above.
+            unsafe {
+                avx2::dot_rows(
+                    w,
+                    n,
+                    rows.as_ptr(),
+                    row_bytes,
+                    n_rows,
+                    acts.as_ptr(),
+                    act_stride,
+                    k,
+                    out.as_mut_ptr(),
+                )
+            }
+        }
+        Isa::Scalar => reference::dot_rows(w, n, rows, row_bytes, n_rows, acts, act_stride, k, out),
+    }
+}
+
 /// Dequantize n = out.len() elements of type `ty` from `src` (F32, F16, BF16, Q4_0,
 /// Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q4_K, Q5_K, Q6_K, Q8_K). Errors on unsupported types.
 pub fn dequantize(ty: DType, src: &[u8], out: &mut [f32]) -> Result<(), QuantError> {
@@ -297,4 +376,20 @@ pub fn dot_scalar(
     out: &mut [f32],
 ) {
     reference::dot(w, n, w_row, acts, act_stride, k, out)
+}
+
+/// Scalar reference of [`dot_rows`], whatever the CPU.
+#[allow(clippy::too_many_arguments)]
+pub fn dot_rows_scalar(
+    w: DType,
+    n: usize,
+    rows: &[u8],
+    row_bytes: usize,
+    n_rows: usize,
+    acts: &[u8],
+    act_stride: usize,
+    k: usize,
+    out: &mut [f32],
+) {
+    reference::dot_rows(w, n, rows, row_bytes, n_rows, acts, act_stride, k, out)
 }

@@ -762,6 +762,33 @@ pub fn dot(
     }
 }
 
+/// Reference multi-row dot: `out[r * k + j] = dot(row r, act row j)`, row r of the
+/// weights at byte `r * row_bytes` of `rows` (the definition of [`crate::dot_rows`]).
+#[allow(clippy::too_many_arguments)]
+pub fn dot_rows(
+    w: DType,
+    n: usize,
+    rows: &[u8],
+    row_bytes: usize,
+    n_rows: usize,
+    acts: &[u8],
+    act_stride: usize,
+    k: usize,
+    out: &mut [f32],
+) {
+    for r in 0..n_rows {
+        dot(
+            w,
+            n,
+            &rows[r * row_bytes..],
+            acts,
+            act_stride,
+            k,
+            &mut out[r * k..(r + 1) * k],
+        );
+    }
+}
+
 /// One weight row · one activation row.
 pub fn dot1(w: DType, n: usize, wr: &[u8], a: &[u8]) -> f32 {
     let nb = n / w.block_size();

@@ -2,7 +2,8 @@
 
 use alc_quant::blocks::*;
 use alc_quant::{
-    act_row_bytes, act_type, dequantize, dot, quantize, quantize_act, reference, DType, QuantError,
+    act_row_bytes, act_type, dequantize, dot, dot_rows, quantize, quantize_act, reference, DType,
+    QuantError,
 };
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -760,4 +761,250 @@ fn q5_row_lengths_of_the_real_models() {
             );
         }
     }
+}
+
+/// Checks `dot_rows` (SIMD-dispatched) against `reference::dot_rows` and against
+/// `reference::dot` row by row, for every k = 1..=4: `n_rows` weight rows at
+/// `row_stride` bytes starting at `wrows[0]`, 4 activation rows at `stride`.
+#[allow(clippy::too_many_arguments)]
+fn check_dot_rows(
+    w: DType,
+    n: usize,
+    wrows: &[u8],
+    row_stride: usize,
+    n_rows: usize,
+    acts: &[u8],
+    stride: usize,
+    ctx: &str,
+) {
+    let at = act_type(w).unwrap();
+    let ab = act_row_bytes(w, n).unwrap();
+    let wb = w.row_bytes(n as u64).unwrap() as usize;
+    let wd: Vec<Vec<f32>> = (0..n_rows)
+        .map(|r| deq(w, &wrows[r * row_stride..r * row_stride + wb], n))
+        .collect();
+    let ad: Vec<Vec<f32>> = (0..4)
+        .map(|j| deq(at, &acts[j * stride..j * stride + ab], n))
+        .collect();
+    for k in 1..=4 {
+        // One spare slot at the end: dot_rows must not write past n_rows * k.
+        let mut simd = vec![f32::NAN; n_rows * k + 1];
+        let mut refr = vec![0f32; n_rows * k];
+        simd[n_rows * k] = 12345.0;
+        alc_quant::dot_rows(w, n, wrows, row_stride, n_rows, acts, stride, k, &mut simd);
+        reference::dot_rows(w, n, wrows, row_stride, n_rows, acts, stride, k, &mut refr);
+        assert_eq!(
+            simd[n_rows * k],
+            12345.0,
+            "{ctx}: {w} wrote past the output"
+        );
+        for r in 0..n_rows {
+            let mut one = [0f32; 4];
+            reference::dot(w, n, &wrows[r * row_stride..], acts, stride, k, &mut one);
+            for j in 0..k {
+                assert_eq!(refr[r * k + j], one[j], "{ctx}: reference::dot_rows");
+                let mag: f32 = wd[r].iter().zip(&ad[j]).map(|(x, y)| (x * y).abs()).sum();
+                let got = simd[r * k + j];
+                let err = (got - one[j]).abs();
+                assert!(
+                    err <= DOT_REL_TOL * mag + 1e-30,
+                    "{ctx}: {w} n={n} n_rows={n_rows} k={k} row {r} act {j}: simd {got} vs ref {} (err {err}, Σ|wa| {mag})",
+                    one[j]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn dot_rows_matches_reference_on_random_bytes() {
+    let mut rng = SmallRng::seed_from_u64(0xd07);
+    for w in WEIGHT_TYPES {
+        for (i, n) in sizes(w).into_iter().enumerate() {
+            for n_rows in [1usize, 2, 3, 4, 5, 7, 8, 11, 16] {
+                if n > 2048 && n_rows > 5 {
+                    continue;
+                }
+                // Rows at a padded stride (odd for some), the block at an odd offset.
+                let wb = w.row_bytes(n as u64).unwrap() as usize;
+                let row_stride = wb + [0usize, 3, 64][(i + n_rows) % 3];
+                let mut wbuf = vec![0u8; 1 + n_rows * row_stride];
+                for r in 0..n_rows {
+                    let row = random_weight_row(w, &mut rng, n);
+                    wbuf[1 + r * row_stride..1 + r * row_stride + wb].copy_from_slice(&row);
+                }
+                let (acts, stride) = random_act_rows(w, &mut rng, n);
+                check_dot_rows(
+                    w,
+                    n,
+                    &wbuf[1..],
+                    row_stride,
+                    n_rows,
+                    &acts,
+                    stride,
+                    "random bytes",
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn dot_rows_matches_reference_on_quantized_data() {
+    let mut rng = SmallRng::seed_from_u64(0xd08);
+    for w in WEIGHT_TYPES {
+        let ns = if w.block_size() == 256 {
+            [256, 1792, 2048]
+        } else {
+            [32, 896, 2048]
+        };
+        for n in ns {
+            for n_rows in [1usize, 3, 4, 6, 9] {
+                let wb = w.row_bytes(n as u64).unwrap() as usize;
+                let mut wbuf = vec![0u8; n_rows * wb];
+                for r in 0..n_rows {
+                    let x = rand_vec(&mut rng, n);
+                    quantize(w, &x, &mut wbuf[r * wb..(r + 1) * wb]).unwrap();
+                }
+                let (acts, stride) = make_acts(w, &mut rng, n, 7);
+                check_dot_rows(w, n, &wbuf, wb, n_rows, &acts[1..], stride, "quantized");
+            }
+        }
+    }
+}
+
+#[test]
+fn dot_rows_extreme_quants_do_not_saturate() {
+    // As extreme_quants_do_not_saturate, 5 rows of each fill at once (the i16
+    // reductions of the multi-row kernels see the largest sums).
+    let mut rng = SmallRng::seed_from_u64(8);
+    for w in [
+        DType::Q4_0,
+        DType::Q4_1,
+        DType::Q5_0,
+        DType::Q5_1,
+        DType::Q8_0,
+        DType::Q4_K,
+        DType::Q5_K,
+        DType::Q6_K,
+    ] {
+        let n = 512;
+        let wb = w.row_bytes(n as u64).unwrap() as usize;
+        let n_rows = 5;
+        for fill in [0x00u8, 0xFF, 0x80, 0x7F, 0x88, 0x11] {
+            let mut wbuf = vec![0u8; n_rows * wb];
+            for r in 0..n_rows {
+                let mut row = random_weight_row(w, &mut rng, n);
+                let bb = w.block_bytes();
+                for b in row.chunks_exact_mut(bb) {
+                    let (s, e) = match w {
+                        DType::Q4_0 => (2, 18),
+                        DType::Q4_1 => (4, 20),
+                        DType::Q5_0 => (2, 22),
+                        DType::Q5_1 => (4, 24),
+                        DType::Q8_0 => (2, 34),
+                        DType::Q4_K | DType::Q5_K => (4, 176.min(bb)),
+                        _ => (0, 208),
+                    };
+                    // Row 0 all fill, the others partly (mixed signs per row).
+                    let e = if r == 0 { e } else { s + (e - s) * r / n_rows };
+                    b[s..e].fill(fill);
+                }
+                wbuf[r * wb..(r + 1) * wb].copy_from_slice(&row);
+            }
+            let (mut acts, stride) = random_act_rows(w, &mut rng, n);
+            let at = act_type(w).unwrap();
+            let ab = act_row_bytes(w, n).unwrap();
+            for j in 0..4 {
+                let row = &mut acts[j * stride..j * stride + ab];
+                let v: i8 = if j % 2 == 0 { 127 } else { -127 };
+                match at {
+                    DType::Q8_0 => cast_blocks_mut::<BlockQ8_0>(row)
+                        .unwrap()
+                        .iter_mut()
+                        .for_each(|b| b.qs = [v; 32]),
+                    DType::Q8_1 => cast_blocks_mut::<BlockQ8_1>(row)
+                        .unwrap()
+                        .iter_mut()
+                        .for_each(|b| b.qs = [v; 32]),
+                    _ => cast_blocks_mut::<BlockQ8K>(row)
+                        .unwrap()
+                        .iter_mut()
+                        .for_each(|b| {
+                            b.qs = [v; 256];
+                            (0..16).for_each(|g| b.set_bsum(g, v as i16 * 16));
+                        }),
+                }
+            }
+            check_dot_rows(
+                w,
+                n,
+                &wbuf,
+                wb,
+                n_rows,
+                &acts,
+                stride,
+                &format!("extreme fill {fill:#x}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn dot_rows_one_hot_values_exact() {
+    // Hand-built Q5_0 / Q4_0 / Q8_0 blocks with one-hot activations: every
+    // (row, token) result is a single weight value, exactly.
+    for w in [
+        DType::Q4_0,
+        DType::Q5_0,
+        DType::Q8_0,
+        DType::Q4_1,
+        DType::Q5_1,
+    ] {
+        let bb = w.block_bytes();
+        let n_rows = 6;
+        let mut rows = vec![0u8; n_rows * bb];
+        for r in 0..n_rows {
+            let x: Vec<f32> = (0..32)
+                .map(|i| ((i * 7 + r * 5) % 31) as f32 - 15.0)
+                .collect();
+            quantize(w, &x, &mut rows[r * bb..(r + 1) * bb]).unwrap();
+        }
+        for base in (0..32).step_by(4) {
+            let (acts, stride) = one_hot_acts(w, [base, base + 1, base + 2, base + 3]);
+            for k in 1..=4 {
+                let mut out = vec![0f32; n_rows * k];
+                alc_quant::dot_rows(w, 32, &rows, bb, n_rows, &acts, stride, k, &mut out);
+                for r in 0..n_rows {
+                    let wd = deq(w, &rows[r * bb..(r + 1) * bb], 32);
+                    for j in 0..k {
+                        assert_eq!(
+                            out[r * k + j],
+                            wd[base + j],
+                            "{w} k={k} row {r} el {}",
+                            base + j
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "weight rows have")]
+fn dot_rows_rejects_short_weight_rows() {
+    let w = vec![0u8; 18 * 2 * 3 - 1];
+    let acts = vec![0u8; 34 * 2];
+    let mut out = [0f32; 3];
+    dot_rows(DType::Q4_0, 64, &w, 36, 3, &acts, 68, 1, &mut out);
+}
+
+#[test]
+#[should_panic(expected = "n_rows * k")]
+fn dot_rows_rejects_short_output() {
+    let w = vec![0u8; 18 * 2 * 3];
+    let acts = vec![0u8; 34 * 2 * 2];
+    let mut out = [0f32; 5];
+    dot_rows(DType::Q4_0, 64, &w, 36, 3, &acts, 68, 2, &mut out);
 }
