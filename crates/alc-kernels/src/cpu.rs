@@ -108,7 +108,7 @@ impl CpuBackend {
         // L2 while the tiles stream past (a down projection's 512 tokens would not).
         let token_block = (ACT_L2_BUDGET / arb).max(TOKEN_GROUP) / TOKEN_GROUP * TOKEN_GROUP;
         self.pool.run(chunks, |_, c| {
-            let mut buf = [0f32; TOKEN_GROUP];
+            let mut buf = [0f32; ROW_TILE * TOKEN_GROUP];
             let mut t0 = 0;
             while t0 < n {
                 let t_end = (t0 + token_block).min(n);
@@ -119,14 +119,25 @@ impl CpuBackend {
                     let local = tile - if i == 0 { 0 } else { tile_end[i - 1] };
                     let r0 = local * ROW_TILE;
                     let r1 = (r0 + ROW_TILE).min(w.rows);
+                    let nr = r1 - r0;
+                    let tile_rows = &w.data[r0 * rb..r1 * rb];
                     let mut t = t0;
                     while t < t_end {
                         let k = (t_end - t).min(TOKEN_GROUP);
-                        for r in r0..r1 {
-                            alc_quant::dot(dtype, cols, &w.data[r * rb..(r + 1) * rb], &act[t * arb..], arb, k, &mut buf[..k]);
-                            for (j, v) in buf[..k].iter().enumerate() {
-                                // SAFETY: row r of weight i belongs to this chunk only.
-                                unsafe { outs[i].write((t + j) * w.rows + r, *v) };
+                        if k == 1 {
+                            // Decode: one streaming pass per row.
+                            for r in 0..nr {
+                                alc_quant::dot(dtype, cols, &tile_rows[r * rb..(r + 1) * rb], &act[t * arb..], arb, 1, &mut buf[..1]);
+                                // SAFETY: row r0 + r of weight i belongs to this chunk only.
+                                unsafe { outs[i].write(t * w.rows + r0 + r, buf[0]) };
+                            }
+                        } else {
+                            alc_quant::dot_rows(dtype, cols, tile_rows, rb, nr, &act[t * arb..], arb, k, &mut buf[..nr * k]);
+                            for r in 0..nr {
+                                for j in 0..k {
+                                    // SAFETY: row r0 + r of weight i belongs to this chunk only.
+                                    unsafe { outs[i].write((t + j) * w.rows + r0 + r, buf[r * k + j]) };
+                                }
                             }
                         }
                         t += k;
@@ -334,6 +345,26 @@ fn attend_one_fast(
             return;
         }
     }
+    attend_one_slices(q16, k, v, s, kvh, j0, p, acc16, acc);
+}
+
+/// The generic key loop of [`attend_one_fast`] over f16 slices (any head size); `q16`
+/// holds the rounded query.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn attend_one_slices(
+    q16: &[f16],
+    k: &[f16],
+    v: &[f16],
+    s: &AttnShape,
+    kvh: usize,
+    j0: usize,
+    p: usize,
+    acc16: &mut [f16],
+    acc: &mut [f32],
+) {
+    let hd = s.head_dim;
+    let row = s.n_kv_head * hd;
     acc16.fill(f16::ZERO);
     let (mut m, mut sum) = (f32::NEG_INFINITY, 0f32);
     for j in j0..=p {
@@ -557,6 +588,41 @@ mod simd {
             while i < n {
                 y[i] = f16::from_f32(y[i].to_f32() + x[i].to_f32() * s);
                 i += 1;
+            }
+        }
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+    use rand::{rngs::SmallRng, Rng, SeedableRng};
+
+    /// The register-resident key loop must equal the slice loop bit for bit (same
+    /// operations in the same order), for every head size it serves.
+    #[test]
+    fn register_attention_equals_slice_attention_exactly() {
+        if !has_avx2() {
+            return;
+        }
+        let mut rng = SmallRng::seed_from_u64(11);
+        for hd in [64usize, 128, 256] {
+            for (p, window, softcap) in [(0usize, None, None), (37, None, None), (300, Some(64usize), None), (90, None, Some(30.0f32))] {
+                let (nkv, nh) = (2usize, 4usize);
+                let ctx = p + 1;
+                let k: Vec<f16> = (0..ctx * nkv * hd).map(|_| f16::from_f32(rng.gen_range(-2.0..2.0))).collect();
+                let v: Vec<f16> = (0..ctx * nkv * hd).map(|_| f16::from_f32(rng.gen_range(-2.0..2.0))).collect();
+                let q: Vec<f32> = (0..hd).map(|_| rng.gen_range(-2.0..2.0)).collect();
+                let s = AttnShape { n_tokens: 1, pos0: p, n_head: nh, n_kv_head: nkv, head_dim: hd, ctx, scale: 0.125, window, softcap };
+                let h = 3;
+                let kvh = h / (nh / nkv);
+                let mut q16 = vec![f16::ZERO; hd];
+                half::slice::HalfFloatSliceExt::convert_from_f32_slice(&mut q16[..], &q);
+                let (mut acc16, mut a, mut b) = (vec![f16::ZERO; hd], vec![0f32; hd], vec![0f32; hd]);
+                let mut q16b = q16.clone();
+                attend_one_fast(&q, &k, &v, &s, 0, h, &mut q16b, &mut acc16, &mut a);
+                attend_one_slices(&q16, &k, &v, &s, kvh, first_visible(p, window), p, &mut acc16, &mut b);
+                assert_eq!(a, b, "hd {hd} p {p} window {window:?} softcap {softcap:?}");
             }
         }
     }

@@ -41,7 +41,8 @@ fn matmul_every_type_odd_shapes() {
     let mut rng = SmallRng::seed_from_u64(1);
     let reference = ReferenceBackend;
     for &dt in &alc_core::EXECUTED_TYPES {
-        for &(rows, cols, n) in &[(1usize, 256usize, 1usize), (17, 512, 3), (33, 256, 5), (64, 768, 9), (3, 1024, 130)] {
+        for &(rows, cols, n) in &[(1usize, 256usize, 1usize), (17, 512, 3), (33, 256, 5), (64, 768, 9), (3, 1024, 130), (21, 4096, 97)] {
+            // (the last one spans several L2 token blocks of the CPU backend)
             let w = rand_vec(&mut rng, rows * cols, 1.0);
             let mut wq = vec![0u8; dt.row_bytes(cols as u64).unwrap() as usize * rows];
             alc_quant::quantize(dt, &w, &mut wq).unwrap();
@@ -61,6 +62,47 @@ fn matmul_every_type_odd_shapes() {
                 let mut got = vec![0f32; n * rows];
                 be.matmul(&weight, &x, n, &mut got);
                 close(&got, &want, |i| MATMUL_REL * mag[i] + 1e-6, &format!("{name} matmul {dt} {rows}x{cols} n={n}"));
+            }
+        }
+    }
+}
+
+/// `matmul_many` (several weights sharing one input, as q/k/v and gate/up) must give
+/// each weight's `matmul` result: same dtype (one shared dispatch on the CPU backend)
+/// and mixed dtypes (the fallback).
+#[test]
+fn matmul_many_equals_separate_matmuls() {
+    let mut rng = SmallRng::seed_from_u64(7);
+    let reference = ReferenceBackend;
+    let cols = 512;
+    for dts in [[DType::Q4_1; 3], [DType::Q5_0, DType::Q5_0, DType::Q8_0], [DType::Q4_K, DType::Q6_K, DType::Q4_K]] {
+        for n in [1usize, 2, 5, 33] {
+            let rows = [40usize, 8, 17];
+            let data: Vec<Vec<u8>> = dts
+                .iter()
+                .zip(rows)
+                .map(|(&dt, r)| {
+                    let w = rand_vec(&mut rng, r * cols, 1.0);
+                    let mut wq = vec![0u8; dt.row_bytes(cols as u64).unwrap() as usize * r];
+                    alc_quant::quantize(dt, &w, &mut wq).unwrap();
+                    wq
+                })
+                .collect();
+            let ws: Vec<Weight> =
+                dts.iter().zip(rows).zip(&data).map(|((&dtype, rows), d)| Weight { dtype, rows, cols, data: d }).collect();
+            let x = rand_vec(&mut rng, n * cols, 2.0);
+            for (name, be) in backends() {
+                let mut outs: Vec<Vec<f32>> = rows.iter().map(|r| vec![0f32; n * r]).collect();
+                {
+                    let mut views: Vec<&mut [f32]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+                    be.matmul_many(&ws, &x, n, &mut views);
+                }
+                for (i, w) in ws.iter().enumerate() {
+                    let mut want = vec![0f32; n * w.rows];
+                    reference.matmul(w, &x, n, &mut want);
+                    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1.0);
+                    close(&outs[i], &want, |_| 1e-4 * scale * 4.0, &format!("{name} matmul_many #{i} {:?} n={n}", dts));
+                }
             }
         }
     }
@@ -116,6 +158,7 @@ fn attention_causal_gqa_window_softcap() {
         (13, 40, 4, 1, 256, Some(16usize), None),
         (7, 3, 8, 2, 80, None, Some(50.0f32)),
         (33, 0, 2, 2, 24, Some(5), None),
+        (5, 10, 4, 2, 128, None, Some(30.0)),
     ];
     for &(n, pos0, nh, nkv, hd, window, softcap) in &cases {
         let ctx = pos0 + n + 3;
