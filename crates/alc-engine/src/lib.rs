@@ -97,7 +97,8 @@ impl Default for EngineConfig {
     }
 }
 
-/// Physical parallelism available to this process.
+/// Logical CPUs available to this process (`available_parallelism`; counts SMT
+/// siblings, respects affinity masks and cgroup quotas).
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }

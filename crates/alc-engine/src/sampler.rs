@@ -73,12 +73,14 @@ pub struct Sampler {
     p: SamplingParams,
     rng: Rng,
     cand: Vec<(u32, f32)>,
+    /// Probabilities, then temperature weights, of the candidates.
+    w: Vec<f32>,
 }
 
 impl Sampler {
     pub fn new(p: SamplingParams) -> Self {
         let rng = Rng(p.seed);
-        Sampler { p, rng, cand: Vec::new() }
+        Sampler { p, rng, cand: Vec::new(), w: Vec::new() }
     }
 
     /// Pick the next token from `logits` given the tokens so far (`history`).
@@ -112,6 +114,7 @@ impl Sampler {
         self.cand.clear();
         self.cand.extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, penalized(i, l))));
         let c = &mut self.cand;
+        let probs = &mut self.w;
         // top-k
         let k = if p.top_k == 0 { c.len() } else { p.top_k.min(c.len()) };
         if k < c.len() {
@@ -121,7 +124,8 @@ impl Sampler {
         c.sort_unstable_by(|a, b| b.1.total_cmp(&a.1));
         // softmax (before temperature, as llama.cpp's top-p / min-p see it)
         let max = c[0].1;
-        let mut probs: Vec<f32> = c.iter().map(|&(_, l)| (l - max).exp()).collect();
+        probs.clear();
+        probs.extend(c.iter().map(|&(_, l)| (l - max).exp()));
         let sum: f32 = probs.iter().sum();
         probs.iter_mut().for_each(|q| *q /= sum);
         // top-p: keep the smallest prefix with mass >= top_p
@@ -144,7 +148,9 @@ impl Sampler {
         c.truncate(keep.max(1));
         // temperature, then draw
         let inv_t = 1.0 / p.temperature;
-        let w: Vec<f32> = c.iter().map(|&(_, l)| ((l - max) * inv_t).exp()).collect();
+        let w = probs;
+        w.clear();
+        w.extend(c.iter().map(|&(_, l)| ((l - max) * inv_t).exp()));
         let total: f32 = w.iter().sum();
         let mut r = self.rng.next_f32() * total;
         for (i, wi) in w.iter().enumerate() {

@@ -118,10 +118,22 @@ pub fn gelu_tanh(x: f32) -> f32 {
 
 /// GELU as llama.cpp's CPU backend computes it, so that answers match: the input is
 /// rounded to f16 and looked up in a table of f16 results; inputs at or beyond ±10
-/// saturate (0 or x). We evaluate the same function directly instead of a 128 KiB
-/// table.
+/// saturate (0 or x). The table (64 Ki f32, built on first use in about a
+/// millisecond) holds [`gelu_f16_exact`] of every f16 value.
 #[inline]
 pub fn gelu_f16(x: f32) -> f32 {
+    if x <= -10.0 {
+        0.0
+    } else if x >= 10.0 {
+        x
+    } else {
+        gelu_table()[half::f16::from_f32(x).to_bits() as usize]
+    }
+}
+
+/// The definition [`gelu_f16`]'s table is built from: f16(gelu_tanh(f16(x))) for
+/// |x| < 10.
+pub fn gelu_f16_exact(x: f32) -> f32 {
     if x <= -10.0 {
         0.0
     } else if x >= 10.0 {
@@ -130,6 +142,16 @@ pub fn gelu_f16(x: f32) -> f32 {
         let xr = half::f16::from_f32(x).to_f32();
         half::f16::from_f32(gelu_tanh(xr)).to_f32()
     }
+}
+
+fn gelu_table() -> &'static [f32] {
+    static T: std::sync::OnceLock<Box<[f32]>> = std::sync::OnceLock::new();
+    // Entry b = f16(gelu_tanh(value of f16 bits b)): for |x| < 10 that is exactly
+    // gelu_f16_exact(x) with b = f16(x) (the saturation branches never see table
+    // values).
+    T.get_or_init(|| {
+        (0..=u16::MAX).map(|b| half::f16::from_f32(gelu_tanh(half::f16::from_bits(b).to_f32())).to_f32()).collect()
+    })
 }
 
 #[inline]
@@ -155,5 +177,26 @@ impl<T> SyncPtr<T> {
     #[inline]
     pub unsafe fn slice<'a>(self, start: usize, len: usize) -> &'a mut [T] {
         unsafe { std::slice::from_raw_parts_mut(self.0.add(start), len) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table lookup equals the definition for every f16 input and around the
+    /// saturation points.
+    #[test]
+    fn gelu_table_equals_definition() {
+        for b in 0..=u16::MAX {
+            let x = half::f16::from_bits(b).to_f32();
+            if x.is_nan() {
+                continue;
+            }
+            assert_eq!(gelu_f16(x).to_bits(), gelu_f16_exact(x).to_bits(), "x = {x}");
+        }
+        for x in [-10.5f32, -10.0, -9.999, 9.999, 10.0, 12.0, 0.1234567, -3.3333] {
+            assert_eq!(gelu_f16(x).to_bits(), gelu_f16_exact(x).to_bits(), "x = {x}");
+        }
     }
 }

@@ -30,7 +30,7 @@ pub enum ModelError {
     MissingTensor { path: String, tensor: String, arch: String },
     #[error("{path}: tensor '{tensor}' has shape {got:?}, expected {expected:?}")]
     BadShape { path: String, tensor: String, expected: Vec<u64>, got: Vec<u64> },
-    #[error("{path}: tensor '{tensor}' has type {dtype}, which the engine does not execute; supported: {supported}. Re-quantize with `alc compile --quant q4_k_m` or llama-quantize")]
+    #[error("{path}: tensor '{tensor}' has type {dtype}, which the engine does not execute; supported: {supported}. Re-quantize it to one of those, e.g. with llama-quantize (Q4_K_M)")]
     UnsupportedType { path: String, tensor: String, dtype: DType, supported: String },
     #[error("{path}: hyperparameter {key} = {value} is invalid: {why}")]
     BadHparam { path: String, key: String, value: String, why: String },
