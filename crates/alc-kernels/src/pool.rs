@@ -45,6 +45,11 @@ struct Shared {
     n_threads: usize,
     /// Set when a job panicked on a worker; `run` re-raises it on the caller.
     panicked: AtomicBool,
+    /// Statistics for `RUST_LOG=debug` (logged when the pool is dropped): jobs
+    /// dispatched to workers, times a worker entered one, chunks run by workers.
+    stat_jobs: AtomicUsize,
+    stat_entries: AtomicUsize,
+    stat_worker_chunks: AtomicUsize,
 }
 
 /// Fixed-size pool of compute threads.
@@ -61,15 +66,18 @@ impl std::fmt::Debug for ThreadPool {
     }
 }
 
-/// Claims and runs chunks of the current job until none are left.
-fn drain(s: &Shared, job: &(dyn Fn(usize, usize) + Sync + '_), tid: usize) {
+/// Claims and runs chunks of the current job until none are left; returns how many
+/// it ran.
+fn drain(s: &Shared, job: &(dyn Fn(usize, usize) + Sync + '_), tid: usize) -> usize {
     let n = s.n_chunks.load(Ordering::Relaxed);
+    let mut ran = 0;
     loop {
         let c = s.next.fetch_add(1, Ordering::Relaxed);
         if c >= n {
-            return;
+            return ran;
         }
         job(tid, c);
+        ran += 1;
     }
 }
 
@@ -85,6 +93,9 @@ impl ThreadPool {
             shutdown: AtomicBool::new(false),
             n_threads,
             panicked: AtomicBool::new(false),
+            stat_jobs: AtomicUsize::new(0),
+            stat_entries: AtomicUsize::new(0),
+            stat_worker_chunks: AtomicUsize::new(0),
         });
         let mut workers = Vec::new();
         for tid in 1..n_threads {
@@ -131,6 +142,7 @@ impl ThreadPool {
         for (_, t) in &self.workers {
             t.unpark();
         }
+        s.stat_jobs.fetch_add(1, Ordering::Relaxed);
         let caller = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drain(s, job, 0)));
         // Close the job: workers that have not entered yet never will.
         s.state.fetch_or(CLOSED, Ordering::AcqRel);
@@ -189,8 +201,12 @@ fn worker_loop(s: Arc<Shared>, tid: usize) {
         // generation (Release/Acquire on `state`) and keeps it alive until the count of
         // workers inside, which includes this one now, drops to zero.
         let job: &JobFn = unsafe { *ptr };
-        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drain(&s, job, tid))).is_err() {
-            s.panicked.store(true, Ordering::Relaxed);
+        s.stat_entries.fetch_add(1, Ordering::Relaxed);
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drain(&s, job, tid))) {
+            Ok(ran) => {
+                s.stat_worker_chunks.fetch_add(ran, Ordering::Relaxed);
+            }
+            Err(_) => s.panicked.store(true, Ordering::Relaxed),
         }
         s.state.fetch_sub(1, Ordering::Release);
     }
@@ -198,6 +214,14 @@ fn worker_loop(s: Arc<Shared>, tid: usize) {
 
 impl Drop for ThreadPool {
     fn drop(&mut self) {
+        let s = &self.shared;
+        tracing::debug!(
+            "thread pool ({} threads): {} parallel jobs, workers entered {} times and ran {} chunks",
+            s.n_threads,
+            s.stat_jobs.load(Ordering::Relaxed),
+            s.stat_entries.load(Ordering::Relaxed),
+            s.stat_worker_chunks.load(Ordering::Relaxed)
+        );
         self.shared.shutdown.store(true, Ordering::Relaxed);
         for (h, t) in self.workers.drain(..) {
             t.unpark();
