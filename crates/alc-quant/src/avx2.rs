@@ -1302,7 +1302,6 @@ const KQ_R: usize = 4;
 
 const KQ4_K: u8 = 0;
 const KQ5_K: u8 = 1;
-#[allow(dead_code)] // dispatched in the next commit
 const KQ6_K: u8 = 2;
 
 #[inline(always)]
@@ -1412,6 +1411,8 @@ pub unsafe fn dot_rows(
                 DType::Q4_1 => Some(rows_by_k!(LQ4_1, k)),
                 DType::Q5_1 => Some(rows_by_k!(LQ5_1, k)),
                 DType::Q4_K => Some(kq_rows_by_k!(KQ4_K, k)),
+                DType::Q5_K => Some(kq_rows_by_k!(KQ5_K, k)),
+                DType::Q6_K => Some(kq_rows_by_k!(KQ6_K, k)),
                 _ => None,
             }
         };
