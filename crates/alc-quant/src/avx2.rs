@@ -1081,6 +1081,292 @@ unsafe fn dot_rows_legacy<const T: u8, const K: usize>(
     }
 }
 
+// K-quant super-blocks (256 elements) × Q8_K. Per super-block the K activation
+// scales are loaded once for the R rows (one f32 vector [d_0 … d_3 | d_0 … d_3]);
+// per row the scales/mins are unpacked and the quants once for the K tokens, which
+// keep one i32 accumulator each (`vpmaddubsw` + `vpmaddwd` by the sub-block
+// scale, as `dot`). At the end of the super-block the K i32 vectors (and the K
+// min / offset corrections) are reduced with `vphaddd` to one vector whose lanes
+// are the tokens [t_0 t_1 t_2 t_3 | t_0 t_1 t_2 t_3], so one convert + one FMA per
+// (row, super-block) remain (two for the mins of Q4_K/Q5_K) instead of K each.
+// Measured on the 2-core EPYC (Zen 3), L2-resident rows, k = 4: +12–19 % over the
+// per-row `dot`; R = 4 beat 2 and 3; reducing the i16 `vpmaddubsw` products across
+// tokens with `vphaddw` before a single `vpmaddwd` per sub-block was slower than
+// the per-token `vpmaddwd` (−5 to −10 %).
+
+/// K i32 vectors → [p0 p1 p2 p3 | p0 p1 p2 p3] (per-half sums), missing ones 0.
+#[inline(always)]
+unsafe fn reduce_k_i32<const K: usize>(p: &[__m256i; 4]) -> __m256i {
+    // SAFETY: register-only AVX2 ops; the caller enabled AVX2.
+    unsafe {
+        let z = _mm256_setzero_si256();
+        let h01 = _mm256_hadd_epi32(p[0], if K > 1 { p[1] } else { z });
+        let h23 = if K > 2 {
+            _mm256_hadd_epi32(p[2], if K > 3 { p[3] } else { z })
+        } else {
+            z
+        };
+        _mm256_hadd_epi32(h01, h23)
+    }
+}
+
+/// Token scales of one Q8_K super-block: [d_0 … d_3 | d_0 … d_3].
+#[inline(always)]
+unsafe fn q8k_scales<const K: usize>(ap: *const u8, stride: usize) -> __m256 {
+    // SAFETY: the caller guarantees K activation super-blocks at `stride` from `ap`.
+    unsafe {
+        let mut ds = [0f32; 4];
+        for (j, d) in ds.iter_mut().enumerate().take(K) {
+            *d = f32_at(ap.add(j * stride));
+        }
+        let d4 = _mm_loadu_ps(ds.as_ptr());
+        _mm256_set_m128(d4, d4)
+    }
+}
+
+/// Stores R accumulators [t0 … t3 | t0 … t3] (halves summed) as `out[r * K + j]`.
+#[inline(always)]
+unsafe fn store_rows<const R: usize, const K: usize>(acc: &[__m256; R], out: *mut f32) {
+    // SAFETY: the caller guarantees R × K floats at `out`.
+    unsafe {
+        for (r, v) in acc.iter().enumerate() {
+            let s = _mm_add_ps(_mm256_castps256_ps128(*v), _mm256_extractf128_ps(*v, 1));
+            let mut o = [0f32; 4];
+            _mm_storeu_ps(o.as_mut_ptr(), s);
+            for (j, x) in o.iter().enumerate().take(K) {
+                *out.add(r * K + j) = *x;
+            }
+        }
+    }
+}
+
+/// R Q4_K (`QH = false`) / Q5_K (`QH = true`) rows × K Q8_K rows over `nb`
+/// super-blocks; `out[r * K + j]`.
+#[inline(always)]
+unsafe fn rows_qk<const QH: bool, const R: usize, const K: usize>(
+    nb: usize,
+    w: *const u8,
+    rb: usize,
+    a: *const u8,
+    stride: usize,
+    out: *mut f32,
+) {
+    // SAFETY: the caller guarantees AVX2/FMA/F16C, R rows of nb super-blocks at
+    // stride `rb` from `w`, K activation rows of nb Q8_K blocks at `stride` from
+    // `a`, R × K floats at `out`; every load stays inside one super-block.
+    unsafe {
+        let wb = if QH { 176 } else { 144 };
+        let m4 = _mm256_set1_epi8(0x0F);
+        let mut acc = [_mm256_setzero_ps(); R];
+        let mut wp = w;
+        let mut ap = a;
+        for _ in 0..nb {
+            let dav = q8k_scales::<K>(ap, stride);
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let wr = wp.add(r * rb);
+                let d = f16_at(wr);
+                let dmin = f16_at(wr.add(2));
+                let (sc, mn) = k_scales(wr.add(4));
+                let qs = if QH { wr.add(48) } else { wr.add(16) };
+                let hb = if QH {
+                    load256(wr.add(16))
+                } else {
+                    _mm256_setzero_si256()
+                };
+                let sc16 =
+                    _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(sc as i64)));
+                let m16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(mn as i64));
+                let mins =
+                    _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
+                let mut isum = [_mm256_setzero_si256(); 4];
+                for c in 0..4 {
+                    let raw = load256(qs.add(32 * c));
+                    let mut lo = _mm256_and_si256(raw, m4);
+                    let mut hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+                    if QH {
+                        lo = _mm256_or_si256(lo, q5_hbit(hb, 2 * c));
+                        hi = _mm256_or_si256(hi, q5_hbit(hb, 2 * c + 1));
+                    }
+                    let s_lo = _mm256_shuffle_epi8(sc16, load256(BCAST16[2 * c].as_ptr()));
+                    let s_hi = _mm256_shuffle_epi8(sc16, load256(BCAST16[2 * c + 1].as_ptr()));
+                    for (j, is) in isum.iter_mut().enumerate().take(K) {
+                        let y = ap.add(j * stride + 4 + 64 * c);
+                        let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load256(y)), s_lo);
+                        let p1 =
+                            _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load256(y.add(32))), s_hi);
+                        *is = _mm256_add_epi32(*is, _mm256_add_epi32(p0, p1));
+                    }
+                }
+                let isum = reduce_k_i32::<K>(&isum);
+                let mut ms = [_mm256_setzero_si256(); 4];
+                for (j, m) in ms.iter_mut().enumerate().take(K) {
+                    *m = _mm256_madd_epi16(load256(ap.add(j * stride + 260)), mins);
+                }
+                let msum = reduce_k_i32::<K>(&ms);
+                let t = _mm256_fmadd_ps(
+                    _mm256_mul_ps(_mm256_set1_ps(d), dav),
+                    _mm256_cvtepi32_ps(isum),
+                    *acc_r,
+                );
+                *acc_r = _mm256_fnmadd_ps(
+                    _mm256_mul_ps(_mm256_set1_ps(dmin), dav),
+                    _mm256_cvtepi32_ps(msum),
+                    t,
+                );
+            }
+            wp = wp.add(wb);
+            ap = ap.add(292);
+        }
+        store_rows::<R, K>(&acc, out);
+    }
+}
+
+/// R Q6_K rows × K Q8_K rows over `nb` super-blocks; `out[r * K + j]`.
+#[inline(always)]
+unsafe fn rows_q6k<const R: usize, const K: usize>(
+    nb: usize,
+    w: *const u8,
+    rb: usize,
+    a: *const u8,
+    stride: usize,
+    out: *mut f32,
+) {
+    // SAFETY: the caller guarantees AVX2/FMA/F16C, R rows of nb super-blocks at
+    // stride `rb` from `w`, K activation rows of nb Q8_K blocks at `stride` from
+    // `a`, R × K floats at `out`; every load stays inside one super-block.
+    unsafe {
+        let m4 = _mm256_set1_epi8(0x0F);
+        let m30 = _mm256_set1_epi8(0x30);
+        let z = _mm256_setzero_si256();
+        let mut acc = [_mm256_setzero_ps(); R];
+        let mut wp = w;
+        let mut ap = a;
+        for _ in 0..nb {
+            let dav = q8k_scales::<K>(ap, stride);
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let wr = wp.add(r * rb);
+                let d = f16_at_end(wr.add(208));
+                let sc8 = load128(wr.add(192));
+                let sc_b = _mm256_broadcastsi128_si256(sc8);
+                let sc16 = _mm256_cvtepi8_epi16(sc8);
+                let mut isum = [z; 4];
+                for h in 0..2 {
+                    let ql = wr.add(64 * h);
+                    let qh = load256(wr.add(128 + 32 * h));
+                    for i in 0..4 {
+                        let qlv = load256(ql.add(32 * (i & 1)));
+                        let low = if i < 2 {
+                            _mm256_and_si256(qlv, m4)
+                        } else {
+                            _mm256_and_si256(_mm256_srli_epi16(qlv, 4), m4)
+                        };
+                        let high = match i {
+                            0 => _mm256_slli_epi16(qh, 4),
+                            1 => _mm256_slli_epi16(qh, 2),
+                            2 => qh,
+                            _ => _mm256_srli_epi16(qh, 2),
+                        };
+                        let q = _mm256_or_si256(low, _mm256_and_si256(high, m30));
+                        let s = _mm256_srai_epi16(
+                            _mm256_shuffle_epi8(sc_b, load256(Q6_SCALES[4 * h + i].as_ptr())),
+                            8,
+                        );
+                        for (j, is) in isum.iter_mut().enumerate().take(K) {
+                            let y = load256(ap.add(j * stride + 4 + 128 * h + 32 * i));
+                            *is = _mm256_add_epi32(
+                                *is,
+                                _mm256_madd_epi16(_mm256_maddubs_epi16(q, y), s),
+                            );
+                        }
+                    }
+                }
+                let isum = reduce_k_i32::<K>(&isum);
+                // Σ sc_g·32·bsum_g per token: the −32 offset of every quant.
+                let mut cs = [z; 4];
+                for (j, c) in cs.iter_mut().enumerate().take(K) {
+                    *c = _mm256_madd_epi16(load256(ap.add(j * stride + 260)), sc16);
+                }
+                let corr = _mm256_slli_epi32(reduce_k_i32::<K>(&cs), 5);
+                let v = _mm256_cvtepi32_ps(_mm256_sub_epi32(isum, corr));
+                *acc_r = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(d), dav), v, *acc_r);
+            }
+            wp = wp.add(210);
+            ap = ap.add(292);
+        }
+        store_rows::<R, K>(&acc, out);
+    }
+}
+
+/// Rows per step of the K-quant multi-row kernels (measured: 4 > 3 > 2).
+const KQ_R: usize = 4;
+
+const KQ4_K: u8 = 0;
+const KQ5_K: u8 = 1;
+const KQ6_K: u8 = 2;
+
+#[inline(always)]
+unsafe fn rows_kq<const T: u8, const R: usize, const K: usize>(
+    nb: usize,
+    w: *const u8,
+    rb: usize,
+    a: *const u8,
+    stride: usize,
+    out: *mut f32,
+) {
+    // SAFETY: the caller's contract, passed on unchanged.
+    unsafe {
+        match T {
+            KQ4_K => rows_qk::<false, R, K>(nb, w, rb, a, stride, out),
+            KQ5_K => rows_qk::<true, R, K>(nb, w, rb, a, stride, out),
+            _ => rows_q6k::<R, K>(nb, w, rb, a, stride, out),
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_rows_kq<const T: u8, const K: usize>(
+    nb: usize,
+    w: *const u8,
+    rb: usize,
+    n_rows: usize,
+    a: *const u8,
+    stride: usize,
+    out: *mut f32,
+) {
+    // SAFETY: as for `rows_qk` / `rows_q6k`: the caller guarantees the features and
+    // that the n_rows rows, the activations and n_rows × K outputs are in bounds;
+    // each call below gets a sub-range of them.
+    unsafe {
+        let mut r = 0;
+        while r + KQ_R <= n_rows {
+            rows_kq::<T, KQ_R, K>(nb, w.add(r * rb), rb, a, stride, out.add(r * K));
+            r += KQ_R;
+        }
+        let (wr, o) = (w.add(r * rb), out.add(r * K));
+        match n_rows - r {
+            0 => {}
+            1 => rows_kq::<T, 1, K>(nb, wr, rb, a, stride, o),
+            2 => rows_kq::<T, 2, K>(nb, wr, rb, a, stride, o),
+            3 => rows_kq::<T, 3, K>(nb, wr, rb, a, stride, o),
+            rest => {
+                for i in 0..rest {
+                    rows_kq::<T, 1, K>(nb, wr.add(i * rb), rb, a, stride, o.add(i * K));
+                }
+            }
+        }
+    }
+}
+
+macro_rules! kq_rows_by_k {
+    ($t:expr, $k:expr) => {
+        match $k {
+            2 => dot_rows_kq::<{ $t }, 2> as RowsFn,
+            3 => dot_rows_kq::<{ $t }, 3> as RowsFn,
+            _ => dot_rows_kq::<{ $t }, 4> as RowsFn,
+        }
+    };
+}
+
 type RowsFn = unsafe fn(usize, *const u8, usize, usize, *const u8, usize, *mut f32);
 
 macro_rules! rows_by_k {
@@ -1124,11 +1410,14 @@ pub unsafe fn dot_rows(
                 DType::Q8_0 => Some(rows_by_k!(LQ8_0, k)),
                 DType::Q4_1 => Some(rows_by_k!(LQ4_1, k)),
                 DType::Q5_1 => Some(rows_by_k!(LQ5_1, k)),
+                DType::Q4_K => Some(kq_rows_by_k!(KQ4_K, k)),
+                DType::Q5_K => Some(kq_rows_by_k!(KQ5_K, k)),
+                DType::Q6_K => Some(kq_rows_by_k!(KQ6_K, k)),
                 _ => None,
             }
         };
         match f {
-            Some(f) => f(n / 32, wp, rb, n_rows, ap, stride, out),
+            Some(f) => f(n / w.block_size(), wp, rb, n_rows, ap, stride, out),
             None => {
                 // Decode (k = 1) and the types without a multi-row kernel: the
                 // one-row kernels row by row.
