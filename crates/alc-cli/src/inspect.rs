@@ -82,8 +82,13 @@ struct TensorRow {
 }
 
 pub fn inspect(path: &Path, ctx: Option<usize>, json: bool, list_tensors: bool) -> Result<()> {
-    let f = Arc::new(GgufFile::open(path).with_context(|| format!("cannot inspect {}", path.display()))?);
-    let arch = f.get_str("general.architecture")?.unwrap_or("(missing)").to_string();
+    let f = Arc::new(
+        GgufFile::open(path).with_context(|| format!("cannot inspect {}", path.display()))?,
+    );
+    let arch = f
+        .get_str("general.architecture")?
+        .unwrap_or("(missing)")
+        .to_string();
     let mut quantization: BTreeMap<String, QuantEntry> = BTreeMap::new();
     for t in f.tensors() {
         let e = quantization.entry(t.dtype.name().to_string()).or_default();
@@ -157,7 +162,12 @@ pub fn inspect(path: &Path, ctx: Option<usize>, json: bool, list_tensors: bool) 
         tensors: f
             .tensors()
             .iter()
-            .map(|t| TensorRow { name: t.name.clone(), dtype: t.dtype.name().into(), shape: t.dims.clone(), bytes: t.bytes })
+            .map(|t| TensorRow {
+                name: t.name.clone(),
+                dtype: t.dtype.name().into(),
+                shape: t.dims.clone(),
+                bytes: t.bytes,
+            })
             .collect(),
     };
     if json {
@@ -173,10 +183,35 @@ fn mib(b: u64) -> String {
 }
 
 fn print_text(r: &Report, list_tensors: bool) {
-    println!("file          {} ({}, GGUF v{}, {} tensors, {} metadata keys)", r.file.path, mib(r.file.bytes), r.file.gguf_version, r.file.n_tensors, r.file.n_metadata);
-    println!("architecture  {}{}", r.architecture, r.name.as_ref().map(|n| format!(" — {n}")).unwrap_or_default());
-    println!("supported     {}", if r.supported { "yes".to_string() } else { format!("no: {}", r.unsupported_reason.as_deref().unwrap_or("")) });
-    println!("parameters    {} ({:.1} M)", r.parameters, r.parameters as f64 / 1e6);
+    println!(
+        "file          {} ({}, GGUF v{}, {} tensors, {} metadata keys)",
+        r.file.path,
+        mib(r.file.bytes),
+        r.file.gguf_version,
+        r.file.n_tensors,
+        r.file.n_metadata
+    );
+    println!(
+        "architecture  {}{}",
+        r.architecture,
+        r.name
+            .as_ref()
+            .map(|n| format!(" — {n}"))
+            .unwrap_or_default()
+    );
+    println!(
+        "supported     {}",
+        if r.supported {
+            "yes".to_string()
+        } else {
+            format!("no: {}", r.unsupported_reason.as_deref().unwrap_or(""))
+        }
+    );
+    println!(
+        "parameters    {} ({:.1} M)",
+        r.parameters,
+        r.parameters as f64 / 1e6
+    );
     if let Some(h) = &r.hparams {
         println!(
             "hparams       layers {}, embd {}, ffn {}, heads {} (kv {}), head dim {}, vocab {}, ctx_train {}, rope base {}{}, eps {:e}",
@@ -195,7 +230,13 @@ fn print_text(r: &Report, list_tensors: bool) {
     }
     println!("quantization");
     for (k, q) in &r.quantization {
-        println!("  {:<6} {:>4} tensors {:>12} params {:>12}", k, q.tensors, q.parameters, mib(q.bytes));
+        println!(
+            "  {:<6} {:>4} tensors {:>12} params {:>12}",
+            k,
+            q.tensors,
+            q.parameters,
+            mib(q.bytes)
+        );
     }
     if let Some(t) = &r.tokenizer {
         println!(
@@ -203,7 +244,10 @@ fn print_text(r: &Report, list_tensors: bool) {
             t.kind, t.pre, t.vocab_size, t.n_merges, t.special_tokens, t.bos, t.eos, t.add_bos, t.end_of_generation
         );
     }
-    println!("chat template {}", if r.chat_template { "present" } else { "absent" });
+    println!(
+        "chat template {}",
+        if r.chat_template { "present" } else { "absent" }
+    );
     if let Some(kv) = &r.kv_cache {
         println!(
             "kv cache      {} × 2 × {:?} {} per layer, {} B/token, {} at ctx {}{}",
@@ -213,7 +257,9 @@ fn print_text(r: &Report, list_tensors: bool) {
             kv.bytes_per_token,
             mib(kv.bytes),
             kv.ctx,
-            kv.sliding_window.map(|w| format!(" ({} layers use a {w}-token window)", kv.sliding_layers)).unwrap_or_default()
+            kv.sliding_window
+                .map(|w| format!(" ({} layers use a {w}-token window)", kv.sliding_layers))
+                .unwrap_or_default()
         );
     }
     if let Some(p) = &r.memory_plan {

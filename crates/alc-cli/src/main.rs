@@ -13,7 +13,11 @@ use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "alc", version, about = "Run, chat with, benchmark and inspect GGUF language models on CPU")]
+#[command(
+    name = "alc",
+    version,
+    about = "Run, chat with, benchmark and inspect GGUF language models on CPU"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -53,7 +57,10 @@ struct EngineArgs {
 impl EngineArgs {
     fn open(&self) -> Result<Engine> {
         if !(self.deadline_scale > 0.0 && self.deadline_scale.is_finite()) {
-            bail!("--deadline-scale {} must be a positive number", self.deadline_scale);
+            bail!(
+                "--deadline-scale {} must be a positive number",
+                self.deadline_scale
+            );
         }
         if let Some(0) = self.threads {
             bail!("--threads must be at least 1");
@@ -74,7 +81,8 @@ impl EngineArgs {
             },
             ..EngineConfig::default()
         };
-        Engine::open(&self.model, cfg).with_context(|| format!("cannot load {}", self.model.display()))
+        Engine::open(&self.model, cfg)
+            .with_context(|| format!("cannot load {}", self.model.display()))
     }
 }
 
@@ -107,7 +115,10 @@ struct SamplingArgs {
 impl SamplingArgs {
     fn params(&self) -> SamplingParams {
         let seed = self.seed.unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0)
         });
         SamplingParams {
             temperature: self.temp,
@@ -159,7 +170,12 @@ struct BenchArgs {
     #[command(flatten)]
     engine: EngineArgs,
     /// Prompt lengths, comma-separated.
-    #[arg(short = 'p', long = "n-prompt", value_delimiter = ',', default_value = "128,512")]
+    #[arg(
+        short = 'p',
+        long = "n-prompt",
+        value_delimiter = ',',
+        default_value = "128,512"
+    )]
     n_prompt: Vec<usize>,
     /// Tokens to generate in the generation test (0 skips it).
     #[arg(short = 'n', long = "n-gen", default_value_t = 64)]
@@ -192,7 +208,10 @@ struct InspectArgs {
 
 fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -204,7 +223,11 @@ fn main() {
     };
     if let Err(e) = r {
         // One line: the chain of causes joined.
-        let msg = e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ");
+        let msg = e
+            .chain()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(": ");
         eprintln!("error: {msg}");
         std::process::exit(1);
     }
@@ -212,7 +235,9 @@ fn main() {
 
 fn read_stdin_prompt() -> Result<String> {
     let mut buf = Vec::new();
-    std::io::stdin().read_to_end(&mut buf).context("reading the prompt from stdin")?;
+    std::io::stdin()
+        .read_to_end(&mut buf)
+        .context("reading the prompt from stdin")?;
     String::from_utf8(buf).map_err(|e| {
         anyhow::anyhow!(
             "stdin is not valid UTF-8 (bad byte at offset {}); convert the prompt to UTF-8",
@@ -274,7 +299,11 @@ fn run(a: RunArgs) -> Result<()> {
         m.push(ChatMessage::new("user", prompt));
         Prompt::Chat(m)
     } else {
-        Prompt::Text { text: prompt, add_special: true, parse_special: false }
+        Prompt::Text {
+            text: prompt,
+            add_special: true,
+            parse_special: false,
+        }
     };
     let session = engine.session()?;
     let gen = session.generate(GenRequest {
@@ -286,7 +315,11 @@ fn run(a: RunArgs) -> Result<()> {
     let (_, stats) = stream(gen)?;
     println!();
     if a.timings {
-        eprintln!("[load {:.1} ms, backend {}]", engine.info().load_time.as_secs_f64() * 1e3, engine.info().backend);
+        eprintln!(
+            "[load {:.1} ms, backend {}]",
+            engine.info().load_time.as_secs_f64() * 1e3,
+            engine.info().backend
+        );
         print_timings(&stats);
     }
     Ok(())
@@ -295,11 +328,18 @@ fn run(a: RunArgs) -> Result<()> {
 fn chat(a: ChatArgs) -> Result<()> {
     let engine = a.engine.open()?;
     if engine.info().chat_template.is_none() {
-        bail!("{} has no chat template (tokenizer.chat_template); use `alc run` with a raw prompt", a.engine.model.display());
+        bail!(
+            "{} has no chat template (tokenizer.chat_template); use `alc run` with a raw prompt",
+            a.engine.model.display()
+        );
     }
     let tty = std::io::stdin().is_terminal();
     if tty {
-        eprintln!("alc chat — {} ({}); /reset clears the conversation, /exit or Ctrl-D quits", a.engine.model.display(), engine.info().hp.arch);
+        eprintln!(
+            "alc chat — {} ({}); /reset clears the conversation, /exit or Ctrl-D quits",
+            a.engine.model.display(),
+            engine.info().hp.arch
+        );
     }
     let session = engine.session()?;
     let mut messages = Vec::new();
@@ -314,7 +354,8 @@ fn chat(a: ChatArgs) -> Result<()> {
             eprint!("> ");
         }
         let Some(line) = lines.next() else { break };
-        let line = String::from_utf8(line?).map_err(|_| anyhow::anyhow!("input line is not valid UTF-8"))?;
+        let line = String::from_utf8(line?)
+            .map_err(|_| anyhow::anyhow!("input line is not valid UTF-8"))?;
         let line = line.trim_end_matches('\r');
         match line.trim() {
             "" => continue,
@@ -362,19 +403,34 @@ fn bench(a: BenchArgs) -> Result<()> {
     }
     println!("model     {} ({})", report.model, report.arch);
     println!("backend   {}", report.backend);
-    println!("load      {:.1} ms   peak RSS {:.1} MiB", report.load_ms, report.peak_rss_bytes as f64 / (1 << 20) as f64);
+    println!(
+        "load      {:.1} ms   peak RSS {:.1} MiB",
+        report.load_ms,
+        report.peak_rss_bytes as f64 / (1 << 20) as f64
+    );
     if let Some(bw) = report.mem_read_gbs {
-        println!("memory    {:.1} GB/s read (measured), {:.1} MB weights per token", bw, report.bytes_per_token as f64 / 1e6);
+        println!(
+            "memory    {:.1} GB/s read (measured), {:.1} MB weights per token",
+            bw,
+            report.bytes_per_token as f64 / 1e6
+        );
     }
-    println!("{:<8} {:>12} {:>20} {:>10} {:>6}", "test", "tok/s (med)", "min .. max", "ttft ms", "MBU");
+    println!(
+        "{:<8} {:>12} {:>20} {:>10} {:>6}",
+        "test", "tok/s (med)", "min .. max", "ttft ms", "MBU"
+    );
     for t in &report.tests {
         println!(
             "{:<8} {:>12.1} {:>20} {:>10} {:>6}",
             t.name,
             t.tok_s_median,
             format!("{:.1} .. {:.1}", t.tok_s_min, t.tok_s_max),
-            t.ttft_ms_median.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into()),
-            t.mbu.map(|v| format!("{:.0}%", v * 100.0)).unwrap_or_else(|| "-".into())
+            t.ttft_ms_median
+                .map(|v| format!("{v:.1}"))
+                .unwrap_or_else(|| "-".into()),
+            t.mbu
+                .map(|v| format!("{:.0}%", v * 100.0))
+                .unwrap_or_else(|| "-".into())
         );
     }
     Ok(())

@@ -54,7 +54,11 @@ pub enum CoreError {
     #[error("unknown tensor type id {0}; known ids: 0-3, 6-15, 24-28, 30 (ggml numbering)")]
     UnknownTypeId(u32),
     #[error("row of {cols} elements is not a multiple of the {dtype} block size {block}")]
-    RaggedRow { dtype: DType, cols: u64, block: usize },
+    RaggedRow {
+        dtype: DType,
+        cols: u64,
+        block: usize,
+    },
     #[error("tensor shape {shape:?} overflows 64-bit byte size")]
     ShapeOverflow { shape: Vec<u64> },
 }
@@ -136,7 +140,11 @@ impl DType {
     pub fn row_bytes(self, cols: u64) -> Result<u64, CoreError> {
         let bs = self.block_size() as u64;
         if !cols.is_multiple_of(bs) {
-            return Err(CoreError::RaggedRow { dtype: self, cols, block: bs as usize });
+            return Err(CoreError::RaggedRow {
+                dtype: self,
+                cols,
+                block: bs as usize,
+            });
         }
         (cols / bs)
             .checked_mul(self.block_bytes() as u64)
@@ -145,7 +153,9 @@ impl DType {
 
     /// Bytes of a tensor with ggml shape `dims` (dims[0] = row length).
     pub fn tensor_bytes(self, dims: &[u64]) -> Result<u64, CoreError> {
-        let overflow = || CoreError::ShapeOverflow { shape: dims.to_vec() };
+        let overflow = || CoreError::ShapeOverflow {
+            shape: dims.to_vec(),
+        };
         let cols = *dims.first().unwrap_or(&1);
         let mut total = self.row_bytes(cols)?;
         for &d in dims.iter().skip(1) {
@@ -189,7 +199,11 @@ impl fmt::Display for DType {
 
 /// Comma-separated list of executed type names, for error messages.
 pub fn executed_type_list() -> String {
-    EXECUTED_TYPES.iter().map(|t| t.name()).collect::<Vec<_>>().join(", ")
+    EXECUTED_TYPES
+        .iter()
+        .map(|t| t.name())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

@@ -71,9 +71,11 @@ pub fn peak_rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|k| k.parse::<u64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|k| k.parse::<u64>().ok())
+            })
         })
         .map(|kb| kb * 1024)
         .unwrap_or(0)
@@ -87,7 +89,14 @@ pub(crate) fn run(
     spec: &BenchSpec,
 ) -> Result<BenchReport, EngineError> {
     tracker.enter(Stage::Bench, 0);
-    let ctx_needed = spec.prompt_lens.iter().copied().max().unwrap_or(0).max(spec.gen_len) + 1;
+    let ctx_needed = spec
+        .prompt_lens
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .max(spec.gen_len)
+        + 1;
     if ctx_needed > info.ctx {
         return Err(EngineError::BadRequest(format!(
             "bench needs a context of {ctx_needed} tokens but the engine has {}; pass --ctx {ctx_needed}",
@@ -121,7 +130,11 @@ pub(crate) fn run(
             while i < pp {
                 let remaining = pp - i;
                 let n = crate::prefill_chunk(remaining, info.max_ubatch);
-                let want = if i + n == pp { Logits::Last } else { Logits::None };
+                let want = if i + n == pp {
+                    Logits::Last
+                } else {
+                    Logits::None
+                };
                 let logits = model.forward(be, &mut st, &toks[i..i + n], want)?;
                 if i + n == pp {
                     let mut s = Sampler::new(SamplingParams::greedy());
@@ -137,7 +150,10 @@ pub(crate) fn run(
                 ttfts.push(el * 1e3);
             }
         }
-        let (mn, mx) = (rates.iter().copied().fold(f64::MAX, f64::min), rates.iter().copied().fold(0.0, f64::max));
+        let (mn, mx) = (
+            rates.iter().copied().fold(f64::MAX, f64::min),
+            rates.iter().copied().fold(0.0, f64::max),
+        );
         tests.push(BenchTest {
             name: format!("pp{pp}"),
             n_prompt: pp,
@@ -168,7 +184,10 @@ pub(crate) fn run(
                 rates.push(spec.gen_len as f64 / el);
             }
         }
-        let (mn, mx) = (rates.iter().copied().fold(f64::MAX, f64::min), rates.iter().copied().fold(0.0, f64::max));
+        let (mn, mx) = (
+            rates.iter().copied().fold(f64::MAX, f64::min),
+            rates.iter().copied().fold(0.0, f64::max),
+        );
         let med = median(&mut rates);
         gen_rate = Some(med);
         tests.push(BenchTest {
@@ -186,7 +205,8 @@ pub(crate) fn run(
     }
     // Before the probe, whose buffer would otherwise count as the model's memory.
     let peak_rss = peak_rss_bytes();
-    let bw = (spec.bandwidth_probe_bytes > 0).then(|| alc_kernels::bandwidth::read_bandwidth(be.pool(), spec.bandwidth_probe_bytes, 5));
+    let bw = (spec.bandwidth_probe_bytes > 0)
+        .then(|| alc_kernels::bandwidth::read_bandwidth(be.pool(), spec.bandwidth_probe_bytes, 5));
     if let (Some(bw), Some(rate)) = (bw, gen_rate) {
         if let Some(t) = tests.last_mut() {
             t.mbu = Some(info.bytes_per_token as f64 * rate / bw);

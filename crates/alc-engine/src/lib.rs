@@ -59,11 +59,21 @@ pub enum EngineError {
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
     #[error("stage '{stage}' ({detail}) exceeded its deadline of {limit:?} on backend {backend} after {elapsed:?}; the engine was asked to stop. Raise the deadline with --deadline-scale or report the model and prompt")]
-    Timeout { stage: &'static str, detail: String, backend: String, elapsed: Duration, limit: Duration },
+    Timeout {
+        stage: &'static str,
+        detail: String,
+        backend: String,
+        elapsed: Duration,
+        limit: Duration,
+    },
     #[error("the prompt is empty; pass some text with -p or on stdin")]
     EmptyPrompt,
     #[error("the prompt has {n} tokens but the context holds {ctx} (one more is needed to generate); shorten the prompt or raise --ctx (the model was trained for {ctx_train})")]
-    PromptTooLong { n: usize, ctx: usize, ctx_train: usize },
+    PromptTooLong {
+        n: usize,
+        ctx: usize,
+        ctx_train: usize,
+    },
     #[error("{0}")]
     BadRequest(String),
     #[error("this model has no chat template (tokenizer.chat_template); use `alc run` with a raw prompt")]
@@ -100,7 +110,9 @@ impl Default for EngineConfig {
 /// Logical CPUs available to this process (`available_parallelism`; counts SMT
 /// siblings, respects affinity masks and cgroup quotas).
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// What the engine loaded, for front ends.
@@ -131,7 +143,11 @@ pub struct GenRequest {
 pub enum Prompt {
     /// Raw text; `add_special` adds BOS/EOS per the model, `parse_special` turns
     /// special-token text into special tokens.
-    Text { text: String, add_special: bool, parse_special: bool },
+    Text {
+        text: String,
+        add_special: bool,
+        parse_special: bool,
+    },
     /// Chat messages rendered with the model's template (generation prompt added).
     Chat(Vec<ChatMessage>),
     Tokens(Vec<u32>),
@@ -167,17 +183,36 @@ pub struct GenStats {
 pub enum Event {
     /// A sampled token and the text it completes (may be empty while a multi-byte
     /// character or a possible stop string is held back).
-    Token { id: u32, text: String },
+    Token {
+        id: u32,
+        text: String,
+    },
     Done(GenStats),
 }
 
 enum Cmd {
     NewSession(u64),
     DropSession(u64),
-    Generate { session: u64, req: GenRequest, events: Sender<Result<Event, EngineError>>, cancel: Arc<AtomicBool> },
-    Tokenize { text: String, add_special: bool, parse_special: bool, reply: Sender<Result<Vec<u32>, EngineError>> },
-    Render { messages: Vec<ChatMessage>, reply: Sender<Result<String, EngineError>> },
-    Bench { spec: BenchSpec, reply: Sender<Result<BenchReport, EngineError>> },
+    Generate {
+        session: u64,
+        req: GenRequest,
+        events: Sender<Result<Event, EngineError>>,
+        cancel: Arc<AtomicBool>,
+    },
+    Tokenize {
+        text: String,
+        add_special: bool,
+        parse_special: bool,
+        reply: Sender<Result<Vec<u32>, EngineError>>,
+    },
+    Render {
+        messages: Vec<ChatMessage>,
+        reply: Sender<Result<String, EngineError>>,
+    },
+    Bench {
+        spec: BenchSpec,
+        reply: Sender<Result<BenchReport, EngineError>>,
+    },
 }
 
 struct Inner {
@@ -267,25 +302,50 @@ impl Engine {
     }
 
     fn send(&self, c: Cmd) -> Result<(), EngineError> {
-        self.inner.tx.send(c).map_err(|_| EngineError::Stopped("the run loop exited".into()))
+        self.inner
+            .tx
+            .send(c)
+            .map_err(|_| EngineError::Stopped("the run loop exited".into()))
     }
 
-    fn call<T>(&self, make: impl FnOnce(Sender<Result<T, EngineError>>) -> Cmd) -> Result<T, EngineError> {
+    fn call<T>(
+        &self,
+        make: impl FnOnce(Sender<Result<T, EngineError>>) -> Cmd,
+    ) -> Result<T, EngineError> {
         let (tx, rx) = mpsc::channel();
         self.send(make(tx))?;
-        wait_watched(&rx, &self.inner.tracker, &self.inner.deadlines, &self.inner.info.backend, || {})
+        wait_watched(
+            &rx,
+            &self.inner.tracker,
+            &self.inner.deadlines,
+            &self.inner.info.backend,
+            || {},
+        )
     }
 
     /// A new session with its own KV cache (allocated lazily on first use).
     pub fn session(&self) -> Result<Session, EngineError> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         self.send(Cmd::NewSession(id))?;
-        Ok(Session { id, engine: self.clone() })
+        Ok(Session {
+            id,
+            engine: self.clone(),
+        })
     }
 
-    pub fn tokenize(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<u32>, EngineError> {
+    pub fn tokenize(
+        &self,
+        text: &str,
+        add_special: bool,
+        parse_special: bool,
+    ) -> Result<Vec<u32>, EngineError> {
         let text = text.to_string();
-        self.call(|reply| Cmd::Tokenize { text, add_special, parse_special, reply })
+        self.call(|reply| Cmd::Tokenize {
+            text,
+            add_special,
+            parse_special,
+            reply,
+        })
     }
 
     /// Render chat messages with the model's template (generation prompt added).
@@ -312,7 +372,9 @@ fn wait_watched<T>(
         match rx.recv_timeout(WATCH_POLL) {
             Ok(r) => return r,
             Err(RecvTimeoutError::Disconnected) => {
-                return Err(EngineError::Stopped("the run loop exited without replying".into()))
+                return Err(EngineError::Stopped(
+                    "the run loop exited without replying".into(),
+                ))
             }
             Err(RecvTimeoutError::Timeout) => {
                 if let Some((stage, detail, elapsed)) = tracker.expired(deadlines) {
@@ -357,8 +419,18 @@ impl Session {
         req.sampling.validate().map_err(EngineError::BadRequest)?;
         let (tx, rx) = mpsc::channel();
         let cancel = Arc::new(AtomicBool::new(false));
-        self.engine.send(Cmd::Generate { session: self.id, req, events: tx, cancel: cancel.clone() })?;
-        Ok(Generation { rx, cancel, engine: self.engine.clone(), finished: false })
+        self.engine.send(Cmd::Generate {
+            session: self.id,
+            req,
+            events: tx,
+            cancel: cancel.clone(),
+        })?;
+        Ok(Generation {
+            rx,
+            cancel,
+            engine: self.engine.clone(),
+            finished: false,
+        })
     }
 }
 
@@ -436,7 +508,11 @@ struct RunLoop {
 }
 
 impl RunLoop {
-    fn load(path: &Path, cfg: &EngineConfig, tracker: Arc<Tracker>) -> Result<RunLoop, EngineError> {
+    fn load(
+        path: &Path,
+        cfg: &EngineConfig,
+        tracker: Arc<Tracker>,
+    ) -> Result<RunLoop, EngineError> {
         let file = Arc::new(GgufFile::open(path).map_err(ModelError::from)?);
         let tok = Tokenizer::from_gguf(&file)?;
         let model = Model::from_gguf(file.clone())?;
@@ -456,21 +532,31 @@ impl RunLoop {
         let ctx = match cfg.ctx {
             Some(c) => {
                 if c == 0 || c > 1 << 20 {
-                    return Err(ModelError::BadContext { ctx: c, why: "must be in 1..=1048576".into() }.into());
+                    return Err(ModelError::BadContext {
+                        ctx: c,
+                        why: "must be in 1..=1048576".into(),
+                    }
+                    .into());
                 }
                 c
             }
             None => {
-                let by_budget = (cfg.kv_budget_bytes / hp.kv_bytes_per_token().max(1) as u64) as usize;
+                let by_budget =
+                    (cfg.kv_budget_bytes / hp.kv_bytes_per_token().max(1) as u64) as usize;
                 hp.ctx_train.min(by_budget).max(PREFILL_VARIANTS[1])
             }
         };
         if let Some(u) = cfg.ubatch {
             if u == 0 || u > 8192 {
-                return Err(EngineError::BadRequest(format!("--ubatch {u} must be in 1..=8192")));
+                return Err(EngineError::BadRequest(format!(
+                    "--ubatch {u} must be in 1..=8192"
+                )));
             }
         }
-        let max_ubatch = cfg.ubatch.unwrap_or(*PREFILL_VARIANTS.last().expect("non-empty")).min(ctx);
+        let max_ubatch = cfg
+            .ubatch
+            .unwrap_or(*PREFILL_VARIANTS.last().expect("non-empty"))
+            .min(ctx);
         let template = match tok.chat_template() {
             Ok(t) => Some(t),
             Err(TokenizerError::NoChatTemplate) => None,
@@ -503,26 +589,46 @@ impl RunLoop {
         while let Ok(cmd) = rx.recv() {
             match cmd {
                 Cmd::NewSession(id) => {
-                    self.sessions.insert(id, Sess { state: None, tokens: Vec::new() });
+                    self.sessions.insert(
+                        id,
+                        Sess {
+                            state: None,
+                            tokens: Vec::new(),
+                        },
+                    );
                 }
                 Cmd::DropSession(id) => {
                     self.sessions.remove(&id);
                 }
-                Cmd::Tokenize { text, add_special, parse_special, reply } => {
+                Cmd::Tokenize {
+                    text,
+                    add_special,
+                    parse_special,
+                    reply,
+                } => {
                     self.tracker.enter(Stage::Tokenize, 0);
-                    let r = self.tok.encode(&text, add_special, parse_special).map_err(EngineError::from);
+                    let r = self
+                        .tok
+                        .encode(&text, add_special, parse_special)
+                        .map_err(EngineError::from);
                     let _ = reply.send(r);
                 }
                 Cmd::Render { messages, reply } => {
                     let _ = reply.send(self.render(&messages));
                 }
-                Cmd::Generate { session, req, events, cancel } => {
+                Cmd::Generate {
+                    session,
+                    req,
+                    events,
+                    cancel,
+                } => {
                     if let Err(e) = self.generate(session, req, &events, &cancel) {
                         let _ = events.send(Err(e));
                     }
                 }
                 Cmd::Bench { spec, reply } => {
-                    let r = bench::run(&self.model, &self.backend, &self.tracker, &self.info, &spec);
+                    let r =
+                        bench::run(&self.model, &self.backend, &self.tracker, &self.info, &spec);
                     let _ = reply.send(r);
                 }
             }
@@ -545,7 +651,11 @@ impl RunLoop {
     ) -> Result<(), EngineError> {
         self.tracker.enter(Stage::Tokenize, 0);
         let prompt = match &req.prompt {
-            Prompt::Text { text, add_special, parse_special } => self.tok.encode(text, *add_special, *parse_special)?,
+            Prompt::Text {
+                text,
+                add_special,
+                parse_special,
+            } => self.tok.encode(text, *add_special, *parse_special)?,
             Prompt::Chat(m) => {
                 let text = self.render(m)?;
                 let mut ids = self.tok.encode(&text, true, true)?;
@@ -566,10 +676,18 @@ impl RunLoop {
         }
         let ctx = self.info.ctx;
         if prompt.len() >= ctx {
-            return Err(EngineError::PromptTooLong { n: prompt.len(), ctx, ctx_train: self.info.hp.ctx_train });
+            return Err(EngineError::PromptTooLong {
+                n: prompt.len(),
+                ctx,
+                ctx_train: self.info.hp.ctx_train,
+            });
         }
         if let Some(&bad) = prompt.iter().find(|&&t| t as usize >= self.info.hp.n_vocab) {
-            return Err(ModelError::BadToken { id: bad, vocab: self.info.hp.n_vocab }.into());
+            return Err(ModelError::BadToken {
+                id: bad,
+                vocab: self.info.hp.n_vocab,
+            }
+            .into());
         }
         let max_ub = self.info.max_ubatch;
         let sess = self
@@ -580,7 +698,12 @@ impl RunLoop {
             sess.state = Some(self.model.new_state(ctx, max_ub)?);
         }
         // Reuse the cached prefix; always evaluate at least the last prompt token.
-        let mut common = sess.tokens.iter().zip(&prompt).take_while(|(a, b)| a == b).count();
+        let mut common = sess
+            .tokens
+            .iter()
+            .zip(&prompt)
+            .take_while(|(a, b)| a == b)
+            .count();
         common = common.min(prompt.len() - 1);
         sess.tokens.truncate(common);
         let st = sess.state.as_mut().expect("allocated above");
@@ -610,7 +733,12 @@ impl RunLoop {
             let last = i + n == prompt.len();
             let sess = self.sessions.get_mut(&session).expect("checked");
             let st = sess.state.as_mut().expect("allocated");
-            let out = self.model.forward(&self.backend, st, &prompt[i..i + n], if last { Logits::Last } else { Logits::None })?;
+            let out = self.model.forward(
+                &self.backend,
+                st,
+                &prompt[i..i + n],
+                if last { Logits::Last } else { Logits::None },
+            )?;
             if last {
                 logits.clear();
                 logits.extend_from_slice(out);
@@ -620,7 +748,13 @@ impl RunLoop {
             i += n;
         }
         let prefill = t0.elapsed();
-        tracing::debug!("prefill {} tokens ({} cached) in chunks {:?}: {:?}", prompt.len() - common, common, chunks, prefill);
+        tracing::debug!(
+            "prefill {} tokens ({} cached) in chunks {:?}: {:?}",
+            prompt.len() - common,
+            common,
+            chunks,
+            prefill
+        );
 
         let mut sampler = Sampler::new(req.sampling.clone());
         let mut history = prompt.clone();
@@ -663,7 +797,10 @@ impl RunLoop {
         };
         let tail = text.finish(stop == StopReason::StopString);
         if !tail.is_empty() {
-            let _ = events.send(Ok(Event::Token { id: u32::MAX, text: tail }));
+            let _ = events.send(Ok(Event::Token {
+                id: u32::MAX,
+                text: tail,
+            }));
         }
         let stats = GenStats {
             prompt_tokens: prompt.len(),
@@ -692,7 +829,12 @@ struct TextStream {
 impl TextStream {
     fn new(stops: Vec<String>) -> Self {
         let stops = stops.into_iter().filter(|s| !s.is_empty()).collect();
-        TextStream { stops, bytes: Vec::new(), text: String::new(), emitted: 0 }
+        TextStream {
+            stops,
+            bytes: Vec::new(),
+            text: String::new(),
+            emitted: 0,
+        }
     }
 
     /// Add a token's bytes; returns the text now safe to show and whether a stop
@@ -708,7 +850,8 @@ impl TextStream {
                 }
                 Err(e) => {
                     let good = e.valid_up_to();
-                    self.text.push_str(std::str::from_utf8(&self.bytes[..good]).expect("valid prefix"));
+                    self.text
+                        .push_str(std::str::from_utf8(&self.bytes[..good]).expect("valid prefix"));
                     match e.error_len() {
                         None => {
                             self.bytes.drain(..good);
@@ -728,7 +871,11 @@ impl TextStream {
         while !self.text.is_char_boundary(from) {
             from -= 1;
         }
-        let hit = self.stops.iter().filter_map(|s| self.text[from..].find(s.as_str()).map(|i| from + i)).min();
+        let hit = self
+            .stops
+            .iter()
+            .filter_map(|s| self.text[from..].find(s.as_str()).map(|i| from + i))
+            .min();
         if let Some(at) = hit {
             let out = self.text[self.emitted..at.max(self.emitted)].to_string();
             self.emitted = self.text.len();
@@ -788,14 +935,23 @@ mod tests {
     fn utf8_split_across_tokens() {
         let e = "é".as_bytes();
         let smile = "😀".as_bytes();
-        assert_eq!(run(&[], &[b"a", &e[..1], &e[1..], &smile[..2], &smile[2..]]).0, "aé😀");
+        assert_eq!(
+            run(&[], &[b"a", &e[..1], &e[1..], &smile[..2], &smile[2..]]).0,
+            "aé😀"
+        );
         assert_eq!(run(&[], &[b"x", &[0xff], b"y"]).0, "x\u{FFFD}y");
     }
 
     #[test]
     fn stop_string_cuts_text_and_holds_prefixes() {
-        assert_eq!(run(&["END"], &[b"hello E", b"N", b"D more"]), ("hello ".to_string(), true));
-        assert_eq!(run(&["END"], &[b"hello E", b"x"]), ("hello Ex".to_string(), false));
+        assert_eq!(
+            run(&["END"], &[b"hello E", b"N", b"D more"]),
+            ("hello ".to_string(), true)
+        );
+        assert_eq!(
+            run(&["END"], &[b"hello E", b"x"]),
+            ("hello Ex".to_string(), false)
+        );
         assert_eq!(run(&["\n\n"], &[b"a\n", b"\nb"]), ("a".to_string(), true));
     }
 }

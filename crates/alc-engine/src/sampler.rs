@@ -30,13 +30,19 @@ impl Default for SamplingParams {
 
 impl SamplingParams {
     pub fn greedy() -> Self {
-        SamplingParams { temperature: 0.0, ..Default::default() }
+        SamplingParams {
+            temperature: 0.0,
+            ..Default::default()
+        }
     }
 
     /// Check ranges; the message names the option and its valid range.
     pub fn validate(&self) -> Result<(), String> {
         if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
-            return Err(format!("--temp {} must be a finite number >= 0", self.temperature));
+            return Err(format!(
+                "--temp {} must be a finite number >= 0",
+                self.temperature
+            ));
         }
         if !(0.0..=1.0).contains(&self.top_p) {
             return Err(format!("--top-p {} must be in 0..=1", self.top_p));
@@ -45,7 +51,10 @@ impl SamplingParams {
             return Err(format!("--min-p {} must be in 0..=1", self.min_p));
         }
         if !(self.repeat_penalty > 0.0 && self.repeat_penalty.is_finite()) {
-            return Err(format!("--repeat-penalty {} must be a finite number > 0", self.repeat_penalty));
+            return Err(format!(
+                "--repeat-penalty {} must be a finite number > 0",
+                self.repeat_penalty
+            ));
         }
         Ok(())
     }
@@ -80,7 +89,12 @@ pub struct Sampler {
 impl Sampler {
     pub fn new(p: SamplingParams) -> Self {
         let rng = Rng(p.seed);
-        Sampler { p, rng, cand: Vec::new(), w: Vec::new() }
+        Sampler {
+            p,
+            rng,
+            cand: Vec::new(),
+            w: Vec::new(),
+        }
     }
 
     /// Pick the next token from `logits` given the tokens so far (`history`).
@@ -112,11 +126,20 @@ impl Sampler {
             return best.0 as u32;
         }
         self.cand.clear();
-        self.cand.extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, penalized(i, l))));
+        self.cand.extend(
+            logits
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| (i as u32, penalized(i, l))),
+        );
         let c = &mut self.cand;
         let probs = &mut self.w;
         // top-k
-        let k = if p.top_k == 0 { c.len() } else { p.top_k.min(c.len()) };
+        let k = if p.top_k == 0 {
+            c.len()
+        } else {
+            p.top_k.min(c.len())
+        };
         if k < c.len() {
             c.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1));
             c.truncate(k);
@@ -175,14 +198,23 @@ mod tests {
 
     #[test]
     fn repeat_penalty_changes_greedy_choice() {
-        let mut s = Sampler::new(SamplingParams { repeat_penalty: 2.0, ..SamplingParams::greedy() });
+        let mut s = Sampler::new(SamplingParams {
+            repeat_penalty: 2.0,
+            ..SamplingParams::greedy()
+        });
         assert_eq!(s.sample(&[0.1, 3.0, -1.0, 2.0], &[1]), 3);
     }
 
     #[test]
     fn seeded_sampling_is_reproducible_and_respects_top_k() {
         let logits: Vec<f32> = (0..100).map(|i| (i as f32 * 0.37).sin()).collect();
-        let p = SamplingParams { temperature: 1.0, top_k: 5, top_p: 1.0, min_p: 0.0, ..Default::default() };
+        let p = SamplingParams {
+            temperature: 1.0,
+            top_k: 5,
+            top_p: 1.0,
+            min_p: 0.0,
+            ..Default::default()
+        };
         let mut top5: Vec<usize> = (0..100).collect();
         top5.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
         top5.truncate(5);
@@ -198,7 +230,12 @@ mod tests {
 
     #[test]
     fn validation_names_the_option() {
-        let e = SamplingParams { top_p: 2.0, ..Default::default() }.validate().unwrap_err();
+        let e = SamplingParams {
+            top_p: 2.0,
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err();
         assert!(e.contains("--top-p"));
     }
 }

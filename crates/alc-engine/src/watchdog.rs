@@ -93,13 +93,19 @@ pub struct Tracker {
 
 impl Default for Tracker {
     fn default() -> Self {
-        Tracker { epoch: Instant::now(), stage: AtomicU8::new(0), since_us: AtomicU64::new(0), detail: AtomicU64::new(0) }
+        Tracker {
+            epoch: Instant::now(),
+            stage: AtomicU8::new(0),
+            since_us: AtomicU64::new(0),
+            detail: AtomicU64::new(0),
+        }
     }
 }
 
 impl Tracker {
     pub fn enter(&self, s: Stage, detail: u64) {
-        self.since_us.store(self.epoch.elapsed().as_micros() as u64, Ordering::Relaxed);
+        self.since_us
+            .store(self.epoch.elapsed().as_micros() as u64, Ordering::Relaxed);
         self.detail.store(detail, Ordering::Relaxed);
         self.stage.store(s as u8, Ordering::Release);
     }
@@ -108,7 +114,11 @@ impl Tracker {
     pub fn current(&self) -> (Stage, u64, Duration) {
         let s = Stage::from_u8(self.stage.load(Ordering::Acquire));
         let since = Duration::from_micros(self.since_us.load(Ordering::Relaxed));
-        (s, self.detail.load(Ordering::Relaxed), self.epoch.elapsed().saturating_sub(since))
+        (
+            s,
+            self.detail.load(Ordering::Relaxed),
+            self.epoch.elapsed().saturating_sub(since),
+        )
     }
 
     /// The stage that has overrun its deadline, if any.

@@ -3,7 +3,10 @@
 //! rendering, tokenization, and the engine's contracts (watchdog, context limits,
 //! cancellation, KV-prefix reuse, prefill variants).
 
-use alc_engine::{Deadlines, Engine, EngineConfig, EngineError, Event, GenRequest, GenStats, Prompt, SamplingParams, StopReason};
+use alc_engine::{
+    Deadlines, Engine, EngineConfig, EngineError, Event, GenRequest, GenStats, Prompt,
+    SamplingParams, StopReason,
+};
 use alc_tokenizer::ChatMessage;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,7 +23,9 @@ fn root() -> PathBuf {
 }
 
 fn model_path(file: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("ALC_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("models"));
+    let dir = std::env::var_os("ALC_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("models"));
     let p = dir.join(file);
     if p.exists() {
         return Some(p);
@@ -29,7 +34,10 @@ fn model_path(file: &str) -> Option<PathBuf> {
         eprintln!("skipping: {} missing (ALC_SKIP_MODEL_TESTS=1)", p.display());
         return None;
     }
-    panic!("{} is missing: run scripts/fetch-models.sh (or set ALC_SKIP_MODEL_TESTS=1)", p.display());
+    panic!(
+        "{} is missing: run scripts/fetch-models.sh (or set ALC_SKIP_MODEL_TESTS=1)",
+        p.display()
+    );
 }
 
 fn open(file: &str, cfg: EngineConfig) -> Option<Engine> {
@@ -37,7 +45,11 @@ fn open(file: &str, cfg: EngineConfig) -> Option<Engine> {
 }
 
 fn small_cfg() -> EngineConfig {
-    EngineConfig { threads: 2, ctx: Some(1024), ..EngineConfig::default() }
+    EngineConfig {
+        threads: 2,
+        ctx: Some(1024),
+        ..EngineConfig::default()
+    }
 }
 
 fn collect(gen: alc_engine::Generation) -> Result<(Vec<u32>, String, GenStats), EngineError> {
@@ -57,22 +69,51 @@ fn collect(gen: alc_engine::Generation) -> Result<(Vec<u32>, String, GenStats), 
 }
 
 fn greedy(golden: &str) {
-    let g: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root().join("tests/goldens/greedy").join(golden)).unwrap()).unwrap();
-    let Some(engine) = open(g["model"].as_str().unwrap(), small_cfg()) else { return };
+    let g: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/goldens/greedy").join(golden)).unwrap(),
+    )
+    .unwrap();
+    let Some(engine) = open(g["model"].as_str().unwrap(), small_cfg()) else {
+        return;
+    };
     for (ci, case) in g["cases"].as_array().unwrap().iter().enumerate() {
         let rendered = case["rendered"].as_str().unwrap();
-        let prompt_ids: Vec<u32> = case["prompt_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let prompt_ids: Vec<u32> = case["prompt_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
         if let Some(msgs) = case["messages"].as_array() {
             let msgs: Vec<ChatMessage> = msgs
                 .iter()
-                .map(|m| ChatMessage::new(m["role"].as_str().unwrap(), m["content"].as_str().unwrap()))
+                .map(|m| {
+                    ChatMessage::new(m["role"].as_str().unwrap(), m["content"].as_str().unwrap())
+                })
                 .collect();
-            assert_eq!(engine.render_chat(&msgs).unwrap(), rendered, "{golden} case {ci}: chat template");
+            assert_eq!(
+                engine.render_chat(&msgs).unwrap(),
+                rendered,
+                "{golden} case {ci}: chat template"
+            );
         }
-        assert_eq!(engine.tokenize(rendered, true, true).unwrap(), prompt_ids, "{golden} case {ci}: prompt ids");
-        let want: Vec<u32> = case["output_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
-        let margins: Vec<f64> = case["top2_margins"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert_eq!(
+            engine.tokenize(rendered, true, true).unwrap(),
+            prompt_ids,
+            "{golden} case {ci}: prompt ids"
+        );
+        let want: Vec<u32> = case["output_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        let margins: Vec<f64> = case["top2_margins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
         let s = engine.session().unwrap();
         let gen = s
             .generate(GenRequest {
@@ -84,10 +125,22 @@ fn greedy(golden: &str) {
             .unwrap();
         let (got, _, stats) = collect(gen).unwrap();
         // llama.cpp's list ends with the end-of-generation token when it stopped.
-        let want_gen: Vec<u32> = if case["stop_reason"] == "eog" { want[..want.len() - 1].to_vec() } else { want.clone() };
-        let same = got.iter().zip(&want_gen).take_while(|(a, b)| a == b).count();
+        let want_gen: Vec<u32> = if case["stop_reason"] == "eog" {
+            want[..want.len() - 1].to_vec()
+        } else {
+            want.clone()
+        };
+        let same = got
+            .iter()
+            .zip(&want_gen)
+            .take_while(|(a, b)| a == b)
+            .count();
         let need = MIN_MATCH.min(want_gen.len());
-        eprintln!("{golden} case {ci}: {same}/{} tokens identical ({:?})", want_gen.len(), stats.stop);
+        eprintln!(
+            "{golden} case {ci}: {same}/{} tokens identical ({:?})",
+            want_gen.len(),
+            stats.stop
+        );
         if same < need {
             assert!(
                 margins[same] < NEAR_TIE,
@@ -98,7 +151,11 @@ fn greedy(golden: &str) {
             );
         }
         if same == want_gen.len() && case["stop_reason"] == "eog" {
-            assert_eq!(stats.stop, StopReason::EndOfGeneration, "{golden} case {ci}");
+            assert_eq!(
+                stats.stop,
+                StopReason::EndOfGeneration,
+                "{golden} case {ci}"
+            );
         }
     }
 }
@@ -121,58 +178,123 @@ fn greedy_gemma3_matches_llamacpp() {
 const SMOL: &str = "smollm2-135m-instruct-q4_1.gguf";
 
 fn text(t: &str) -> Prompt {
-    Prompt::Text { text: t.into(), add_special: true, parse_special: false }
+    Prompt::Text {
+        text: t.into(),
+        add_special: true,
+        parse_special: false,
+    }
 }
 
 fn req(p: Prompt, n: usize) -> GenRequest {
-    GenRequest { prompt: p, sampling: SamplingParams::greedy(), max_tokens: n, stop: vec![] }
+    GenRequest {
+        prompt: p,
+        sampling: SamplingParams::greedy(),
+        max_tokens: n,
+        stop: vec![],
+    }
 }
 
 #[test]
 fn watchdog_names_the_stage_that_overran() {
     let cfg = EngineConfig {
-        deadlines: Deadlines { prefill_chunk: Duration::from_nanos(1), ..Deadlines::default() },
+        deadlines: Deadlines {
+            prefill_chunk: Duration::from_nanos(1),
+            ..Deadlines::default()
+        },
         ..small_cfg()
     };
-    let Some(engine) = open(SMOL, cfg) else { return };
+    let Some(engine) = open(SMOL, cfg) else {
+        return;
+    };
     let s = engine.session().unwrap();
     let long = "The history of the printing press is long. ".repeat(40);
     let err = collect(s.generate(req(text(&long), 4)).unwrap()).unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, EngineError::Timeout { stage: "prefill", .. }), "{msg}");
-    assert!(msg.contains("prefill") && msg.contains("chunk") && msg.contains("cpu"), "{msg}");
+    assert!(
+        matches!(
+            err,
+            EngineError::Timeout {
+                stage: "prefill",
+                ..
+            }
+        ),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("prefill") && msg.contains("chunk") && msg.contains("cpu"),
+        "{msg}"
+    );
     // The engine stays usable after a timeout (the overrun was cancelled).
     let cfg_ok = small_cfg();
     drop(s);
     drop(engine);
     let engine = open(SMOL, cfg_ok).unwrap();
-    let (ids, _, _) = collect(engine.session().unwrap().generate(req(text("Hello"), 3)).unwrap()).unwrap();
+    let (ids, _, _) = collect(
+        engine
+            .session()
+            .unwrap()
+            .generate(req(text("Hello"), 3))
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(ids.len(), 3);
 }
 
 #[test]
 fn bad_prompts_are_clear_errors() {
-    let Some(engine) = open(SMOL, EngineConfig { ctx: Some(64), ..small_cfg() }) else { return };
+    let Some(engine) = open(
+        SMOL,
+        EngineConfig {
+            ctx: Some(64),
+            ..small_cfg()
+        },
+    ) else {
+        return;
+    };
     let s = engine.session().unwrap();
     let e = collect(s.generate(req(text(""), 4)).unwrap()).unwrap_err();
     assert!(matches!(e, EngineError::EmptyPrompt), "{e}");
     let e = collect(s.generate(req(text(&"word ".repeat(100)), 4)).unwrap()).unwrap_err();
-    assert!(matches!(e, EngineError::PromptTooLong { ctx: 64, .. }), "{e}");
+    assert!(
+        matches!(e, EngineError::PromptTooLong { ctx: 64, .. }),
+        "{e}"
+    );
     assert!(e.to_string().contains("--ctx"), "{e}");
-    let e = collect(s.generate(req(Prompt::Tokens(vec![1, 999_999]), 4)).unwrap()).unwrap_err();
+    let e = collect(
+        s.generate(req(Prompt::Tokens(vec![1, 999_999]), 4))
+            .unwrap(),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("999999"), "{e}");
-    let bad = GenRequest { sampling: SamplingParams { top_p: 7.0, ..SamplingParams::greedy() }, ..req(text("hi"), 2) };
+    let bad = GenRequest {
+        sampling: SamplingParams {
+            top_p: 7.0,
+            ..SamplingParams::greedy()
+        },
+        ..req(text("hi"), 2)
+    };
     assert!(s.generate(bad).is_err());
     // Generation that reaches the end of the context stops cleanly.
     let (_, _, st) = collect(s.generate(req(text("Once upon a time"), 1000)).unwrap()).unwrap();
-    assert!(matches!(st.stop, StopReason::ContextFull | StopReason::EndOfGeneration), "{:?}", st.stop);
+    assert!(
+        matches!(
+            st.stop,
+            StopReason::ContextFull | StopReason::EndOfGeneration
+        ),
+        "{:?}",
+        st.stop
+    );
 }
 
 #[test]
 fn cancel_stops_generation() {
-    let Some(engine) = open(SMOL, small_cfg()) else { return };
+    let Some(engine) = open(SMOL, small_cfg()) else {
+        return;
+    };
     let s = engine.session().unwrap();
-    let mut gen = s.generate(req(text("Count from one to one thousand: one, two,"), 500)).unwrap();
+    let mut gen = s
+        .generate(req(text("Count from one to one thousand: one, two,"), 500))
+        .unwrap();
     let mut n = 0;
     while let Some(ev) = gen.next_event() {
         match ev.unwrap() {
@@ -194,15 +316,23 @@ fn cancel_stops_generation() {
 
 #[test]
 fn chat_turns_reuse_the_kv_prefix_and_prefill_uses_variants() {
-    let Some(engine) = open(SMOL, small_cfg()) else { return };
+    let Some(engine) = open(SMOL, small_cfg()) else {
+        return;
+    };
     let s = engine.session().unwrap();
     let mut msgs = vec![ChatMessage::new("user", "Name three colours.")];
-    let (_, reply, st1) = collect(s.generate(req(Prompt::Chat(msgs.clone()), 16)).unwrap()).unwrap();
+    let (_, reply, st1) =
+        collect(s.generate(req(Prompt::Chat(msgs.clone()), 16)).unwrap()).unwrap();
     assert_eq!(st1.cached_tokens, 0);
     msgs.push(ChatMessage::new("assistant", reply));
     msgs.push(ChatMessage::new("user", "And three animals?"));
     let (_, _, st2) = collect(s.generate(req(Prompt::Chat(msgs), 8)).unwrap()).unwrap();
-    assert!(st2.cached_tokens >= st1.prompt_tokens, "cached {} of first prompt {}", st2.cached_tokens, st1.prompt_tokens);
+    assert!(
+        st2.cached_tokens >= st1.prompt_tokens,
+        "cached {} of first prompt {}",
+        st2.cached_tokens,
+        st1.prompt_tokens
+    );
     // A 300-token prompt runs as one "whole prompt" chunk (ar512); 600 as 512 + 88.
     let s2 = engine.session().unwrap();
     let ids: Vec<u32> = (0..300).map(|i| 100 + i).collect();
@@ -216,17 +346,31 @@ fn chat_turns_reuse_the_kv_prefix_and_prefill_uses_variants() {
 
 #[test]
 fn stop_strings_and_seeded_sampling() {
-    let Some(engine) = open(SMOL, small_cfg()) else { return };
+    let Some(engine) = open(SMOL, small_cfg()) else {
+        return;
+    };
     let s = engine.session().unwrap();
-    let r = GenRequest { stop: vec![",".into()], ..req(text("Apples, pears, plums"), 40) };
+    let r = GenRequest {
+        stop: vec![",".into()],
+        ..req(text("Apples, pears, plums"), 40)
+    };
     let (_, t, st) = collect(s.generate(r).unwrap()).unwrap();
     if st.stop == StopReason::StopString {
         assert!(!t.contains(','), "{t:?}");
     }
     let sample = |seed| {
-        let p = SamplingParams { temperature: 1.0, seed, ..SamplingParams::default() };
-        let r = GenRequest { sampling: p, ..req(text("My favourite food is"), 12) };
-        collect(engine.session().unwrap().generate(r).unwrap()).unwrap().0
+        let p = SamplingParams {
+            temperature: 1.0,
+            seed,
+            ..SamplingParams::default()
+        };
+        let r = GenRequest {
+            sampling: p,
+            ..req(text("My favourite food is"), 12)
+        };
+        collect(engine.session().unwrap().generate(r).unwrap())
+            .unwrap()
+            .0
     };
     assert_eq!(sample(7), sample(7));
 }

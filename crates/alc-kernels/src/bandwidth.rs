@@ -10,7 +10,8 @@ pub fn read_bandwidth(pool: &ThreadPool, bytes: usize, reps: usize) -> f64 {
     let n = (bytes / 8).max(1024);
     // Touch every page so the timing measures reads, not page faults.
     let buf: Vec<u64> = (0..n as u64).collect();
-    let sums: Vec<std::sync::atomic::AtomicU64> = (0..pool.n_threads()).map(|_| Default::default()).collect();
+    let sums: Vec<std::sync::atomic::AtomicU64> =
+        (0..pool.n_threads()).map(|_| Default::default()).collect();
     let mut best = f64::MAX;
     for _ in 0..reps.max(1) {
         let t = Instant::now();
@@ -35,7 +36,10 @@ fn sum(xs: &[u64]) -> u64 {
             acc[i] = acc[i].wrapping_add(c[i]);
         }
     }
-    let mut s = chunks.remainder().iter().fold(0u64, |a, &b| a.wrapping_add(b));
+    let mut s = chunks
+        .remainder()
+        .iter()
+        .fold(0u64, |a, &b| a.wrapping_add(b));
     for a in acc {
         s = s.wrapping_add(a);
     }

@@ -70,7 +70,9 @@ impl CpuBackend {
     /// quantized once, and one job runs the row tiles of all the weights.
     fn matmul_group(&self, ws: &[Weight<'_>], x: &[f32], n: usize, outs: &[SyncPtr<f32>]) {
         let (dtype, cols) = (ws[0].dtype, ws[0].cols);
-        debug_assert!(ws.len() <= MAX_GROUP && ws.iter().all(|w| w.dtype == dtype && w.cols == cols));
+        debug_assert!(
+            ws.len() <= MAX_GROUP && ws.iter().all(|w| w.dtype == dtype && w.cols == cols)
+        );
         debug_assert!(x.len() >= n * cols);
         if n == 0 {
             return;
@@ -86,13 +88,15 @@ impl CpuBackend {
         let quant = |t: usize| {
             // SAFETY: token t owns act[t*arb..(t+1)*arb].
             let dst = unsafe { actp.slice(t * arb, arb) };
-            alc_quant::quantize_act(dtype, &x[t * cols..(t + 1) * cols], dst).expect("executed type");
+            alc_quant::quantize_act(dtype, &x[t * cols..(t + 1) * cols], dst)
+                .expect("executed type");
         };
         if n < PAR_MIN_TOKENS {
             (0..n).for_each(quant);
         } else {
             let chunks = n_chunks(n, nth, CHUNKS_PER_THREAD, 1);
-            self.pool.run(chunks, |_, c| split_range(n, chunks, c).for_each(quant));
+            self.pool
+                .run(chunks, |_, c| split_range(n, chunks, c).for_each(quant));
         }
         let act: &[u8] = &act;
         // Row tiles of all the weights, numbered consecutively; a chunk is a run of
@@ -113,7 +117,10 @@ impl CpuBackend {
             while t0 < n {
                 let t_end = (t0 + token_block).min(n);
                 for tile in split_range(total, chunks, c) {
-                    let i = tile_end.iter().position(|&e| tile < e).expect("tile in range");
+                    let i = tile_end
+                        .iter()
+                        .position(|&e| tile < e)
+                        .expect("tile in range");
                     let w = &ws[i];
                     let rb = w.dtype.row_bytes(cols as u64).expect("validated shape") as usize;
                     let local = tile - if i == 0 { 0 } else { tile_end[i - 1] };
@@ -127,16 +134,35 @@ impl CpuBackend {
                         if k == 1 {
                             // Decode: one streaming pass per row.
                             for r in 0..nr {
-                                alc_quant::dot(dtype, cols, &tile_rows[r * rb..(r + 1) * rb], &act[t * arb..], arb, 1, &mut buf[..1]);
+                                alc_quant::dot(
+                                    dtype,
+                                    cols,
+                                    &tile_rows[r * rb..(r + 1) * rb],
+                                    &act[t * arb..],
+                                    arb,
+                                    1,
+                                    &mut buf[..1],
+                                );
                                 // SAFETY: row r0 + r of weight i belongs to this chunk only.
                                 unsafe { outs[i].write(t * w.rows + r0 + r, buf[0]) };
                             }
                         } else {
-                            alc_quant::dot_rows(dtype, cols, tile_rows, rb, nr, &act[t * arb..], arb, k, &mut buf[..nr * k]);
-                            for r in 0..nr {
-                                for j in 0..k {
-                                    // SAFETY: row r0 + r of weight i belongs to this chunk only.
-                                    unsafe { outs[i].write((t + j) * w.rows + r0 + r, buf[r * k + j]) };
+                            alc_quant::dot_rows(
+                                dtype,
+                                cols,
+                                tile_rows,
+                                rb,
+                                nr,
+                                &act[t * arb..],
+                                arb,
+                                k,
+                                &mut buf[..nr * k],
+                            );
+                            for j in 0..k {
+                                // SAFETY: rows r0..r1 of weight i belong to this chunk only.
+                                let o = unsafe { outs[i].slice((t + j) * w.rows + r0, nr) };
+                                for (r, o) in o.iter_mut().enumerate() {
+                                    *o = buf[r * k + j];
                                 }
                             }
                         }
@@ -151,7 +177,11 @@ impl CpuBackend {
 
 impl Backend for CpuBackend {
     fn name(&self) -> String {
-        format!("cpu ({}, {} threads)", alc_quant::isa(), self.pool.n_threads())
+        format!(
+            "cpu ({}, {} threads)",
+            alc_quant::isa(),
+            self.pool.n_threads()
+        )
     }
 
     fn supports(&self, dtype: DType) -> bool {
@@ -165,7 +195,10 @@ impl Backend for CpuBackend {
 
     fn matmul_many(&self, ws: &[Weight<'_>], x: &[f32], n: usize, outs: &mut [&mut [f32]]) {
         assert_eq!(ws.len(), outs.len(), "matmul_many: one output per weight");
-        let shared = ws.len() <= MAX_GROUP && ws.windows(2).all(|p| p[0].dtype == p[1].dtype && p[0].cols == p[1].cols);
+        let shared = ws.len() <= MAX_GROUP
+            && ws
+                .windows(2)
+                .all(|p| p[0].dtype == p[1].dtype && p[0].cols == p[1].cols);
         if !shared {
             for (w, o) in ws.iter().zip(outs.iter_mut()) {
                 self.matmul(w, x, n, o);
@@ -227,7 +260,8 @@ impl Backend for CpuBackend {
             work(0..n);
         } else {
             let chunks = n_chunks(n, self.pool.n_threads(), CHUNKS_PER_THREAD, 1);
-            self.pool.run(chunks, |_, c| work(split_range(n, chunks, c)));
+            self.pool
+                .run(chunks, |_, c| work(split_range(n, chunks, c)));
         }
     }
 
@@ -294,7 +328,9 @@ impl Backend for CpuBackend {
 fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
+        is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -402,8 +438,14 @@ mod simd {
     pub(super) const LOG2E: f32 = std::f32::consts::LOG2_E;
     pub(super) const LN2_HI: f32 = 0.693_359_4;
     pub(super) const LN2_LO: f32 = -2.121_944_4e-4;
-    pub(super) const EXP_P: [f32; 6] =
-        [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1];
+    pub(super) const EXP_P: [f32; 6] = [
+        1.987_569_1e-4,
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        1.666_666_5e-1,
+        0.5,
+    ];
 
     /// exp(x) by [`x86::exp8`]'s arithmetic, operation for operation (fused
     /// multiply-adds included), so that the scalar and vector attention loops agree
@@ -447,7 +489,8 @@ mod simd {
             x86::scale_f16(y, s)
         }
         #[cfg(not(target_arch = "x86_64"))]
-        y.iter_mut().for_each(|v| *v = f16::from_f32(v.to_f32() * s));
+        y.iter_mut()
+            .for_each(|v| *v = f16::from_f32(v.to_f32() * s));
     }
 
     /// y = f16(y + x · s)
@@ -475,7 +518,12 @@ mod simd {
         }
         #[inline(always)]
         unsafe fn store8(p: *mut f16, v: __m256) {
-            unsafe { _mm_storeu_si128(p as *mut __m128i, _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v)) }
+            unsafe {
+                _mm_storeu_si128(
+                    p as *mut __m128i,
+                    _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v),
+                )
+            }
         }
 
         #[target_feature(enable = "avx2,fma,f16c")]
@@ -487,12 +535,14 @@ mod simd {
                 while i + 32 <= n {
                     for (u, r) in acc.iter_mut().enumerate() {
                         let o = i + 8 * u;
-                        *r = _mm256_fmadd_ps(load8(a.as_ptr().add(o)), load8(b.as_ptr().add(o)), *r);
+                        *r =
+                            _mm256_fmadd_ps(load8(a.as_ptr().add(o)), load8(b.as_ptr().add(o)), *r);
                     }
                     i += 32;
                 }
                 while i + 8 <= n {
-                    acc[0] = _mm256_fmadd_ps(load8(a.as_ptr().add(i)), load8(b.as_ptr().add(i)), acc[0]);
+                    acc[0] =
+                        _mm256_fmadd_ps(load8(a.as_ptr().add(i)), load8(b.as_ptr().add(i)), acc[0]);
                     i += 8;
                 }
                 let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
@@ -514,11 +564,13 @@ mod simd {
             use super::{EXP_MAX, EXP_MIN, EXP_P, LN2_HI, LN2_LO, LOG2E};
             unsafe {
                 let keep = _mm256_cmp_ps::<_CMP_GE_OQ>(x, _mm256_set1_ps(EXP_MIN));
-                let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(EXP_MIN)), _mm256_set1_ps(EXP_MAX));
-                let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
-                    x,
-                    _mm256_set1_ps(LOG2E),
-                ));
+                let x = _mm256_min_ps(
+                    _mm256_max_ps(x, _mm256_set1_ps(EXP_MIN)),
+                    _mm256_set1_ps(EXP_MAX),
+                );
+                let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                    _mm256_mul_ps(x, _mm256_set1_ps(LOG2E)),
+                );
                 let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
                 let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
                 let z = _mm256_mul_ps(r, r);
@@ -560,7 +612,7 @@ mod simd {
             softcap: Option<f32>,
             out: &mut [f32],
         ) -> bool {
-            const { assert!(G % 4 == 0) };
+            const { assert!(G.is_multiple_of(4)) };
             assert!(q16.len() >= 8 * G && out.len() >= 8 * G);
             assert!(k.len() >= p * row + 8 * G && v.len() >= p * row + 8 * G);
             unsafe {
@@ -587,8 +639,10 @@ mod simd {
                                 *r = _mm256_fmadd_ps(qv[g], load8(kp.add(8 * g)), *r);
                             }
                         }
-                        let s8 = _mm256_add_ps(_mm256_add_ps(d[0], d[1]), _mm256_add_ps(d[2], d[3]));
-                        let s4 = _mm_add_ps(_mm256_extractf128_ps(s8, 1), _mm256_castps256_ps128(s8));
+                        let s8 =
+                            _mm256_add_ps(_mm256_add_ps(d[0], d[1]), _mm256_add_ps(d[2], d[3]));
+                        let s4 =
+                            _mm_add_ps(_mm256_extractf128_ps(s8, 1), _mm256_castps256_ps128(s8));
                         let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
                         let s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));
                         let mut sc = _mm_cvtss_f32(s1) * scale;
@@ -606,7 +660,11 @@ mod simd {
                     let mut e = [0f32; 8];
                     _mm256_storeu_ps(e.as_mut_ptr(), exp8(_mm256_loadu_ps(args.as_ptr())));
                     for i in 0..nb {
-                        let (ms, vs) = if new_max[i] { (e[i], 1f32) } else { (1f32, e[i]) };
+                        let (ms, vs) = if new_max[i] {
+                            (e[i], 1f32)
+                        } else {
+                            (1f32, e[i])
+                        };
                         if new_max[i] {
                             let msv = _mm256_set1_ps(ms);
                             for a in acc.iter_mut() {
@@ -682,7 +740,18 @@ mod tests {
         }
         let mut rng = SmallRng::seed_from_u64(5);
         let mut xs: Vec<f32> = (0..20_000).map(|_| rng.gen_range(-90.0f32..0.5)).collect();
-        xs.extend([0.0, -0.0, -1e-30, -86.99, -87.0, -87.01, -100.0, f32::NEG_INFINITY, 88.0, 1.0]);
+        xs.extend([
+            0.0,
+            -0.0,
+            -1e-30,
+            -86.99,
+            -87.0,
+            -87.01,
+            -100.0,
+            f32::NEG_INFINITY,
+            88.0,
+            1.0,
+        ]);
         for c in xs.chunks(8) {
             let mut lanes = [0f32; 8];
             lanes[..c.len()].copy_from_slice(c);
@@ -690,17 +759,28 @@ mod tests {
             // SAFETY: AVX2+FMA+F16C checked above.
             unsafe {
                 use std::arch::x86_64::*;
-                _mm256_storeu_ps(got.as_mut_ptr(), simd::x86::exp8(_mm256_loadu_ps(lanes.as_ptr())));
+                _mm256_storeu_ps(
+                    got.as_mut_ptr(),
+                    simd::x86::exp8(_mm256_loadu_ps(lanes.as_ptr())),
+                );
             }
             for (i, &x) in lanes.iter().enumerate() {
                 let s = simd::exp_f32(x);
-                assert_eq!(got[i].to_bits(), s.to_bits(), "exp({x}): vector {} scalar {s}", got[i]);
+                assert_eq!(
+                    got[i].to_bits(),
+                    s.to_bits(),
+                    "exp({x}): vector {} scalar {s}",
+                    got[i]
+                );
                 if x < -87.0 {
                     assert_eq!(s, 0.0);
                 } else {
                     let want = (x as f64).exp();
                     let ulp = (want as f32).abs() * f32::EPSILON;
-                    assert!(((s as f64) - want).abs() <= 2.0 * ulp as f64, "exp({x}) = {s}, want {want}");
+                    assert!(
+                        ((s as f64) - want).abs() <= 2.0 * ulp as f64,
+                        "exp({x}) = {s}, want {want}"
+                    );
                 }
             }
         }
@@ -715,21 +795,51 @@ mod tests {
         }
         let mut rng = SmallRng::seed_from_u64(11);
         for hd in [64usize, 128, 256] {
-            for (p, window, softcap) in [(0usize, None, None), (37, None, None), (300, Some(64usize), None), (90, None, Some(30.0f32))] {
+            for (p, window, softcap) in [
+                (0usize, None, None),
+                (37, None, None),
+                (300, Some(64usize), None),
+                (90, None, Some(30.0f32)),
+            ] {
                 let (nkv, nh) = (2usize, 4usize);
                 let ctx = p + 1;
-                let k: Vec<f16> = (0..ctx * nkv * hd).map(|_| f16::from_f32(rng.gen_range(-2.0..2.0))).collect();
-                let v: Vec<f16> = (0..ctx * nkv * hd).map(|_| f16::from_f32(rng.gen_range(-2.0..2.0))).collect();
+                let k: Vec<f16> = (0..ctx * nkv * hd)
+                    .map(|_| f16::from_f32(rng.gen_range(-2.0..2.0)))
+                    .collect();
+                let v: Vec<f16> = (0..ctx * nkv * hd)
+                    .map(|_| f16::from_f32(rng.gen_range(-2.0..2.0)))
+                    .collect();
                 let q: Vec<f32> = (0..hd).map(|_| rng.gen_range(-2.0..2.0)).collect();
-                let s = AttnShape { n_tokens: 1, pos0: p, n_head: nh, n_kv_head: nkv, head_dim: hd, ctx, scale: 0.125, window, softcap };
+                let s = AttnShape {
+                    n_tokens: 1,
+                    pos0: p,
+                    n_head: nh,
+                    n_kv_head: nkv,
+                    head_dim: hd,
+                    ctx,
+                    scale: 0.125,
+                    window,
+                    softcap,
+                };
                 let h = 3;
                 let kvh = h / (nh / nkv);
                 let mut q16 = vec![f16::ZERO; hd];
                 half::slice::HalfFloatSliceExt::convert_from_f32_slice(&mut q16[..], &q);
-                let (mut acc16, mut a, mut b) = (vec![f16::ZERO; hd], vec![0f32; hd], vec![0f32; hd]);
+                let (mut acc16, mut a, mut b) =
+                    (vec![f16::ZERO; hd], vec![0f32; hd], vec![0f32; hd]);
                 let mut q16b = q16.clone();
                 attend_one_fast(&q, &k, &v, &s, 0, h, &mut q16b, &mut acc16, &mut a);
-                attend_one_slices(&q16, &k, &v, &s, kvh, first_visible(p, window), p, &mut acc16, &mut b);
+                attend_one_slices(
+                    &q16,
+                    &k,
+                    &v,
+                    &s,
+                    kvh,
+                    first_visible(p, window),
+                    p,
+                    &mut acc16,
+                    &mut b,
+                );
                 assert_eq!(a, b, "hd {hd} p {p} window {window:?} softcap {softcap:?}");
             }
         }

@@ -63,7 +63,12 @@ pub struct AttnShape {
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
     #[error("{op}: tensor type {dtype} is not supported by the {backend} backend; supported: {supported}")]
-    Unsupported { op: &'static str, dtype: DType, backend: String, supported: String },
+    Unsupported {
+        op: &'static str,
+        dtype: DType,
+        backend: String,
+        supported: String,
+    },
     #[error("{op}: shape mismatch: {what}")]
     Shape { op: &'static str, what: String },
 }
@@ -104,7 +109,14 @@ pub trait Backend: Send + Sync {
     );
     /// Causal attention of `q` (`[n_tokens][n_head][head_dim]`) over cache rows
     /// `0..pos0 + n_tokens`, written to `out` (same layout as q).
-    fn attention(&self, q: &[f32], k_cache: &[half::f16], v_cache: &[half::f16], s: &AttnShape, out: &mut [f32]);
+    fn attention(
+        &self,
+        q: &[f32],
+        k_cache: &[half::f16],
+        v_cache: &[half::f16],
+        s: &AttnShape,
+        out: &mut [f32],
+    );
     /// `gate = act(gate) * up`, elementwise; `gelu` selects GELU (tanh) over SiLU.
     fn gated_act(&self, gate: &mut [f32], up: &[f32], gelu: bool);
 }
@@ -150,7 +162,9 @@ fn gelu_table() -> &'static [f32] {
     // gelu_f16_exact(x) with b = f16(x) (the saturation branches never see table
     // values).
     T.get_or_init(|| {
-        (0..=u16::MAX).map(|b| half::f16::from_f32(gelu_tanh(half::f16::from_bits(b).to_f32())).to_f32()).collect()
+        (0..=u16::MAX)
+            .map(|b| half::f16::from_f32(gelu_tanh(half::f16::from_bits(b).to_f32())).to_f32())
+            .collect()
     })
 }
 
@@ -193,10 +207,20 @@ mod tests {
             if x.is_nan() {
                 continue;
             }
-            assert_eq!(gelu_f16(x).to_bits(), gelu_f16_exact(x).to_bits(), "x = {x}");
+            assert_eq!(
+                gelu_f16(x).to_bits(),
+                gelu_f16_exact(x).to_bits(),
+                "x = {x}"
+            );
         }
-        for x in [-10.5f32, -10.0, -9.999, 9.999, 10.0, 12.0, 0.1234567, -3.3333] {
-            assert_eq!(gelu_f16(x).to_bits(), gelu_f16_exact(x).to_bits(), "x = {x}");
+        for x in [
+            -10.5f32, -10.0, -9.999, 9.999, 10.0, 12.0, 0.1234567, -3.3333,
+        ] {
+            assert_eq!(
+                gelu_f16(x).to_bits(),
+                gelu_f16_exact(x).to_bits(),
+                "x = {x}"
+            );
         }
     }
 }

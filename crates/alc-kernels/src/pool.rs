@@ -107,7 +107,11 @@ impl ThreadPool {
             let t = h.thread().clone();
             workers.push((h, t));
         }
-        ThreadPool { shared, workers, gate: Mutex::new(0) }
+        ThreadPool {
+            shared,
+            workers,
+            gate: Mutex::new(0),
+        }
     }
 
     pub fn n_threads(&self) -> usize {
@@ -191,7 +195,10 @@ fn worker_loop(s: Arc<Shared>, tid: usize) {
             continue;
         }
         // Enter the job, unless it closed (or a newer one opened) meanwhile.
-        if s.state.compare_exchange_weak(st, st + 1, Ordering::AcqRel, Ordering::Relaxed).is_err() {
+        if s.state
+            .compare_exchange_weak(st, st + 1, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
             continue;
         }
         seen = gen;
@@ -266,7 +273,10 @@ mod tests {
                         hits[c].fetch_add(1, Ordering::Relaxed);
                     });
                 }
-                assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 200), "{n} threads, {chunks} chunks");
+                assert!(
+                    hits.iter().all(|h| h.load(Ordering::Relaxed) == 200),
+                    "{n} threads, {chunks} chunks"
+                );
             }
         }
     }

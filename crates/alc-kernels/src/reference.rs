@@ -27,7 +27,15 @@ impl Backend for ReferenceBackend {
             alc_quant::reference::quantize_act(w.dtype, &x[t * w.cols..(t + 1) * w.cols], &mut act)
                 .expect("executed type");
             for r in 0..w.rows {
-                alc_quant::reference::dot(w.dtype, w.cols, &w.data[r * rb..(r + 1) * rb], &act, arb, 1, &mut o);
+                alc_quant::reference::dot(
+                    w.dtype,
+                    w.cols,
+                    &w.data[r * rb..(r + 1) * rb],
+                    &act,
+                    arb,
+                    1,
+                    &mut o,
+                );
                 out[t * w.rows + r] = o[0];
             }
         }
@@ -109,7 +117,13 @@ pub(crate) fn rms_norm_row(row: &mut [f32], w: &[f32], eps: f32) {
 }
 
 /// cos/sin of `pos * freq_scale * base^(-2i/rot_dim)` for i < rot_dim/2.
-pub(crate) fn rope_table(pos: usize, rot_dim: usize, base: f32, freq_scale: f32, out: &mut [(f32, f32)]) {
+pub(crate) fn rope_table(
+    pos: usize,
+    rot_dim: usize,
+    base: f32,
+    freq_scale: f32,
+    out: &mut [(f32, f32)],
+) {
     let theta_scale = base.powf(-2.0 / rot_dim as f32);
     let mut theta = pos as f32 * freq_scale;
     for cs in out.iter_mut().take(rot_dim / 2) {
@@ -150,6 +164,8 @@ pub(crate) fn first_visible(p: usize, window: Option<usize>) -> usize {
 /// Attention of one query head; result left in `acc`.
 #[allow(clippy::too_many_arguments)]
 #[inline]
+// `j` is a cache position: it indexes the scores and offsets the K/V rows.
+#[allow(clippy::needless_range_loop)]
 pub(crate) fn attend_one(
     q: &[f32],
     k: &[f16],

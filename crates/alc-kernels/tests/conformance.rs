@@ -20,7 +20,10 @@ const ATTN_F16_ACC: f32 = 4e-3;
 
 fn backends() -> Vec<(String, Box<dyn Backend>)> {
     vec![
-        ("cpu-1".into(), Box::new(CpuBackend::new(1)) as Box<dyn Backend>),
+        (
+            "cpu-1".into(),
+            Box::new(CpuBackend::new(1)) as Box<dyn Backend>,
+        ),
         ("cpu-3".into(), Box::new(CpuBackend::new(3))),
     ]
 }
@@ -32,7 +35,11 @@ fn rand_vec(rng: &mut SmallRng, n: usize, scale: f32) -> Vec<f32> {
 fn close(a: &[f32], b: &[f32], tol: impl Fn(usize) -> f32, what: &str) {
     assert_eq!(a.len(), b.len(), "{what}: lengths");
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        assert!((x - y).abs() <= tol(i), "{what}: element {i}: {x} vs {y} (tol {})", tol(i));
+        assert!(
+            (x - y).abs() <= tol(i),
+            "{what}: element {i}: {x} vs {y} (tol {})",
+            tol(i)
+        );
     }
 }
 
@@ -41,7 +48,14 @@ fn matmul_every_type_odd_shapes() {
     let mut rng = SmallRng::seed_from_u64(1);
     let reference = ReferenceBackend;
     for &dt in &alc_core::EXECUTED_TYPES {
-        for &(rows, cols, n) in &[(1usize, 256usize, 1usize), (17, 512, 3), (33, 256, 5), (64, 768, 9), (3, 1024, 130), (21, 4096, 97)] {
+        for &(rows, cols, n) in &[
+            (1usize, 256usize, 1usize),
+            (17, 512, 3),
+            (33, 256, 5),
+            (64, 768, 9),
+            (3, 1024, 130),
+            (21, 4096, 97),
+        ] {
             // (the last one spans several L2 token blocks of the CPU backend)
             let w = rand_vec(&mut rng, rows * cols, 1.0);
             let mut wq = vec![0u8; dt.row_bytes(cols as u64).unwrap() as usize * rows];
@@ -49,19 +63,31 @@ fn matmul_every_type_odd_shapes() {
             let mut wd = vec![0f32; rows * cols];
             alc_quant::dequantize(dt, &wq, &mut wd).unwrap();
             let x = rand_vec(&mut rng, n * cols, 2.0);
-            let weight = Weight { dtype: dt, rows, cols, data: &wq };
+            let weight = Weight {
+                dtype: dt,
+                rows,
+                cols,
+                data: &wq,
+            };
             let mut want = vec![0f32; n * rows];
             reference.matmul(&weight, &x, n, &mut want);
             let mag: Vec<f32> = (0..n * rows)
                 .map(|i| {
                     let (t, r) = (i / rows, i % rows);
-                    (0..cols).map(|c| (wd[r * cols + c] * x[t * cols + c]).abs()).sum::<f32>()
+                    (0..cols)
+                        .map(|c| (wd[r * cols + c] * x[t * cols + c]).abs())
+                        .sum::<f32>()
                 })
                 .collect();
             for (name, be) in backends() {
                 let mut got = vec![0f32; n * rows];
                 be.matmul(&weight, &x, n, &mut got);
-                close(&got, &want, |i| MATMUL_REL * mag[i] + 1e-6, &format!("{name} matmul {dt} {rows}x{cols} n={n}"));
+                close(
+                    &got,
+                    &want,
+                    |i| MATMUL_REL * mag[i] + 1e-6,
+                    &format!("{name} matmul {dt} {rows}x{cols} n={n}"),
+                );
             }
         }
     }
@@ -75,7 +101,11 @@ fn matmul_many_equals_separate_matmuls() {
     let mut rng = SmallRng::seed_from_u64(7);
     let reference = ReferenceBackend;
     let cols = 512;
-    for dts in [[DType::Q4_1; 3], [DType::Q5_0, DType::Q5_0, DType::Q8_0], [DType::Q4_K, DType::Q6_K, DType::Q4_K]] {
+    for dts in [
+        [DType::Q4_1; 3],
+        [DType::Q5_0, DType::Q5_0, DType::Q8_0],
+        [DType::Q4_K, DType::Q6_K, DType::Q4_K],
+    ] {
         for n in [1usize, 2, 5, 33] {
             let rows = [40usize, 8, 17];
             let data: Vec<Vec<u8>> = dts
@@ -88,20 +118,35 @@ fn matmul_many_equals_separate_matmuls() {
                     wq
                 })
                 .collect();
-            let ws: Vec<Weight> =
-                dts.iter().zip(rows).zip(&data).map(|((&dtype, rows), d)| Weight { dtype, rows, cols, data: d }).collect();
+            let ws: Vec<Weight> = dts
+                .iter()
+                .zip(rows)
+                .zip(&data)
+                .map(|((&dtype, rows), d)| Weight {
+                    dtype,
+                    rows,
+                    cols,
+                    data: d,
+                })
+                .collect();
             let x = rand_vec(&mut rng, n * cols, 2.0);
             for (name, be) in backends() {
                 let mut outs: Vec<Vec<f32>> = rows.iter().map(|r| vec![0f32; n * r]).collect();
                 {
-                    let mut views: Vec<&mut [f32]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+                    let mut views: Vec<&mut [f32]> =
+                        outs.iter_mut().map(|o| o.as_mut_slice()).collect();
                     be.matmul_many(&ws, &x, n, &mut views);
                 }
                 for (i, w) in ws.iter().enumerate() {
                     let mut want = vec![0f32; n * w.rows];
                     reference.matmul(w, &x, n, &mut want);
                     let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1.0);
-                    close(&outs[i], &want, |_| 1e-4 * scale * 4.0, &format!("{name} matmul_many #{i} {:?} n={n}", dts));
+                    close(
+                        &outs[i],
+                        &want,
+                        |_| 1e-4 * scale * 4.0,
+                        &format!("{name} matmul_many #{i} {:?} n={n}", dts),
+                    );
                 }
             }
         }
@@ -120,7 +165,12 @@ fn norm_rope_act() {
         for (name, be) in backends() {
             let mut got = x.clone();
             be.rms_norm(&mut got, &w, 1e-6);
-            close(&got, &want, |i| ELEMENTWISE_REL * want[i].abs().max(1.0), &format!("{name} rms_norm n={n} d={d}"));
+            close(
+                &got,
+                &want,
+                |i| ELEMENTWISE_REL * want[i].abs().max(1.0),
+                &format!("{name} rms_norm n={n} d={d}"),
+            );
         }
         for &gelu in &[false, true] {
             let up = rand_vec(&mut rng, n * d, 2.0);
@@ -129,19 +179,33 @@ fn norm_rope_act() {
             for (name, be) in backends() {
                 let mut got = x.clone();
                 be.gated_act(&mut got, &up, gelu);
-                close(&got, &want, |i| ELEMENTWISE_REL * want[i].abs().max(1.0), &format!("{name} gated_act gelu={gelu}"));
+                close(
+                    &got,
+                    &want,
+                    |i| ELEMENTWISE_REL * want[i].abs().max(1.0),
+                    &format!("{name} gated_act gelu={gelu}"),
+                );
             }
         }
     }
     for &style in &[RopeStyle::Normal, RopeStyle::Neox] {
-        for &(n, heads, hd, rot) in &[(1usize, 3usize, 64usize, 64usize), (6, 2, 256, 256), (5, 4, 80, 32)] {
+        for &(n, heads, hd, rot) in &[
+            (1usize, 3usize, 64usize, 64usize),
+            (6, 2, 256, 256),
+            (5, 4, 80, 32),
+        ] {
             let x = rand_vec(&mut rng, n * heads * hd, 1.0);
             let mut want = x.clone();
             reference.rope(&mut want, heads, hd, rot, 37, 10_000.0, 1.0, style);
             for (name, be) in backends() {
                 let mut got = x.clone();
                 be.rope(&mut got, heads, hd, rot, 37, 10_000.0, 1.0, style);
-                close(&got, &want, |_| 1e-5, &format!("{name} rope {style:?} hd={hd}"));
+                close(
+                    &got,
+                    &want,
+                    |_| 1e-5,
+                    &format!("{name} rope {style:?} hd={hd}"),
+                );
             }
         }
     }
@@ -163,15 +227,36 @@ fn attention_causal_gqa_window_softcap() {
     for &(n, pos0, nh, nkv, hd, window, softcap) in &cases {
         let ctx = pos0 + n + 3;
         let q = rand_vec(&mut rng, n * nh * hd, 1.0);
-        let k: Vec<f16> = rand_vec(&mut rng, ctx * nkv * hd, 1.0).into_iter().map(f16::from_f32).collect();
-        let v: Vec<f16> = rand_vec(&mut rng, ctx * nkv * hd, 1.0).into_iter().map(f16::from_f32).collect();
-        let s = AttnShape { n_tokens: n, pos0, n_head: nh, n_kv_head: nkv, head_dim: hd, ctx, scale: 1.0 / (hd as f32).sqrt(), window, softcap };
+        let k: Vec<f16> = rand_vec(&mut rng, ctx * nkv * hd, 1.0)
+            .into_iter()
+            .map(f16::from_f32)
+            .collect();
+        let v: Vec<f16> = rand_vec(&mut rng, ctx * nkv * hd, 1.0)
+            .into_iter()
+            .map(f16::from_f32)
+            .collect();
+        let s = AttnShape {
+            n_tokens: n,
+            pos0,
+            n_head: nh,
+            n_kv_head: nkv,
+            head_dim: hd,
+            ctx,
+            scale: 1.0 / (hd as f32).sqrt(),
+            window,
+            softcap,
+        };
         let mut want = vec![0f32; q.len()];
         reference.attention(&q, &k, &v, &s, &mut want);
         for (name, be) in backends() {
             let mut got = vec![0f32; q.len()];
             be.attention(&q, &k, &v, &s, &mut got);
-            close(&got, &want, |_| ATTN_F16_ACC, &format!("{name} attention {s:?}"));
+            close(
+                &got,
+                &want,
+                |_| ATTN_F16_ACC,
+                &format!("{name} attention {s:?}"),
+            );
         }
     }
 }

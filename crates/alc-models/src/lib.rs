@@ -25,15 +25,38 @@ pub enum ModelError {
     #[error(transparent)]
     Format(#[from] FormatError),
     #[error("{path}: unknown architecture '{arch}'; supported: {supported}")]
-    UnknownArch { path: String, arch: String, supported: String },
+    UnknownArch {
+        path: String,
+        arch: String,
+        supported: String,
+    },
     #[error("{path}: tensor '{tensor}' is missing; the file is incomplete or not a {arch} model")]
-    MissingTensor { path: String, tensor: String, arch: String },
+    MissingTensor {
+        path: String,
+        tensor: String,
+        arch: String,
+    },
     #[error("{path}: tensor '{tensor}' has shape {got:?}, expected {expected:?}")]
-    BadShape { path: String, tensor: String, expected: Vec<u64>, got: Vec<u64> },
+    BadShape {
+        path: String,
+        tensor: String,
+        expected: Vec<u64>,
+        got: Vec<u64>,
+    },
     #[error("{path}: tensor '{tensor}' has type {dtype}, which the engine does not execute; supported: {supported}. Re-quantize it to one of those, e.g. with llama-quantize (Q4_K_M)")]
-    UnsupportedType { path: String, tensor: String, dtype: DType, supported: String },
+    UnsupportedType {
+        path: String,
+        tensor: String,
+        dtype: DType,
+        supported: String,
+    },
     #[error("{path}: hyperparameter {key} = {value} is invalid: {why}")]
-    BadHparam { path: String, key: String, value: String, why: String },
+    BadHparam {
+        path: String,
+        key: String,
+        value: String,
+        why: String,
+    },
     #[error("context of {ctx} tokens is invalid: {why}")]
     BadContext { ctx: usize, why: String },
     #[error("position {pos} + {n} tokens exceeds the context of {ctx} tokens; start a new session or raise --ctx")]
@@ -72,7 +95,11 @@ pub fn arch_spec(name: &str) -> Option<ArchSpec> {
 
 /// Comma-separated GGUF names of supported architectures.
 pub fn supported_archs() -> String {
-    ARCHS.iter().map(|f| f().name).collect::<Vec<_>>().join(", ")
+    ARCHS
+        .iter()
+        .map(|f| f().name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Hyperparameters read from GGUF metadata (names follow llama.cpp's keys).
@@ -110,7 +137,10 @@ impl HParams {
         let n_layer = u("block_count")?;
         let n_embd = u("embedding_length")?;
         let n_head = u("attention.head_count")?;
-        let n_kv_head = f.get_u64(&k("attention.head_count_kv"))?.map(|v| v as usize).unwrap_or(n_head);
+        let n_kv_head = f
+            .get_u64(&k("attention.head_count_kv"))?
+            .map(|v| v as usize)
+            .unwrap_or(n_head);
         let n_ff = u("feed_forward_length")?;
         let bad = |key: &str, value: usize, why: &str| ModelError::BadHparam {
             path: f.path().display().to_string(),
@@ -130,33 +160,62 @@ impl HParams {
             }
         }
         if n_head % n_kv_head != 0 {
-            return Err(bad("attention.head_count_kv", n_kv_head, "must divide attention.head_count"));
+            return Err(bad(
+                "attention.head_count_kv",
+                n_kv_head,
+                "must divide attention.head_count",
+            ));
         }
-        let head_dim = f.get_u64(&k("attention.key_length"))?.map(|v| v as usize).unwrap_or(n_embd / n_head);
+        let head_dim = f
+            .get_u64(&k("attention.key_length"))?
+            .map(|v| v as usize)
+            .unwrap_or(n_embd / n_head);
         if head_dim == 0 || head_dim > 1024 || head_dim % 2 != 0 {
-            return Err(bad("attention.key_length", head_dim, "must be even and in 2..=1024"));
+            return Err(bad(
+                "attention.key_length",
+                head_dim,
+                "must be even and in 2..=1024",
+            ));
         }
-        let rot_dim = f.get_u64(&k("rope.dimension_count"))?.map(|v| v as usize).unwrap_or(head_dim);
+        let rot_dim = f
+            .get_u64(&k("rope.dimension_count"))?
+            .map(|v| v as usize)
+            .unwrap_or(head_dim);
         if rot_dim > head_dim || rot_dim % 2 != 0 || rot_dim > 512 {
-            return Err(bad("rope.dimension_count", rot_dim, "must be even and at most key_length"));
+            return Err(bad(
+                "rope.dimension_count",
+                rot_dim,
+                "must be even and at most key_length",
+            ));
         }
         let n_vocab = match f.get_u64(&k("vocab_size"))? {
             Some(v) => v as usize,
             None => f
                 .get_array("tokenizer.ggml.tokens")?
                 .map(|a| a.len())
-                .or_else(|| f.tensor("token_embd.weight").map(|t| t.dims.get(1).copied().unwrap_or(0) as usize))
+                .or_else(|| {
+                    f.tensor("token_embd.weight")
+                        .map(|t| t.dims.get(1).copied().unwrap_or(0) as usize)
+                })
                 .unwrap_or(0),
         };
         let rope_base = f.get_f32(&k("rope.freq_base"))?.unwrap_or(10_000.0);
-        let scaling = f.get_str(&k("rope.scaling.type"))?.unwrap_or("none").to_string();
+        let scaling = f
+            .get_str(&k("rope.scaling.type"))?
+            .unwrap_or("none")
+            .to_string();
         let factor = f.get_f32(&k("rope.scaling.factor"))?.unwrap_or(1.0);
         let rope_freq_scale = match scaling.as_str() {
             "linear" if factor > 0.0 => 1.0 / factor,
             _ => 1.0,
         };
-        let norm_eps = f.get_f32(&k("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-5);
-        let ctx_train = f.get_u64(&k("context_length"))?.map(|v| v as usize).unwrap_or(2048);
+        let norm_eps = f
+            .get_f32(&k("attention.layer_norm_rms_epsilon"))?
+            .unwrap_or(1e-5);
+        let ctx_train = f
+            .get_u64(&k("context_length"))?
+            .map(|v| v as usize)
+            .unwrap_or(2048);
         Ok(HParams {
             arch: arch.to_string(),
             n_layer,

@@ -51,13 +51,17 @@ pub struct Model {
 
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Model").field("arch", &self.hp.arch).field("layers", &self.layers.len()).finish()
+        f.debug_struct("Model")
+            .field("arch", &self.hp.arch)
+            .field("layers", &self.layers.len())
+            .finish()
     }
 }
 
 fn to_f32(f: &GgufFile, t: &TensorInfo) -> Vec<f32> {
     let mut out = vec![0f32; t.n_elements() as usize];
-    alc_quant::dequantize(t.dtype, f.tensor_data(t), &mut out).expect("executed type checked by tensor()");
+    alc_quant::dequantize(t.dtype, f.tensor_data(t), &mut out)
+        .expect("executed type checked by tensor()");
     out
 }
 
@@ -73,14 +77,14 @@ impl Model {
         (spec.configure)(&f, &mut hp)?;
         let (d, ff, hd) = (hp.n_embd as u64, hp.n_ff as u64, hp.head_dim as u64);
         let (nq, nkv) = (hp.n_head as u64 * hd, hp.n_kv_head as u64 * hd);
-        let tok_embd = f
-            .tensor("token_embd.weight")
-            .cloned()
-            .ok_or_else(|| ModelError::MissingTensor {
-                path: f.path().display().to_string(),
-                tensor: "token_embd.weight".into(),
-                arch: arch.clone(),
-            })?;
+        let tok_embd =
+            f.tensor("token_embd.weight")
+                .cloned()
+                .ok_or_else(|| ModelError::MissingTensor {
+                    path: f.path().display().to_string(),
+                    tensor: "token_embd.weight".into(),
+                    arch: arch.clone(),
+                })?;
         if hp.n_vocab == 0 {
             hp.n_vocab = tok_embd.dims.get(1).copied().unwrap_or(0) as usize;
         }
@@ -137,12 +141,25 @@ impl Model {
                 post_ffn_norm: post("post_ffw_norm.weight")?,
             });
         }
-        Ok(Model { file: f, spec, hp, tok_embd, output, output_norm, layers })
+        Ok(Model {
+            file: f,
+            spec,
+            hp,
+            tok_embd,
+            output,
+            output_norm,
+            layers,
+        })
     }
 
     fn weight(&self, t: &TensorInfo) -> Weight<'_> {
         let (rows, cols) = t.rows_cols();
-        Weight { dtype: t.dtype, rows: rows as usize, cols: cols as usize, data: self.file.tensor_data(t) }
+        Weight {
+            dtype: t.dtype,
+            rows: rows as usize,
+            cols: cols as usize,
+            data: self.file.tensor_data(t),
+        }
     }
 
     /// Weight types this model needs executed (for backend capability checks).
@@ -158,7 +175,10 @@ impl Model {
     pub fn bytes_per_token(&self) -> u64 {
         let mut b = self.output.bytes + self.tok_embd.bytes / self.hp.n_vocab.max(1) as u64;
         for l in &self.layers {
-            b += [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down].iter().map(|t| t.bytes).sum::<u64>();
+            b += [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]
+                .iter()
+                .map(|t| t.bytes)
+                .sum::<u64>();
         }
         b
     }
@@ -167,15 +187,20 @@ impl Model {
     /// `ubatch` tokens per forward call.
     pub fn new_state(&self, ctx: usize, ubatch: usize) -> Result<State, ModelError> {
         if ctx == 0 {
-            return Err(ModelError::BadContext { ctx, why: "must be at least 1".into() });
+            return Err(ModelError::BadContext {
+                ctx,
+                why: "must be at least 1".into(),
+            });
         }
         let hp = &self.hp;
         let kv_row = hp.n_kv_head * hp.head_dim;
         let ub = ubatch.clamp(1, ctx);
-        let kv_elems = ctx.checked_mul(kv_row).ok_or_else(|| ModelError::BadContext {
-            ctx,
-            why: "KV cache size overflows".into(),
-        })?;
+        let kv_elems = ctx
+            .checked_mul(kv_row)
+            .ok_or_else(|| ModelError::BadContext {
+                ctx,
+                why: "KV cache size overflows".into(),
+            })?;
         let z = |n: usize| vec![0f32; n];
         Ok(State {
             ctx,
@@ -215,12 +240,19 @@ impl Model {
         if n > st.ubatch {
             return Err(ModelError::BadContext {
                 ctx: st.ctx,
-                why: format!("{n} tokens in one forward call exceed the micro-batch of {}", st.ubatch),
+                why: format!(
+                    "{n} tokens in one forward call exceed the micro-batch of {}",
+                    st.ubatch
+                ),
             });
         }
         let pos0 = st.pos;
         if pos0 + n > st.ctx {
-            return Err(ModelError::ContextFull { pos: pos0, n, ctx: st.ctx });
+            return Err(ModelError::ContextFull {
+                pos: pos0,
+                n,
+                ctx: st.ctx,
+            });
         }
         let (d, hd) = (hp.n_embd, hp.head_dim);
         let (nq, nkv) = (hp.n_head * hd, hp.n_kv_head * hd);
@@ -231,10 +263,14 @@ impl Model {
         let erb = emb.dtype.row_bytes(d as u64).expect("validated") as usize;
         for (t, &id) in tokens.iter().enumerate() {
             if id as usize >= hp.n_vocab {
-                return Err(ModelError::BadToken { id, vocab: hp.n_vocab });
+                return Err(ModelError::BadToken {
+                    id,
+                    vocab: hp.n_vocab,
+                });
             }
             let row = &emb.data[id as usize * erb..(id as usize + 1) * erb];
-            alc_quant::dequantize(emb.dtype, row, &mut st.x[t * d..(t + 1) * d]).expect("executed type");
+            alc_quant::dequantize(emb.dtype, row, &mut st.x[t * d..(t + 1) * d])
+                .expect("executed type");
         }
         if self.spec.embed_scale {
             let s = (d as f32).sqrt();
@@ -263,12 +299,36 @@ impl Model {
                 be.rms_norm(kx, kn, eps);
             }
             let swa = hp.swa_layers[il];
-            let (base, fscale) = if swa { (hp.rope_base_swa, 1.0) } else { (hp.rope_base, hp.rope_freq_scale) };
-            be.rope(q, hp.n_head, hd, hp.rot_dim, pos0, base, fscale, self.spec.rope_style);
-            be.rope(kx, hp.n_kv_head, hd, hp.rot_dim, pos0, base, fscale, self.spec.rope_style);
-            let kc: &mut [half::f16] = st.k[il][pos0 * nkv..(pos0 + n) * nkv].reinterpret_cast_mut();
+            let (base, fscale) = if swa {
+                (hp.rope_base_swa, 1.0)
+            } else {
+                (hp.rope_base, hp.rope_freq_scale)
+            };
+            be.rope(
+                q,
+                hp.n_head,
+                hd,
+                hp.rot_dim,
+                pos0,
+                base,
+                fscale,
+                self.spec.rope_style,
+            );
+            be.rope(
+                kx,
+                hp.n_kv_head,
+                hd,
+                hp.rot_dim,
+                pos0,
+                base,
+                fscale,
+                self.spec.rope_style,
+            );
+            let kc: &mut [half::f16] =
+                st.k[il][pos0 * nkv..(pos0 + n) * nkv].reinterpret_cast_mut();
             kc.convert_from_f32_slice(kx);
-            let vc: &mut [half::f16] = st.v[il][pos0 * nkv..(pos0 + n) * nkv].reinterpret_cast_mut();
+            let vc: &mut [half::f16] =
+                st.v[il][pos0 * nkv..(pos0 + n) * nkv].reinterpret_cast_mut();
             vc.convert_from_f32_slice(vx);
             let shape = AttnShape {
                 n_tokens: n,
@@ -282,7 +342,13 @@ impl Model {
                 softcap: hp.attn_softcap,
             };
             let att = &mut st.att[..n * nq];
-            be.attention(q, st.k[il].reinterpret_cast(), st.v[il].reinterpret_cast(), &shape, att);
+            be.attention(
+                q,
+                st.k[il].reinterpret_cast(),
+                st.v[il].reinterpret_cast(),
+                &shape,
+                att,
+            );
             let xb = &mut st.xb[..n * d];
             be.matmul(&self.weight(&l.wo), att, n, xb);
             if let Some(pn) = &l.post_attn_norm {
@@ -296,7 +362,12 @@ impl Model {
             be.rms_norm(xb, &l.ffn_norm, eps);
             let gate = &mut st.gate[..n * hp.n_ff];
             let up = &mut st.up[..n * hp.n_ff];
-            be.matmul_many(&[self.weight(&l.w_gate), self.weight(&l.w_up)], xb, n, &mut [&mut *gate, &mut *up]);
+            be.matmul_many(
+                &[self.weight(&l.w_gate), self.weight(&l.w_up)],
+                xb,
+                n,
+                &mut [&mut *gate, &mut *up],
+            );
             be.gated_act(gate, up, self.spec.gelu);
             be.matmul(&self.weight(&l.w_down), gate, n, xb);
             if let Some(pn) = &l.post_ffn_norm {
@@ -320,7 +391,9 @@ impl Model {
         st.logits.resize(m * hp.n_vocab, 0.0);
         be.matmul(&self.weight(&self.output), xs, m, &mut st.logits);
         if let Some(cap) = hp.final_softcap {
-            st.logits.iter_mut().for_each(|v| *v = cap * (*v / cap).tanh());
+            st.logits
+                .iter_mut()
+                .for_each(|v| *v = cap * (*v / cap).tanh());
         }
         Ok(&st.logits)
     }

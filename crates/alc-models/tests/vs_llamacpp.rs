@@ -33,7 +33,9 @@ fn root() -> PathBuf {
 }
 
 fn model_path(file: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("ALC_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("models"));
+    let dir = std::env::var_os("ALC_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("models"));
     let p = dir.join(file);
     if p.exists() {
         return Some(p);
@@ -42,7 +44,10 @@ fn model_path(file: &str) -> Option<PathBuf> {
         eprintln!("skipping: {} missing (ALC_SKIP_MODEL_TESTS=1)", p.display());
         return None;
     }
-    panic!("{} is missing: run scripts/fetch-models.sh (or set ALC_SKIP_MODEL_TESTS=1)", p.display());
+    panic!(
+        "{} is missing: run scripts/fetch-models.sh (or set ALC_SKIP_MODEL_TESTS=1)",
+        p.display()
+    );
 }
 
 struct Stats {
@@ -55,10 +60,17 @@ struct Stats {
 }
 
 fn compare(golden: &str) -> Option<Stats> {
-    let g: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root().join("tests/goldens/logits").join(golden)).unwrap()).unwrap();
+    let g: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/goldens/logits").join(golden)).unwrap(),
+    )
+    .unwrap();
     let path = model_path(g["model"].as_str().unwrap())?;
-    let tokens: Vec<u32> = g["tokens"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+    let tokens: Vec<u32> = g["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
     let top_ids = g["top_ids"].as_array().unwrap();
     let top_lp = g["top_logprobs"].as_array().unwrap();
     let model = alc_models::load(&path).unwrap();
@@ -73,13 +85,33 @@ fn compare(golden: &str) -> Option<Stats> {
         for (j, row) in logits.chunks_exact(nv).enumerate() {
             let pos = c * CHUNK + j;
             let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-            let lse = max + row.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln();
+            let lse = max
+                + row
+                    .iter()
+                    .map(|&v| (v as f64 - max).exp())
+                    .sum::<f64>()
+                    .ln();
             for (o, &v) in logp.iter_mut().zip(row) {
                 *o = v as f64 - lse;
             }
-            let ids: Vec<usize> = top_ids[pos].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
-            let lps: Vec<f64> = top_lp[pos].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-            let argmax = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+            let ids: Vec<usize> = top_ids[pos]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as usize)
+                .collect();
+            let lps: Vec<f64> = top_lp[pos]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            let argmax = row
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .unwrap()
+                .0;
             agree += usize::from(argmax == ids[0]);
             if lps[0] - lps[1] >= DECISIVE_MARGIN {
                 decisive += 1;
@@ -126,14 +158,26 @@ fn compare(golden: &str) -> Option<Stats> {
 fn check(golden: &str) {
     if let Some(s) = compare(golden) {
         assert!(s.positions >= 2000, "golden too short: {}", s.positions);
-        assert!(s.decisive >= s.positions / 2, "{golden}: only {} decisive positions", s.decisive);
+        assert!(
+            s.decisive >= s.positions / 2,
+            "{golden}: only {} decisive positions",
+            s.decisive
+        );
         assert!(
             s.top1_decisive >= MIN_TOP1_AGREEMENT,
             "{golden}: top-1 agreement on decisive positions {:.4} < {MIN_TOP1_AGREEMENT}",
             s.top1_decisive
         );
-        assert!(s.top1 >= MIN_TOP1_ALL, "{golden}: top-1 agreement {:.4} < {MIN_TOP1_ALL}", s.top1);
-        assert!(s.mean_kl <= MAX_MEAN_KL, "{golden}: mean KL {:.5} > {MAX_MEAN_KL}", s.mean_kl);
+        assert!(
+            s.top1 >= MIN_TOP1_ALL,
+            "{golden}: top-1 agreement {:.4} < {MIN_TOP1_ALL}",
+            s.top1
+        );
+        assert!(
+            s.mean_kl <= MAX_MEAN_KL,
+            "{golden}: mean KL {:.5} > {MAX_MEAN_KL}",
+            s.mean_kl
+        );
     }
 }
 

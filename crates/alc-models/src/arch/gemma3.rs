@@ -38,7 +38,9 @@ fn configure(f: &GgufFile, hp: &mut HParams) -> Result<(), ModelError> {
         });
     }
     hp.swa_window = Some(window);
-    hp.swa_layers = (0..hp.n_layer).map(|il| il % SWA_PERIOD < SWA_PERIOD - 1).collect();
+    hp.swa_layers = (0..hp.n_layer)
+        .map(|il| il % SWA_PERIOD < SWA_PERIOD - 1)
+        .collect();
     hp.rope_base_swa = LOCAL_ROPE_BASE;
     if hp.n_layer == 62 {
         // 27B: q scaled by 1/sqrt(n_embd / n_head) (gemma_pytorch config).
