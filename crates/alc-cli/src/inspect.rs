@@ -122,7 +122,10 @@ pub fn inspect(path: &Path, ctx: Option<usize>, json: bool, list_tensors: bool) 
     let (hparams, kv, plan) = match &model {
         Ok(m) => {
             let hp = &m.hp;
-            let ctx = ctx.unwrap_or(hp.ctx_train);
+            // The context `alc run` would use (training context capped by the KV budget).
+            let ctx = ctx.unwrap_or_else(|| {
+                alc_engine::default_ctx(hp, alc_engine::DEFAULT_KV_BUDGET_BYTES)
+            });
             let plan = m.memory_plan(ctx, alc_engine::PREFILL_VARIANTS[3]);
             let kv = KvInfo {
                 dtype: "F16",

@@ -48,6 +48,16 @@ pub fn prefill_chunk(remaining: usize, max_ubatch: usize) -> usize {
     v.min(remaining).min(max_ubatch)
 }
 
+/// KV-cache budget that caps the default context (`EngineConfig::kv_budget_bytes`).
+pub const DEFAULT_KV_BUDGET_BYTES: u64 = 1 << 30;
+
+/// The context the engine uses when `--ctx` is not given: the model's training context,
+/// capped so that the KV cache fits `kv_budget_bytes`, and at least the ar32 variant.
+pub fn default_ctx(hp: &alc_models::HParams, kv_budget_bytes: u64) -> usize {
+    let by_budget = (kv_budget_bytes / hp.kv_bytes_per_token().max(1) as u64) as usize;
+    hp.ctx_train.min(by_budget).max(PREFILL_VARIANTS[1])
+}
+
 /// How often a waiting caller re-checks the watchdog.
 const WATCH_POLL: Duration = Duration::from_millis(50);
 
@@ -101,7 +111,7 @@ impl Default for EngineConfig {
             threads: default_threads(),
             ctx: None,
             ubatch: None,
-            kv_budget_bytes: 1 << 30,
+            kv_budget_bytes: DEFAULT_KV_BUDGET_BYTES,
             deadlines: Deadlines::default(),
         }
     }
@@ -540,11 +550,7 @@ impl RunLoop {
                 }
                 c
             }
-            None => {
-                let by_budget =
-                    (cfg.kv_budget_bytes / hp.kv_bytes_per_token().max(1) as u64) as usize;
-                hp.ctx_train.min(by_budget).max(PREFILL_VARIANTS[1])
-            }
+            None => default_ctx(hp, cfg.kv_budget_bytes),
         };
         if let Some(u) = cfg.ubatch {
             if u == 0 || u > 8192 {

@@ -205,10 +205,41 @@ impl HParams {
             .unwrap_or("none")
             .to_string();
         let factor = f.get_f32(&k("rope.scaling.factor"))?.unwrap_or(1.0);
-        let rope_freq_scale = match scaling.as_str() {
-            "linear" if factor > 0.0 => 1.0 / factor,
-            _ => 1.0,
+        let bad_rope = |key: &str, value: String, why: String| ModelError::BadHparam {
+            path: f.path().display().to_string(),
+            key: k(key),
+            value,
+            why,
         };
+        let rope_freq_scale = match scaling.as_str() {
+            "none" => 1.0,
+            "linear" if factor.is_finite() && factor > 0.0 => 1.0 / factor,
+            "linear" => {
+                return Err(bad_rope(
+                    "rope.scaling.factor",
+                    factor.to_string(),
+                    "must be a positive number".into(),
+                ))
+            }
+            other => {
+                return Err(bad_rope(
+                    "rope.scaling.type",
+                    other.to_string(),
+                    "this rope scaling is not implemented (supported: none, linear); \
+                     re-convert the model without it"
+                        .into(),
+                ))
+            }
+        };
+        // Per-dimension rope frequency factors (llama 3.1+ style "rope_freqs") change
+        // every rotation; running without them would silently give wrong answers.
+        if f.tensor("rope_freqs.weight").is_some() {
+            return Err(bad_rope(
+                "rope_freqs.weight",
+                "present".into(),
+                "per-dimension rope frequency factors are not implemented".into(),
+            ));
+        }
         let norm_eps = f
             .get_f32(&k("attention.layer_norm_rms_epsilon"))?
             .unwrap_or(1e-5);
