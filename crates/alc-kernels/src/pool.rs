@@ -50,6 +50,7 @@ struct Shared {
     stat_jobs: AtomicUsize,
     stat_entries: AtomicUsize,
     stat_worker_chunks: AtomicUsize,
+    stat_chunks: AtomicUsize,
 }
 
 /// Fixed-size pool of compute threads.
@@ -96,6 +97,7 @@ impl ThreadPool {
             stat_jobs: AtomicUsize::new(0),
             stat_entries: AtomicUsize::new(0),
             stat_worker_chunks: AtomicUsize::new(0),
+            stat_chunks: AtomicUsize::new(0),
         });
         let mut workers = Vec::new();
         for tid in 1..n_threads {
@@ -147,6 +149,7 @@ impl ThreadPool {
             t.unpark();
         }
         s.stat_jobs.fetch_add(1, Ordering::Relaxed);
+        s.stat_chunks.fetch_add(n_chunks, Ordering::Relaxed);
         let caller = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drain(s, job, 0)));
         // Close the job: workers that have not entered yet never will.
         s.state.fetch_or(CLOSED, Ordering::AcqRel);
@@ -223,9 +226,10 @@ impl Drop for ThreadPool {
     fn drop(&mut self) {
         let s = &self.shared;
         tracing::debug!(
-            "thread pool ({} threads): {} parallel jobs, workers entered {} times and ran {} chunks",
+            "thread pool ({} threads): {} parallel jobs of {} chunks; workers entered {} times and ran {} chunks",
             s.n_threads,
             s.stat_jobs.load(Ordering::Relaxed),
+            s.stat_chunks.load(Ordering::Relaxed),
             s.stat_entries.load(Ordering::Relaxed),
             s.stat_worker_chunks.load(Ordering::Relaxed)
         );
