@@ -35,17 +35,14 @@ pub use watchdog::{Deadlines, Stage, Tracker};
 /// Prefill chunk sizes (graph variants): ar1 is decode; the largest is "whole prompt".
 pub const PREFILL_VARIANTS: [usize; 4] = [1, 32, 128, 512];
 
-/// Tokens in the next prefill chunk: the smallest variant that holds the rest of the
-/// prompt, run at the rest's exact length (the CPU backend needs no padding, so a
-/// variant is a capacity, not a shape), and never more than the micro-batch
-/// (`--ubatch`, default the largest variant; a longer prompt runs in several chunks).
+/// Tokens in the next prefill chunk. The variant chosen is the smallest of
+/// [`PREFILL_VARIANTS`] that holds the rest of the prompt ("whole prompt" past the
+/// largest), capped by the micro-batch (`--ubatch`, default 512; a longer prompt runs
+/// in several chunks). The CPU backend needs no padding, so a variant is a capacity and
+/// the chunk runs at the rest's exact length: the result is `min(remaining,
+/// max_ubatch)`.
 pub fn prefill_chunk(remaining: usize, max_ubatch: usize) -> usize {
-    let v = PREFILL_VARIANTS
-        .iter()
-        .copied()
-        .find(|&v| v >= remaining)
-        .unwrap_or(*PREFILL_VARIANTS.last().expect("non-empty"));
-    v.min(remaining).min(max_ubatch)
+    remaining.min(max_ubatch)
 }
 
 /// KV-cache budget that caps the default context (`EngineConfig::kv_budget_bytes`).
@@ -922,6 +919,16 @@ impl TextStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefill_chunks_follow_the_micro_batch() {
+        assert_eq!(prefill_chunk(5, 512), 5);
+        assert_eq!(prefill_chunk(600, 512), 512);
+        assert_eq!(prefill_chunk(88, 512), 88);
+        // --ubatch above the largest variant is honoured, and below it caps chunks.
+        assert_eq!(prefill_chunk(600, 1000), 600);
+        assert_eq!(prefill_chunk(600, 32), 32);
+    }
 
     fn run(stops: &[&str], pieces: &[&[u8]]) -> (String, bool) {
         let mut t = TextStream::new(stops.iter().map(|s| s.to_string()).collect());
