@@ -16,24 +16,11 @@
 
 #![allow(clippy::too_many_arguments)]
 
+use alc_quant::WEIGHT_TYPES as TYPES;
 use alc_quant::{act_row_bytes, dot, dot_rows, quantize_act, DType};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::time::Instant;
-
-const TYPES: [DType; 11] = [
-    DType::Q4_0,
-    DType::Q4_1,
-    DType::Q5_0,
-    DType::Q5_1,
-    DType::Q8_0,
-    DType::Q4_K,
-    DType::Q5_K,
-    DType::Q6_K,
-    DType::F16,
-    DType::BF16,
-    DType::F32,
-];
 
 fn random_weights(w: DType, rng: &mut SmallRng, bytes: usize) -> Vec<u8> {
     let bb = w.block_bytes();

@@ -206,25 +206,16 @@ pub fn dot(
     k: usize,
     out: &mut [f32],
 ) {
+    let wbytes = check_dot_args("dot", w, n, acts, act_stride, k);
     assert!(
-        (1..=4).contains(&k) && out.len() >= k,
-        "dot: k = {k} must be 1..=4 and <= out.len() = {}",
+        out.len() >= k,
+        "dot: k = {k} outputs but out.len() = {}",
         out.len()
     );
-    let (units, wb, ab) = dot_units("dot", w, n);
-    let wbytes = units.saturating_mul(wb);
-    let abytes = (k - 1)
-        .saturating_mul(act_stride)
-        .saturating_add(units.saturating_mul(ab));
     assert!(
         w_row.len() >= wbytes,
         "dot: weight row has {} bytes, need {wbytes}",
         w_row.len()
-    );
-    assert!(
-        acts.len() >= abytes,
-        "dot: activations have {} bytes, need {abytes} (k = {k}, stride {act_stride})",
-        acts.len(),
     );
     match isa_cached() {
         #[cfg(target_arch = "x86_64")]
@@ -246,34 +237,43 @@ pub fn dot(
     }
 }
 
-/// (units, weight bytes per unit, activation bytes per unit) of a row of n elements
-/// of an executed weight type; panics naming `op` on any other type.
+/// Checks the arguments shared by [`dot`] and [`dot_rows`] and returns the bytes of
+/// one weight row of `n` elements. Panics naming `op` on a type that is not executed,
+/// a `k` outside 1..=4, or activations shorter than `k` rows at `act_stride`.
+/// Products saturate, so an absurd `n` or stride fails an assert instead of wrapping
+/// past it.
 #[inline(always)]
-fn dot_units(op: &'static str, w: DType, n: usize) -> (usize, usize, usize) {
+fn check_dot_args(
+    op: &'static str,
+    w: DType,
+    n: usize,
+    acts: &[u8],
+    act_stride: usize,
+    k: usize,
+) -> usize {
+    let Ok(a) = act_type(w) else {
+        panic!(
+            "{op}: {w} is not an executed weight type; supported: {}",
+            list(&WEIGHT_TYPES)
+        )
+    };
     let bs = w.block_size();
     debug_assert!(
         n.is_multiple_of(bs),
         "{op}: n = {n} is not a multiple of the {w} block size {bs}"
     );
-    let nb = n / bs;
-    // Bytes per block of (weight, activation); callers use saturating products so
-    // that an absurd n or stride fails their asserts instead of wrapping past them.
-    match w {
-        DType::F32 => (n, 4, 4),
-        DType::F16 | DType::BF16 => (n, 2, 4),
-        DType::Q4_0 => (nb, 18, 34),
-        DType::Q4_1 => (nb, 20, 36),
-        DType::Q5_0 => (nb, 22, 34),
-        DType::Q5_1 => (nb, 24, 36),
-        DType::Q8_0 => (nb, 34, 34),
-        DType::Q4_K => (nb, 144, 292),
-        DType::Q5_K => (nb, 176, 292),
-        DType::Q6_K => (nb, 210, 292),
-        other => panic!(
-            "{op}: {other} is not an executed weight type; supported: {}",
-            list(&WEIGHT_TYPES)
-        ),
-    }
+    assert!((1..=4).contains(&k), "{op}: k = {k} must be 1..=4");
+    let units = n / bs;
+    // One weight block of `bs` elements meets bs / a.block_size() activation blocks.
+    let abytes = (k - 1)
+        .saturating_mul(act_stride)
+        .saturating_add(units.saturating_mul(a.block_bytes() * (bs / a.block_size())));
+    assert!(
+        acts.len() >= abytes,
+        "{op}: activations have {} bytes, need {abytes} (k = {k}, stride {act_stride})",
+        acts.len(),
+    );
+    units.saturating_mul(w.block_bytes())
 }
 
 /// `out[r * k + j] = dot(weight row r, activation row j)` for r in 0..n_rows and
@@ -303,16 +303,12 @@ pub fn dot_rows(
     k: usize,
     out: &mut [f32],
 ) {
+    let wbytes = check_dot_args("dot_rows", w, n, acts, act_stride, k);
     assert!(
-        (1..=4).contains(&k) && n_rows >= 1 && out.len() / k >= n_rows,
-        "dot_rows: k = {k} must be 1..=4, n_rows = {n_rows} >= 1 and n_rows * k <= out.len() = {}",
+        n_rows >= 1 && out.len() / k >= n_rows,
+        "dot_rows: n_rows = {n_rows} must be >= 1 and n_rows * k <= out.len() = {}",
         out.len()
     );
-    let (units, wb, ab) = dot_units("dot_rows", w, n);
-    let wbytes = units.saturating_mul(wb);
-    let abytes = (k - 1)
-        .saturating_mul(act_stride)
-        .saturating_add(units.saturating_mul(ab));
     let rbytes = (n_rows - 1)
         .saturating_mul(row_bytes)
         .saturating_add(wbytes);
@@ -320,11 +316,6 @@ pub fn dot_rows(
         row_bytes >= wbytes && rows.len() >= rbytes,
         "dot_rows: weight rows have {} bytes at stride {row_bytes}, need {rbytes} (n_rows = {n_rows}, row {wbytes} bytes)",
         rows.len()
-    );
-    assert!(
-        acts.len() >= abytes,
-        "dot_rows: activations have {} bytes, need {abytes} (k = {k}, stride {act_stride})",
-        acts.len(),
     );
     match isa_cached() {
         #[cfg(target_arch = "x86_64")]

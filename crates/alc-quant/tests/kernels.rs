@@ -1,6 +1,7 @@
 //! SIMD kernels vs the scalar reference, round trips, and hand-built layouts.
 
 use alc_quant::blocks::*;
+use alc_quant::WEIGHT_TYPES;
 use alc_quant::{
     act_row_bytes, act_type, dequantize, dot, dot_rows, quantize, quantize_act, reference, DType,
     QuantError,
@@ -11,19 +12,49 @@ use rand::{Rng, SeedableRng};
 /// |simd − reference| must be within this fraction of Σ|w·a| (dequantized values).
 const DOT_REL_TOL: f32 = 1e-4;
 
-const WEIGHT_TYPES: [DType; 11] = [
-    DType::Q4_0,
-    DType::Q4_1,
-    DType::Q5_0,
-    DType::Q5_1,
-    DType::Q8_0,
-    DType::Q4_K,
-    DType::Q5_K,
-    DType::Q6_K,
-    DType::F16,
-    DType::BF16,
-    DType::F32,
-];
+/// Byte range of a weight block that holds its quants (what the extreme-fill tests
+/// overwrite, leaving the scales sane).
+fn quant_byte_range(w: DType) -> (usize, usize) {
+    match w {
+        DType::Q4_0 => (2, 18),
+        DType::Q4_1 => (4, 20),
+        DType::Q5_0 => (2, 22),
+        DType::Q5_1 => (4, 24),
+        DType::Q8_0 => (2, 34),
+        DType::Q4_K | DType::Q5_K => (4, 176.min(w.block_bytes())),
+        _ => (0, 208),
+    }
+}
+
+/// Four activation rows of random scales whose quants are all +127 (rows 0, 2) or
+/// all −127 (rows 1, 3), with matching block sums: the integer sums at their limits.
+fn extreme_act_rows(w: DType, rng: &mut SmallRng, n: usize) -> (Vec<u8>, usize) {
+    let (mut acts, stride) = random_act_rows(w, rng, n);
+    let at = act_type(w).unwrap();
+    let ab = act_row_bytes(w, n).unwrap();
+    for j in 0..4 {
+        let row = &mut acts[j * stride..j * stride + ab];
+        let v: i8 = if j % 2 == 0 { 127 } else { -127 };
+        match at {
+            DType::Q8_0 => cast_blocks_mut::<BlockQ8_0>(row)
+                .unwrap()
+                .iter_mut()
+                .for_each(|b| b.qs = [v; 32]),
+            DType::Q8_1 => cast_blocks_mut::<BlockQ8_1>(row)
+                .unwrap()
+                .iter_mut()
+                .for_each(|b| b.qs = [v; 32]),
+            _ => cast_blocks_mut::<BlockQ8K>(row)
+                .unwrap()
+                .iter_mut()
+                .for_each(|b| {
+                    b.qs = [v; 256];
+                    (0..16).for_each(|g| b.set_bsum(g, v as i16 * 16));
+                }),
+        }
+    }
+    (acts, stride)
+}
 
 fn sizes(w: DType) -> Vec<usize> {
     match w.block_size() {
@@ -250,41 +281,10 @@ fn extreme_quants_do_not_saturate() {
             let mut wrow = random_weight_row(w, &mut rng, n);
             let bb = w.block_bytes();
             for b in wrow.chunks_exact_mut(bb) {
-                let (s, e) = match w {
-                    DType::Q4_0 => (2, 18),
-                    DType::Q4_1 => (4, 20),
-                    DType::Q5_0 => (2, 22),
-                    DType::Q5_1 => (4, 24),
-                    DType::Q8_0 => (2, 34),
-                    DType::Q4_K | DType::Q5_K => (4, 176.min(bb)),
-                    _ => (0, 208),
-                };
+                let (s, e) = quant_byte_range(w);
                 b[s..e].fill(fill);
             }
-            let (mut acts, stride) = random_act_rows(w, &mut rng, n);
-            let at = act_type(w).unwrap();
-            let ab = act_row_bytes(w, n).unwrap();
-            for j in 0..4 {
-                let row = &mut acts[j * stride..j * stride + ab];
-                let v: i8 = if j % 2 == 0 { 127 } else { -127 };
-                match at {
-                    DType::Q8_0 => cast_blocks_mut::<BlockQ8_0>(row)
-                        .unwrap()
-                        .iter_mut()
-                        .for_each(|b| b.qs = [v; 32]),
-                    DType::Q8_1 => cast_blocks_mut::<BlockQ8_1>(row)
-                        .unwrap()
-                        .iter_mut()
-                        .for_each(|b| b.qs = [v; 32]),
-                    _ => cast_blocks_mut::<BlockQ8K>(row)
-                        .unwrap()
-                        .iter_mut()
-                        .for_each(|b| {
-                            b.qs = [v; 256];
-                            (0..16).for_each(|g| b.set_bsum(g, v as i16 * 16));
-                        }),
-                }
-            }
+            let (acts, stride) = extreme_act_rows(w, &mut rng, n);
             check_dot(
                 w,
                 n,
@@ -897,45 +897,14 @@ fn dot_rows_extreme_quants_do_not_saturate() {
                 let mut row = random_weight_row(w, &mut rng, n);
                 let bb = w.block_bytes();
                 for b in row.chunks_exact_mut(bb) {
-                    let (s, e) = match w {
-                        DType::Q4_0 => (2, 18),
-                        DType::Q4_1 => (4, 20),
-                        DType::Q5_0 => (2, 22),
-                        DType::Q5_1 => (4, 24),
-                        DType::Q8_0 => (2, 34),
-                        DType::Q4_K | DType::Q5_K => (4, 176.min(bb)),
-                        _ => (0, 208),
-                    };
+                    let (s, e) = quant_byte_range(w);
                     // Row 0 all fill, the others partly (mixed signs per row).
                     let e = if r == 0 { e } else { s + (e - s) * r / n_rows };
                     b[s..e].fill(fill);
                 }
                 wbuf[r * wb..(r + 1) * wb].copy_from_slice(&row);
             }
-            let (mut acts, stride) = random_act_rows(w, &mut rng, n);
-            let at = act_type(w).unwrap();
-            let ab = act_row_bytes(w, n).unwrap();
-            for j in 0..4 {
-                let row = &mut acts[j * stride..j * stride + ab];
-                let v: i8 = if j % 2 == 0 { 127 } else { -127 };
-                match at {
-                    DType::Q8_0 => cast_blocks_mut::<BlockQ8_0>(row)
-                        .unwrap()
-                        .iter_mut()
-                        .for_each(|b| b.qs = [v; 32]),
-                    DType::Q8_1 => cast_blocks_mut::<BlockQ8_1>(row)
-                        .unwrap()
-                        .iter_mut()
-                        .for_each(|b| b.qs = [v; 32]),
-                    _ => cast_blocks_mut::<BlockQ8K>(row)
-                        .unwrap()
-                        .iter_mut()
-                        .for_each(|b| {
-                            b.qs = [v; 256];
-                            (0..16).for_each(|g| b.set_bsum(g, v as i16 * 16));
-                        }),
-                }
-            }
+            let (acts, stride) = extreme_act_rows(w, &mut rng, n);
             check_dot_rows(
                 w,
                 n,
