@@ -99,6 +99,8 @@ impl CpuBackend {
                 .run(chunks, |_, c| split_range(n, chunks, c).for_each(quant));
         }
         let act: &[u8] = &act;
+        // One dtype and width, so one row size for every weight of the group.
+        let rb = dtype.row_bytes(cols as u64).expect("validated shape") as usize;
         // Row tiles of all the weights, numbered consecutively; a chunk is a run of
         // whole tiles, so threads never share cache lines of weights.
         let mut tile_end = [0usize; MAX_GROUP];
@@ -122,7 +124,6 @@ impl CpuBackend {
                         .position(|&e| tile < e)
                         .expect("tile in range");
                     let w = &ws[i];
-                    let rb = w.dtype.row_bytes(cols as u64).expect("validated shape") as usize;
                     let local = tile - if i == 0 { 0 } else { tile_end[i - 1] };
                     let r0 = local * ROW_TILE;
                     let r1 = (r0 + ROW_TILE).min(w.rows);
@@ -131,39 +132,23 @@ impl CpuBackend {
                     let mut t = t0;
                     while t < t_end {
                         let k = (t_end - t).min(TOKEN_GROUP);
-                        if k == 1 {
-                            // Decode: one streaming pass per row.
-                            for r in 0..nr {
-                                alc_quant::dot(
-                                    dtype,
-                                    cols,
-                                    &tile_rows[r * rb..(r + 1) * rb],
-                                    &act[t * arb..],
-                                    arb,
-                                    1,
-                                    &mut buf[..1],
-                                );
-                                // SAFETY: row r0 + r of weight i belongs to this chunk only.
-                                unsafe { outs[i].write(t * w.rows + r0 + r, buf[0]) };
-                            }
-                        } else {
-                            alc_quant::dot_rows(
-                                dtype,
-                                cols,
-                                tile_rows,
-                                rb,
-                                nr,
-                                &act[t * arb..],
-                                arb,
-                                k,
-                                &mut buf[..nr * k],
-                            );
-                            for j in 0..k {
-                                // SAFETY: rows r0..r1 of weight i belong to this chunk only.
-                                let o = unsafe { outs[i].slice((t + j) * w.rows + r0, nr) };
-                                for (r, o) in o.iter_mut().enumerate() {
-                                    *o = buf[r * k + j];
-                                }
+                        // k = 1 (decode) runs the streaming one-row kernels inside.
+                        alc_quant::dot_rows(
+                            dtype,
+                            cols,
+                            tile_rows,
+                            rb,
+                            nr,
+                            &act[t * arb..],
+                            arb,
+                            k,
+                            &mut buf[..nr * k],
+                        );
+                        for j in 0..k {
+                            // SAFETY: rows r0..r1 of weight i belong to this chunk only.
+                            let o = unsafe { outs[i].slice((t + j) * w.rows + r0, nr) };
+                            for (r, o) in o.iter_mut().enumerate() {
+                                *o = buf[r * k + j];
                             }
                         }
                         t += k;

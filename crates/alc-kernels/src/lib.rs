@@ -181,12 +181,6 @@ unsafe impl<T> Send for SyncPtr<T> {}
 unsafe impl<T> Sync for SyncPtr<T> {}
 impl<T> SyncPtr<T> {
     /// # Safety
-    /// `i` must be in bounds and written by one thread only during the job.
-    #[inline]
-    pub unsafe fn write(self, i: usize, v: T) {
-        unsafe { self.0.add(i).write(v) }
-    }
-    /// # Safety
     /// The range must be in bounds and owned by the calling thread during the job.
     #[inline]
     pub unsafe fn slice<'a>(self, start: usize, len: usize) -> &'a mut [T] {
