@@ -661,16 +661,7 @@ impl RunLoop {
             } => self.tok.encode(text, *add_special, *parse_special)?,
             Prompt::Chat(m) => {
                 let text = self.render(m)?;
-                let mut ids = self.tok.encode(&text, true, true)?;
-                // A template that writes the BOS token itself, on a model whose
-                // tokenizer also adds one, would start the prompt with two (llama.cpp
-                // warns and keeps both; the second one degrades the answer). Keep one.
-                if let (Some(b), [x, y, ..]) = (self.tok.bos(), ids.as_slice()) {
-                    if *x == b && *y == b {
-                        ids.remove(0);
-                    }
-                }
-                ids
+                self.tok.encode_chat(&text)?
             }
             Prompt::Tokens(t) => t.clone(),
         };

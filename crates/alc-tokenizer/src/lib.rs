@@ -581,6 +581,18 @@ impl Tokenizer {
         })
     }
 
+    /// Encode a prompt rendered by the chat template: control-token texts are parsed,
+    /// and BOS is added as the model's flags say unless the template already wrote it
+    /// at the start (templates such as Gemma's and Llama 3's emit `bos_token`; adding
+    /// another would give two, which llama.cpp only warns about).
+    pub fn encode_chat(&self, rendered: &str) -> Result<Vec<u32>, TokenizerError> {
+        let template_wrote_bos = self
+            .bos
+            .and_then(|b| self.token_text(b).ok())
+            .is_some_and(|t| !t.is_empty() && rendered.starts_with(t));
+        self.encode(rendered, !template_wrote_bos, true)
+    }
+
     /// Encode `text` as llama.cpp's `llama_tokenize` does: `add_special` adds BOS/EOS as
     /// the model's add_bos/add_eos flags say; `parse_special` turns control-token texts
     /// found in `text` into those tokens (user-defined tokens are always recognised).

@@ -197,3 +197,31 @@ fn summary_names_the_vocabulary() {
         }
     });
 }
+
+/// A chat prompt gets exactly one BOS on a model that adds one (Gemma 3), whether or
+/// not the template already wrote it; a model that adds none gets none (SmolLM2).
+#[test]
+fn chat_prompts_get_one_bos() {
+    each_model(|name, tok| {
+        let turn = "<start_of_turn>user\nHi<end_of_turn>\n";
+        let plain = tok.encode_chat(turn).unwrap();
+        let Some(bos) = tok.bos() else { return };
+        let bos_text = tok.token_text(bos).unwrap().to_string();
+        let with = tok.encode_chat(&format!("{bos_text}{turn}")).unwrap();
+        let n_bos = |ids: &[u32]| ids.iter().filter(|&&i| i == bos).count();
+        if tok.add_bos() {
+            assert_eq!((plain[0], n_bos(&plain)), (bos, 1), "{name}: {plain:?}");
+            assert_eq!(
+                with, plain,
+                "{name}: a template-written BOS must not be doubled"
+            );
+        } else {
+            assert_eq!(n_bos(&plain), 0, "{name}: {plain:?}");
+            assert_eq!(
+                (with[0], n_bos(&with)),
+                (bos, 1),
+                "{name}: the template's BOS is kept"
+            );
+        }
+    });
+}
