@@ -8,7 +8,6 @@ use alc_engine::{
     SamplingParams, StopReason,
 };
 use alc_tokenizer::ChatMessage;
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// Tokens that must match llama.cpp's greedy continuation (issue #2).
@@ -18,27 +17,7 @@ const MIN_MATCH: usize = 32;
 /// paths (all such flips measured under ~0.3 nat; same bound as the logits test).
 const NEAR_TIE: f64 = 0.5;
 
-fn root() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-}
-
-fn model_path(file: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("ALC_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("models"));
-    let p = dir.join(file);
-    if p.exists() {
-        return Some(p);
-    }
-    if std::env::var("ALC_SKIP_MODEL_TESTS").as_deref() == Ok("1") {
-        eprintln!("skipping: {} missing (ALC_SKIP_MODEL_TESTS=1)", p.display());
-        return None;
-    }
-    panic!(
-        "{} is missing: run scripts/fetch-models.sh (or set ALC_SKIP_MODEL_TESTS=1)",
-        p.display()
-    );
-}
+use alc_testdata::model as model_path;
 
 fn open(file: &str, cfg: EngineConfig) -> Option<Engine> {
     Some(Engine::open(model_path(file)?, cfg).unwrap())
@@ -70,7 +49,7 @@ fn collect(gen: alc_engine::Generation) -> Result<(Vec<u32>, String, GenStats), 
 
 fn greedy(golden: &str) {
     let g: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(root().join("tests/goldens/greedy").join(golden)).unwrap(),
+        &std::fs::read_to_string(alc_testdata::golden("greedy", golden)).unwrap(),
     )
     .unwrap();
     let Some(engine) = open(g["model"].as_str().unwrap(), small_cfg()) else {

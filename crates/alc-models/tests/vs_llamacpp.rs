@@ -8,7 +8,6 @@
 
 use alc_kernels::cpu::CpuBackend;
 use alc_models::Logits;
-use std::path::PathBuf;
 
 /// Top-1 agreement required where llama.cpp's choice is decisive (issue #2's figure).
 const MIN_TOP1_AGREEMENT: f64 = 0.995;
@@ -28,27 +27,7 @@ const MAX_MEAN_KL: f64 = 0.005;
 /// per chunk; ours splits further, which changes only rounding).
 const CHUNK: usize = 128;
 
-fn root() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-}
-
-fn model_path(file: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("ALC_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("models"));
-    let p = dir.join(file);
-    if p.exists() {
-        return Some(p);
-    }
-    if std::env::var("ALC_SKIP_MODEL_TESTS").as_deref() == Ok("1") {
-        eprintln!("skipping: {} missing (ALC_SKIP_MODEL_TESTS=1)", p.display());
-        return None;
-    }
-    panic!(
-        "{} is missing: run scripts/fetch-models.sh (or set ALC_SKIP_MODEL_TESTS=1)",
-        p.display()
-    );
-}
+use alc_testdata::model as model_path;
 
 struct Stats {
     positions: usize,
@@ -61,7 +40,7 @@ struct Stats {
 
 fn compare(golden: &str) -> Option<Stats> {
     let g: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(root().join("tests/goldens/logits").join(golden)).unwrap(),
+        &std::fs::read_to_string(alc_testdata::golden("logits", golden)).unwrap(),
     )
     .unwrap();
     let path = model_path(g["model"].as_str().unwrap())?;
