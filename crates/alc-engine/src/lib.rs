@@ -706,7 +706,6 @@ impl RunLoop {
         let t0 = Instant::now();
         let mut chunks = Vec::new();
         let mut i = common;
-        let mut logits: Vec<f32> = Vec::new();
         while i < prompt.len() {
             if cancel.load(Ordering::Relaxed) {
                 let stats = GenStats {
@@ -727,16 +726,12 @@ impl RunLoop {
             let last = i + n == prompt.len();
             let sess = self.sessions.get_mut(&session).expect("checked");
             let st = sess.state.as_mut().expect("allocated");
-            let out = self.model.forward(
+            self.model.forward(
                 &self.backend,
                 st,
                 &prompt[i..i + n],
                 if last { Logits::Last } else { Logits::None },
             )?;
-            if last {
-                logits.clear();
-                logits.extend_from_slice(out);
-            }
             sess.tokens.extend_from_slice(&prompt[i..i + n]);
             chunks.push(n);
             i += n;
@@ -751,7 +746,6 @@ impl RunLoop {
         );
 
         let mut sampler = Sampler::new(req.sampling.clone());
-        let mut history = prompt.clone();
         let mut text = TextStream::new(req.stop.clone());
         let mut ttft = None;
         let t1 = Instant::now();
@@ -764,13 +758,16 @@ impl RunLoop {
                 break StopReason::Cancelled;
             }
             self.tracker.enter(Stage::Sample, generated as u64);
-            let id = sampler.sample(&logits, &history);
+            // The session's tokens are the history (prompt + generated so far), and its
+            // state holds the last forward's logits: nothing is copied per token.
+            let sess = self.sessions.get_mut(&session).expect("checked");
+            let st = sess.state.as_mut().expect("allocated");
+            let id = sampler.sample(st.logits(), &sess.tokens);
             ttft.get_or_insert_with(|| t0.elapsed());
             if self.tok.is_eog(id) {
                 break StopReason::EndOfGeneration;
             }
             generated += 1;
-            history.push(id);
             let (chunk, hit_stop) = text.push(self.tok.token_bytes(id));
             if events.send(Ok(Event::Token { id, text: chunk })).is_err() {
                 break StopReason::Cancelled;
@@ -778,15 +775,11 @@ impl RunLoop {
             if hit_stop {
                 break StopReason::StopString;
             }
-            let sess = self.sessions.get_mut(&session).expect("checked");
-            let st = sess.state.as_mut().expect("allocated");
             if st.pos >= ctx {
                 break StopReason::ContextFull;
             }
             self.tracker.enter(Stage::Decode, generated as u64);
-            let out = self.model.forward(&self.backend, st, &[id], Logits::Last)?;
-            logits.clear();
-            logits.extend_from_slice(out);
+            self.model.forward(&self.backend, st, &[id], Logits::Last)?;
             sess.tokens.push(id);
         };
         let tail = text.finish(stop == StopReason::StopString);

@@ -432,6 +432,11 @@ pub struct State {
 }
 
 impl State {
+    /// The logits the last `forward` call returned (empty after `Logits::None`).
+    pub fn logits(&self) -> &[f32] {
+        &self.logits
+    }
+
     /// Forget cached tokens from `pos` on (keeps a shared prefix).
     pub fn truncate(&mut self, pos: usize) {
         self.pos = self.pos.min(pos);
