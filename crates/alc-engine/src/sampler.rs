@@ -84,6 +84,8 @@ pub struct Sampler {
     cand: Vec<(u32, f32)>,
     /// Probabilities, then temperature weights, of the candidates.
     w: Vec<f32>,
+    /// Per vocabulary id: in the repeat-penalty window (set and cleared per call).
+    in_window: Vec<bool>,
 }
 
 impl Sampler {
@@ -94,18 +96,43 @@ impl Sampler {
             rng,
             cand: Vec::new(),
             w: Vec::new(),
+            in_window: Vec::new(),
         }
     }
 
     /// Pick the next token from `logits` given the tokens so far (`history`).
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
+        // Mark the penalty window once (O(window)), so that each of the vocabulary's
+        // logits is checked in O(1) rather than by scanning the window.
+        let window = &history[history.len().saturating_sub(self.p.repeat_last_n)..];
+        let penalize = self.p.repeat_penalty != 1.0;
+        if penalize {
+            self.in_window.resize(logits.len(), false);
+            for &id in window {
+                if let Some(m) = self.in_window.get_mut(id as usize) {
+                    *m = true;
+                }
+            }
+        }
+        let id = self.pick(logits, penalize);
+        if penalize {
+            for &id in window {
+                if let Some(m) = self.in_window.get_mut(id as usize) {
+                    *m = false;
+                }
+            }
+        }
+        id
+    }
+
+    fn pick(&mut self, logits: &[f32], penalize: bool) -> u32 {
         let p = &self.p;
+        let in_window = &self.in_window;
         let penalized = |id: usize, l: f32| -> f32 {
-            if p.repeat_penalty == 1.0 {
+            if !penalize {
                 return l;
             }
-            let start = history.len().saturating_sub(p.repeat_last_n);
-            if history[start..].contains(&(id as u32)) {
+            if in_window[id] {
                 if l > 0.0 {
                     l / p.repeat_penalty
                 } else {
@@ -203,6 +230,45 @@ mod tests {
             ..SamplingParams::greedy()
         });
         assert_eq!(s.sample(&[0.1, 3.0, -1.0, 2.0], &[1]), 3);
+    }
+
+    /// Greedy with a penalty = argmax of the logits penalised by definition (only ids
+    /// in the last `repeat_last_n` tokens), over many random cases; the window marks
+    /// must not leak into the next call.
+    #[test]
+    fn repeat_penalty_matches_definition() {
+        let mut rng = Rng(9);
+        for penalty in [0.5f32, 1.3, 3.0] {
+            let p = SamplingParams {
+                repeat_penalty: penalty,
+                repeat_last_n: 8,
+                ..SamplingParams::greedy()
+            };
+            let mut s = Sampler::new(p.clone());
+            for _ in 0..300 {
+                let logits: Vec<f32> = (0..50).map(|_| rng.next_f32() * 8.0 - 4.0).collect();
+                let history: Vec<u32> = (0..20).map(|_| (rng.next_u64() % 50) as u32).collect();
+                let window = &history[history.len() - 8..];
+                let want = logits
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &l)| match window.contains(&(i as u32)) {
+                        true if l > 0.0 => l / penalty,
+                        true => l * penalty,
+                        false => l,
+                    })
+                    .enumerate()
+                    .fold((0usize, f32::NEG_INFINITY), |b, (i, l)| {
+                        if l > b.1 {
+                            (i, l)
+                        } else {
+                            b
+                        }
+                    })
+                    .0;
+                assert_eq!(s.sample(&logits, &history), want as u32);
+            }
+        }
     }
 
     #[test]
