@@ -59,20 +59,6 @@ pub struct AttnShape {
     pub softcap: Option<f32>,
 }
 
-/// Errors of the compute layer.
-#[derive(Debug, thiserror::Error)]
-pub enum KernelError {
-    #[error("{op}: tensor type {dtype} is not supported by the {backend} backend; supported: {supported}")]
-    Unsupported {
-        op: &'static str,
-        dtype: DType,
-        backend: String,
-        supported: String,
-    },
-    #[error("{op}: shape mismatch: {what}")]
-    Shape { op: &'static str, what: String },
-}
-
 /// The op set a compute backend provides. All activation buffers are row-major f32;
 /// the KV cache is f16 with layout `[ctx][n_kv_head][head_dim]` per layer.
 pub trait Backend: Send + Sync {
