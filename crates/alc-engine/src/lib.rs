@@ -522,7 +522,7 @@ impl RunLoop {
     ) -> Result<RunLoop, EngineError> {
         let file = Arc::new(GgufFile::open(path).map_err(ModelError::from)?);
         let tok = Tokenizer::from_gguf(&file)?;
-        let model = Model::from_gguf(file.clone())?;
+        let mut model = Model::from_gguf(file.clone())?;
         let backend = CpuBackend::new(cfg.threads);
         for t in model.weight_types() {
             if !backend.supports(t) {
@@ -535,6 +535,14 @@ impl RunLoop {
                 .into());
             }
         }
+        let t_pack = std::time::Instant::now();
+        let packed = model.pack_weights(&backend);
+        tracing::debug!(
+            "repacked {:.1} MiB of weights for the {} kernels in {:?}",
+            packed as f64 / (1 << 20) as f64,
+            backend.name(),
+            t_pack.elapsed()
+        );
         let hp = &model.hp;
         let ctx = match cfg.ctx {
             Some(c) => {

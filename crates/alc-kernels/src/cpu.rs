@@ -3,7 +3,8 @@
 
 use crate::pool::{n_chunks, split_range, ThreadPool};
 use crate::reference::{first_visible, gated_act_slice, rms_norm_row, rope_head, rope_table};
-use crate::{AttnShape, Backend, DType, RopeStyle, SyncPtr, Weight};
+use crate::{AttnShape, Backend, DType, Layout, RopeStyle, SyncPtr, Weight};
+use alc_quant::packed;
 use half::f16;
 use std::sync::Mutex;
 
@@ -26,6 +27,8 @@ pub struct CpuBackend {
     pool: ThreadPool,
     /// Quantized activations of the current matmul.
     act: Mutex<Vec<u8>>,
+    /// Per-block activation sums for packed weights ([`packed::act_sums`]).
+    act_sums: Mutex<Vec<i32>>,
     /// Per-thread attention scratch: scores (ctx) + key buffer + accumulator.
     attn: Mutex<Vec<f32>>,
     /// Per-thread f16 scratch: rounded query + f16 value accumulator.
@@ -45,6 +48,7 @@ impl CpuBackend {
         let b = CpuBackend {
             pool: ThreadPool::new(n_threads),
             act: Mutex::new(Vec::new()),
+            act_sums: Mutex::new(Vec::new()),
             attn: Mutex::new(Vec::new()),
             attn16: Mutex::new(Vec::new()),
             simd,
@@ -83,13 +87,28 @@ impl CpuBackend {
         if act.len() < n * arb {
             act.resize(n * arb, 0);
         }
+        // Packed weights of some types need per-block activation sums.
+        let ns = if ws.iter().any(|w| w.layout == Layout::Packed8) {
+            packed::act_sums_len(dtype, cols)
+        } else {
+            0
+        };
+        let mut sums = self.act_sums.lock().unwrap_or_else(|e| e.into_inner());
+        if sums.len() < n * ns {
+            sums.resize(n * ns, 0);
+        }
         // Quantize the activations once for all the weights.
         let actp = SyncPtr(act.as_mut_ptr());
+        let sump = SyncPtr(sums.as_mut_ptr());
         let quant = |t: usize| {
-            // SAFETY: token t owns act[t*arb..(t+1)*arb].
+            // SAFETY: token t owns act[t*arb..(t+1)*arb] and sums[t*ns..(t+1)*ns].
             let dst = unsafe { actp.slice(t * arb, arb) };
             alc_quant::quantize_act(dtype, &x[t * cols..(t + 1) * cols], dst)
                 .expect("executed type");
+            if ns > 0 {
+                let s = unsafe { sump.slice(t * ns, ns) };
+                packed::act_sums(dtype, cols, dst, s).expect("packed type");
+            }
         };
         if n < PAR_MIN_TOKENS {
             (0..n).for_each(quant);
@@ -99,6 +118,7 @@ impl CpuBackend {
                 .run(chunks, |_, c| split_range(n, chunks, c).for_each(quant));
         }
         let act: &[u8] = &act;
+        let sums: &[i32] = &sums;
         // One dtype and width, so one row size for every weight of the group.
         let rb = dtype.row_bytes(cols as u64).expect("validated shape") as usize;
         // Row tiles of all the weights, numbered consecutively; a chunk is a run of
@@ -128,6 +148,43 @@ impl CpuBackend {
                     let r0 = local * ROW_TILE;
                     let r1 = (r0 + ROW_TILE).min(w.rows);
                     let nr = r1 - r0;
+                    if w.layout == Layout::Packed8 {
+                        // Whole groups (packing needs rows % 8 == 0); each group's
+                        // weights stay in L1 while the token block streams past.
+                        let gb = rb * packed::ROWS;
+                        for g in r0 / packed::ROWS..r1.div_ceil(packed::ROWS) {
+                            let group = &w.data[g * gb..(g + 1) * gb];
+                            let mut t = t0;
+                            while t < t_end {
+                                let k = (t_end - t).min(packed::MAX_TOKENS);
+                                packed::dot_group(
+                                    dtype,
+                                    cols,
+                                    group,
+                                    &act[t * arb..],
+                                    arb,
+                                    &sums[t * ns..],
+                                    ns,
+                                    k,
+                                    &mut buf[..k * packed::ROWS],
+                                );
+                                for j in 0..k {
+                                    // SAFETY: rows of group g belong to this chunk only.
+                                    let o = unsafe {
+                                        outs[i].slice(
+                                            (t + j) * w.rows + g * packed::ROWS,
+                                            packed::ROWS,
+                                        )
+                                    };
+                                    o.copy_from_slice(
+                                        &buf[j * packed::ROWS..(j + 1) * packed::ROWS],
+                                    );
+                                }
+                                t += k;
+                            }
+                        }
+                        continue;
+                    }
                     let tile_rows = &w.data[r0 * rb..r1 * rb];
                     let mut t = t0;
                     while t < t_end {
@@ -171,6 +228,32 @@ impl Backend for CpuBackend {
 
     fn supports(&self, dtype: DType) -> bool {
         dtype.is_executed()
+    }
+
+    /// Q4_0 and Q4_1 matrices with a multiple of 8 rows, when the AVX2 kernels
+    /// run: interleaved 8 rows per block ([`packed`]), packed by the pool threads.
+    fn pack(&self, w: &Weight<'_>) -> Option<Vec<u8>> {
+        if w.layout != Layout::Rows
+            || !packed::supports(w.dtype)
+            || !w.rows.is_multiple_of(packed::ROWS)
+        {
+            return None;
+        }
+        let rb = w.dtype.row_bytes(w.cols as u64).ok()? as usize;
+        let groups = w.rows / packed::ROWS;
+        let gb = rb * packed::ROWS;
+        let mut out = vec![0u8; groups * gb];
+        let dst = SyncPtr(out.as_mut_ptr());
+        let chunks = n_chunks(groups, self.pool.n_threads(), CHUNKS_PER_THREAD, 1);
+        self.pool.run(chunks, |_, c| {
+            let r = split_range(groups, chunks, c);
+            let rows = r.len() * packed::ROWS;
+            // SAFETY: chunk c owns groups r of the output.
+            let o = unsafe { dst.slice(r.start * gb, r.len() * gb) };
+            packed::pack_into(w.dtype, w.cols, rows, &w.data[r.start * gb..r.end * gb], o)
+                .expect("shape checked above");
+        });
+        Some(out)
     }
 
     fn matmul(&self, w: &Weight<'_>, x: &[f32], n: usize, out: &mut [f32]) {

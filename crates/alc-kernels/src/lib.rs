@@ -18,14 +18,48 @@ pub mod reference;
 pub use alc_core::DType;
 pub use pool::ThreadPool;
 
-/// A weight matrix of `rows` output features × `cols` input features, row-major in its
-/// storage type (one GGUF tensor, borrowed from the mapped file).
+/// How a weight matrix's bytes are arranged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// Row-major in its storage type, as in the GGUF tensor.
+    Rows,
+    /// 8 rows interleaved per block ([`alc_quant::packed`], docs/FORMAT.md "Packed
+    /// weights"), built by [`Backend::pack`] of the backend that runs it.
+    Packed8,
+}
+
+/// A weight matrix of `rows` output features × `cols` input features in its storage
+/// type: one GGUF tensor borrowed from the mapped file ([`Layout::Rows`]), or its
+/// repacked copy ([`Layout::Packed8`]).
 #[derive(Clone, Copy, Debug)]
 pub struct Weight<'a> {
     pub dtype: DType,
     pub rows: usize,
     pub cols: usize,
     pub data: &'a [u8],
+    pub layout: Layout,
+}
+
+impl<'a> Weight<'a> {
+    /// A row-major weight (the GGUF layout).
+    pub fn rows(dtype: DType, rows: usize, cols: usize, data: &'a [u8]) -> Self {
+        Weight {
+            dtype,
+            rows,
+            cols,
+            data,
+            layout: Layout::Rows,
+        }
+    }
+
+    /// The same matrix in its packed layout (`data` from [`Backend::pack`]).
+    pub fn with_packed(self, data: &'a [u8]) -> Self {
+        Weight {
+            data,
+            layout: Layout::Packed8,
+            ..self
+        }
+    }
 }
 
 /// Rotary embedding pairing convention.
@@ -66,6 +100,13 @@ pub trait Backend: Send + Sync {
     fn name(&self) -> String;
     /// Weight types this backend executes.
     fn supports(&self, dtype: DType) -> bool;
+    /// The weight repacked into a layout this backend's matmuls run faster on,
+    /// built once at load; `None` keeps the rows as they are. The result goes back
+    /// in as `w.with_packed(&bytes)` and is meant for this backend (every backend
+    /// must still accept it: the reference unpacks it).
+    fn pack(&self, _w: &Weight<'_>) -> Option<Vec<u8>> {
+        None
+    }
     /// `out[t][r] = Σ_c w[r][c] · x[t][c]` for `t < n`.
     fn matmul(&self, w: &Weight<'_>, x: &[f32], n: usize, out: &mut [f32]);
     /// Several matmuls over the same input (q/k/v, gate/up): `outs[i] = ws[i] · x`,

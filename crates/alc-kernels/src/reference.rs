@@ -2,7 +2,7 @@
 //! holds every other backend to. Row-level helpers here are also used by the CPU
 //! backend where the op is not worth a separate SIMD path.
 
-use crate::{gelu_f16, silu, AttnShape, Backend, DType, RopeStyle, Weight};
+use crate::{gelu_f16, silu, AttnShape, Backend, DType, Layout, RopeStyle, Weight};
 use half::f16;
 
 /// The scalar reference backend.
@@ -19,6 +19,11 @@ impl Backend for ReferenceBackend {
     }
 
     fn matmul(&self, w: &Weight<'_>, x: &[f32], n: usize, out: &mut [f32]) {
+        if w.layout == Layout::Packed8 {
+            let rows = alc_quant::packed::unpack(w.dtype, w.cols, w.rows, w.data)
+                .expect("packed by a backend from a valid weight");
+            return self.matmul(&Weight::rows(w.dtype, w.rows, w.cols, &rows), x, n, out);
+        }
         let rb = w.dtype.row_bytes(w.cols as u64).expect("validated shape") as usize;
         let arb = alc_quant::act_row_bytes(w.dtype, w.cols).expect("executed type");
         let mut act = vec![0u8; arb];

@@ -55,6 +55,9 @@ fn matmul_every_type_odd_shapes() {
             (64, 768, 9),
             (3, 1024, 130),
             (21, 4096, 97),
+            (8, 256, 1),
+            (24, 512, 7),
+            (48, 1024, 130),
         ] {
             // (the last one spans several L2 token blocks of the CPU backend)
             let w = rand_vec(&mut rng, rows * cols, 1.0);
@@ -63,12 +66,7 @@ fn matmul_every_type_odd_shapes() {
             let mut wd = vec![0f32; rows * cols];
             alc_quant::dequantize(dt, &wq, &mut wd).unwrap();
             let x = rand_vec(&mut rng, n * cols, 2.0);
-            let weight = Weight {
-                dtype: dt,
-                rows,
-                cols,
-                data: &wq,
-            };
+            let weight = Weight::rows(dt, rows, cols, &wq);
             let mut want = vec![0f32; n * rows];
             reference.matmul(&weight, &x, n, &mut want);
             let mag: Vec<f32> = (0..n * rows)
@@ -88,6 +86,21 @@ fn matmul_every_type_odd_shapes() {
                     |i| MATMUL_REL * mag[i] + 1e-6,
                     &format!("{name} matmul {dt} {rows}x{cols} n={n}"),
                 );
+                // The backend's own packed layout, where it has one; the reference
+                // must accept it too.
+                if let Some(p) = be.pack(&weight) {
+                    let pw = weight.with_packed(&p);
+                    for (what, b) in [("packed", &*be), ("reference on packed", &reference)] {
+                        got.fill(0.0);
+                        b.matmul(&pw, &x, n, &mut got);
+                        close(
+                            &got,
+                            &want,
+                            |i| MATMUL_REL * mag[i] + 1e-6,
+                            &format!("{name} {what} matmul {dt} {rows}x{cols} n={n}"),
+                        );
+                    }
+                }
             }
         }
     }
@@ -103,6 +116,7 @@ fn matmul_many_equals_separate_matmuls() {
     let cols = 512;
     for dts in [
         [DType::Q4_1; 3],
+        [DType::Q4_0; 3],
         [DType::Q5_0, DType::Q5_0, DType::Q8_0],
         [DType::Q4_K, DType::Q6_K, DType::Q4_K],
     ] {
@@ -122,15 +136,21 @@ fn matmul_many_equals_separate_matmuls() {
                 .iter()
                 .zip(rows)
                 .zip(&data)
-                .map(|((&dtype, rows), d)| Weight {
-                    dtype,
-                    rows,
-                    cols,
-                    data: d,
-                })
+                .map(|((&dtype, rows), d)| Weight::rows(dtype, rows, cols, d))
                 .collect();
             let x = rand_vec(&mut rng, n * cols, 2.0);
             for (name, be) in backends() {
+                // As loaded: the weights the backend packs (Q4_1 with rows % 8 == 0)
+                // go in packed, next to row-major ones in the same group.
+                let packs: Vec<Option<Vec<u8>>> = ws.iter().map(|w| be.pack(w)).collect();
+                let ws: Vec<Weight> = ws
+                    .iter()
+                    .zip(&packs)
+                    .map(|(w, p)| match p {
+                        Some(p) => w.with_packed(p),
+                        None => *w,
+                    })
+                    .collect();
                 let mut outs: Vec<Vec<f32>> = rows.iter().map(|r| vec![0f32; n * r]).collect();
                 {
                     let mut views: Vec<&mut [f32]> =

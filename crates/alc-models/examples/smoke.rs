@@ -3,12 +3,13 @@ use alc_models::Logits;
 fn main() {
     let path = std::env::args().nth(1).unwrap();
     let t = std::time::Instant::now();
-    let m = alc_models::load(&path).unwrap();
+    let mut m = alc_models::load(&path).unwrap();
     eprintln!("load {:?} {:?}", t.elapsed(), m.hp);
     for t in m.file.tensors().iter().take(12) {
         eprintln!("{} {:?} {}", t.name, t.dims, t.dtype);
     }
     let be = CpuBackend::new(2);
+    m.pack_weights(&be);
     let mut st = m.new_state(512, 128).unwrap();
     let toks: Vec<u32> = std::env::args()
         .nth(2)

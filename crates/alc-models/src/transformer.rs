@@ -18,12 +18,25 @@ pub enum Logits {
     All,
 }
 
+/// A weight matrix: its tensor in the mapped file, and the copy the backend
+/// repacked at load ([`Model::pack_weights`]), which matmuls use when present.
+struct Mat {
+    t: TensorInfo,
+    packed: Option<Box<[u8]>>,
+}
+
+impl From<TensorInfo> for Mat {
+    fn from(t: TensorInfo) -> Self {
+        Mat { t, packed: None }
+    }
+}
+
 struct Layer {
     attn_norm: Vec<f32>,
-    wq: TensorInfo,
-    wk: TensorInfo,
-    wv: TensorInfo,
-    wo: TensorInfo,
+    wq: Mat,
+    wk: Mat,
+    wv: Mat,
+    wo: Mat,
     bq: Option<Vec<f32>>,
     bk: Option<Vec<f32>>,
     bv: Option<Vec<f32>>,
@@ -31,9 +44,9 @@ struct Layer {
     k_norm: Option<Vec<f32>>,
     post_attn_norm: Option<Vec<f32>>,
     ffn_norm: Vec<f32>,
-    w_gate: TensorInfo,
-    w_up: TensorInfo,
-    w_down: TensorInfo,
+    w_gate: Mat,
+    w_up: Mat,
+    w_down: Mat,
     post_ffn_norm: Option<Vec<f32>>,
 }
 
@@ -44,7 +57,9 @@ pub struct Model {
     pub spec: ArchSpec,
     pub hp: HParams,
     tok_embd: TensorInfo,
-    output: TensorInfo,
+    output: Mat,
+    /// `output` is `tok_embd` (tied embeddings).
+    tied: bool,
     output_norm: Vec<f32>,
     layers: Vec<Layer>,
 }
@@ -90,9 +105,9 @@ impl Model {
         }
         let v = hp.n_vocab as u64;
         let tok_embd = tensor(&f, "token_embd.weight", &arch, &[d, v])?.clone();
-        let output = match f.tensor("output.weight") {
-            Some(_) => tensor(&f, "output.weight", &arch, &[d, v])?.clone(),
-            None => tok_embd.clone(),
+        let (output, tied) = match f.tensor("output.weight") {
+            Some(_) => (tensor(&f, "output.weight", &arch, &[d, v])?.clone(), false),
+            None => (tok_embd.clone(), true),
         };
         let output_norm = to_f32(&f, tensor(&f, "output_norm.weight", &arch, &[d])?);
         let opt_vec = |name: String, n: u64| -> Result<Option<Vec<f32>>, ModelError> {
@@ -104,7 +119,9 @@ impl Model {
         let mut layers = Vec::with_capacity(hp.n_layer);
         for i in 0..hp.n_layer {
             let name = |s: &str| format!("blk.{i}.{s}");
-            let t = |s: &str, dims: &[u64]| tensor(&f, &name(s), &arch, dims).cloned();
+            let t = |s: &str, dims: &[u64]| -> Result<Mat, ModelError> {
+                Ok(tensor(&f, &name(s), &arch, dims)?.clone().into())
+            };
             let need = |s: &str, n: u64| -> Result<Vec<f32>, ModelError> {
                 Ok(to_f32(&f, tensor(&f, &name(s), &arch, &[n])?))
             };
@@ -146,19 +163,58 @@ impl Model {
             spec,
             hp,
             tok_embd,
-            output,
+            output: output.into(),
+            tied,
             output_norm,
             layers,
         })
     }
 
-    fn weight(&self, t: &TensorInfo) -> Weight<'_> {
+    /// Let the backend repack every matrix it has a faster layout for (see
+    /// [`Backend::pack`]); later forward calls on that backend use the copies. The
+    /// embedding table stays as it is (rows are looked up by token), and so does a
+    /// tied output matrix (a copy would double it). Returns the bytes repacked.
+    pub fn pack_weights(&mut self, be: &dyn Backend) -> u64 {
+        let file = self.file.clone();
+        let view = |t: &TensorInfo| {
+            let (rows, cols) = t.rows_cols();
+            Weight::rows(t.dtype, rows as usize, cols as usize, file.tensor_data(t))
+        };
+        let mut mats: Vec<&mut Mat> = Vec::new();
+        for l in &mut self.layers {
+            mats.extend([
+                &mut l.wq,
+                &mut l.wk,
+                &mut l.wv,
+                &mut l.wo,
+                &mut l.w_gate,
+                &mut l.w_up,
+                &mut l.w_down,
+            ]);
+        }
+        if !self.tied {
+            mats.push(&mut self.output);
+        }
+        let mut bytes = 0;
+        for m in mats {
+            m.packed = be.pack(&view(&m.t)).map(Vec::into_boxed_slice);
+            bytes += m.packed.as_ref().map_or(0, |p| p.len() as u64);
+        }
+        bytes
+    }
+
+    fn weight<'a>(&'a self, m: &'a Mat) -> Weight<'a> {
+        let t = &m.t;
         let (rows, cols) = t.rows_cols();
-        Weight {
-            dtype: t.dtype,
-            rows: rows as usize,
-            cols: cols as usize,
-            data: self.file.tensor_data(t),
+        let w = Weight::rows(
+            t.dtype,
+            rows as usize,
+            cols as usize,
+            self.file.tensor_data(t),
+        );
+        match &m.packed {
+            Some(p) => w.with_packed(p),
+            None => w,
         }
     }
 
@@ -173,11 +229,11 @@ impl Model {
     /// Weight bytes read to generate one token (every matrix once, plus one
     /// embedding row): the numerator of model-bandwidth utilisation.
     pub fn bytes_per_token(&self) -> u64 {
-        let mut b = self.output.bytes + self.tok_embd.bytes / self.hp.n_vocab.max(1) as u64;
+        let mut b = self.output.t.bytes + self.tok_embd.bytes / self.hp.n_vocab.max(1) as u64;
         for l in &self.layers {
             b += [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]
                 .iter()
-                .map(|t| t.bytes)
+                .map(|m| m.t.bytes)
                 .sum::<u64>();
         }
         b
@@ -259,7 +315,8 @@ impl Model {
         let eps = hp.norm_eps;
 
         // Token embeddings.
-        let emb = self.weight(&self.tok_embd);
+        let emb = &self.tok_embd;
+        let emb_data = self.file.tensor_data(emb);
         let erb = emb.dtype.row_bytes(d as u64).expect("validated") as usize;
         for (t, &id) in tokens.iter().enumerate() {
             if id as usize >= hp.n_vocab {
@@ -268,7 +325,7 @@ impl Model {
                     vocab: hp.n_vocab,
                 });
             }
-            let row = &emb.data[id as usize * erb..(id as usize + 1) * erb];
+            let row = &emb_data[id as usize * erb..(id as usize + 1) * erb];
             alc_quant::dequantize(emb.dtype, row, &mut st.x[t * d..(t + 1) * d])
                 .expect("executed type");
         }

@@ -52,8 +52,10 @@ fn compare(golden: &str) -> Option<Stats> {
         .collect();
     let top_ids = g["top_ids"].as_array().unwrap();
     let top_lp = g["top_logprobs"].as_array().unwrap();
-    let model = alc_models::load(&path).unwrap();
+    let mut model = alc_models::load(&path).unwrap();
     let be = CpuBackend::new(2);
+    // As the engine runs it: with the backend's repacked weights.
+    model.pack_weights(&be);
     let mut st = model.new_state(tokens.len(), CHUNK).unwrap();
     let nv = model.hp.n_vocab;
     let (mut agree, mut kl_sum, mut kl_max) = (0usize, 0f64, 0f64);

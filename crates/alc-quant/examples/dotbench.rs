@@ -17,7 +17,7 @@
 #![allow(clippy::too_many_arguments)]
 
 use alc_quant::WEIGHT_TYPES as TYPES;
-use alc_quant::{act_row_bytes, dot, dot_rows, quantize_act, DType};
+use alc_quant::{act_row_bytes, dot, dot_rows, packed, quantize_act, DType};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::time::Instant;
@@ -141,6 +141,46 @@ fn time_dot_rows(
     best
 }
 
+/// Best time (s) of `reps` passes of the packed kernel over `rows` rows (packed
+/// once beforehand), one 8-row group and k tokens a call.
+fn time_packed(
+    w: DType,
+    n: usize,
+    pk: &[u8],
+    rows: usize,
+    acts: &[u8],
+    stride: usize,
+    sums: &[i32],
+    k: usize,
+    reps: usize,
+) -> f64 {
+    let gb = w.row_bytes(n as u64).unwrap() as usize * packed::ROWS;
+    let ns = packed::act_sums_len(w, n).max(1);
+    let mut out = [0f32; 32];
+    let mut best = f64::MAX;
+    let mut sink = 0f32;
+    for _ in 0..reps {
+        let t = Instant::now();
+        for g in 0..rows / packed::ROWS {
+            packed::dot_group(
+                w,
+                n,
+                &pk[g * gb..(g + 1) * gb],
+                acts,
+                stride,
+                sums,
+                ns,
+                k,
+                &mut out,
+            );
+            sink += out[0];
+        }
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    std::hint::black_box(sink);
+    best
+}
+
 /// k = 1 over all rows, split between two threads (one per core here).
 fn time_dot_2threads(
     w: DType,
@@ -193,7 +233,7 @@ fn main() {
     );
     drop(probe);
     println!(
-        "{:<6} {:>9} {:>9} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12}",
+        "{:<6} {:>9} {:>9} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12}",
         "type",
         "row bytes",
         "k=1 GB/s",
@@ -202,7 +242,9 @@ fn main() {
         "k=4 GFLOP/s",
         "k=4 L2 GFLOP/s",
         "rows k=4",
-        "rows k=4 L2"
+        "rows k=4 L2",
+        "packed k=1",
+        "packed k=4 L2"
     );
     for w in TYPES {
         if only
@@ -228,9 +270,27 @@ fn main() {
         let t4c = time_dot(w, n, &wbuf, l2_rows, &acts, ab, 4, 3000);
         let t4r = time_dot_rows(w, n, &wbuf, rows, &acts, ab, 4, 5);
         let t4cr = time_dot_rows(w, n, &wbuf, l2_rows, &acts, ab, 4, 3000);
+        let (pk1, pk4) = if packed::supports(w) {
+            let rows8 = rows / packed::ROWS * packed::ROWS;
+            let l2_8 = (l2_rows / packed::ROWS).max(1) * packed::ROWS;
+            let pk = packed::pack(w, n, rows8, &wbuf[..rows8 * rb]).unwrap();
+            let ns = packed::act_sums_len(w, n).max(1);
+            let mut sums = vec![0i32; 4 * ns];
+            for j in 0..4 {
+                packed::act_sums(w, n, &acts[j * ab..], &mut sums[j * ns..]).unwrap();
+            }
+            let t1 = time_packed(w, n, &pk, rows8, &acts, ab, &sums, 1, 10);
+            let t4 = time_packed(w, n, &pk, l2_8, &acts, ab, &sums, 4, 3000);
+            (
+                format!("{:.2}", (rows8 * rb) as f64 / t1 / 1e9),
+                format!("{:.1}", 2.0 * (n * l2_8 * 4) as f64 / t4 / 1e9),
+            )
+        } else {
+            ("-".into(), "-".into())
+        };
         let flop = |rows: usize, k: usize| 2.0 * n as f64 * rows as f64 * k as f64;
         println!(
-            "{:<6} {:>9} {:>9.2} {:>12.2} {:>12.2} {:>12.1} {:>12.1} {:>12.1} {:>12.1}",
+            "{:<6} {:>9} {:>9.2} {:>12.2} {:>12.2} {:>12.1} {:>12.1} {:>12.1} {:>12.1} {:>12} {:>12}",
             w.name(),
             rb,
             (rows * rb) as f64 / t1 / 1e9,
@@ -240,6 +300,8 @@ fn main() {
             flop(l2_rows, 4) / t4c / 1e9,
             flop(rows, 4) / t4r / 1e9,
             flop(l2_rows, 4) / t4cr / 1e9,
+            pk1,
+            pk4,
         );
     }
 }

@@ -1430,6 +1430,136 @@ pub unsafe fn dot_rows(
 }
 
 // ---------------------------------------------------------------------------
+// packed (8 rows interleaved, see crate::packed)
+// ---------------------------------------------------------------------------
+
+/// One packed group of 8 rows × K tokens over `nb` blocks; `out[j * 8 + r]`.
+///
+/// Per block and 32-byte quant group: the low and high nibbles are two registers
+/// of 4 bytes per row; per token one broadcast 4-byte activation group each and a
+/// `vpmaddubsw` give 2 partial sums per row. The i16 partials of the 8 multiplies
+/// of a block add up without overflow (unsigned q ≤ 15, |y| ≤ 127: 8 × 2 × 15 ×
+/// 127 = 30 480), then one `vpmaddwd` by ones widens them to one i32 lane per
+/// row. Q4_0 subtracts the precomputed 8·Σy of the block; one convert and one FMA
+/// by d_w[8] × d_y fold the block in (Q4_1 adds m_w[8] × s_y with a second FMA).
+#[inline(always)]
+unsafe fn packed_group<const T: u8, const K: usize>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    stride: usize,
+    sums: *const i32,
+    sstride: usize,
+    out: *mut f32,
+) {
+    // SAFETY: the caller guarantees the features, that `w` holds nb packed blocks,
+    // `a` K activation rows of nb blocks at `stride`, `sums` (Q4_0) K rows of nb
+    // values at `sstride`, and `out` 8 × K floats.
+    unsafe {
+        let (pb, hdr, ab, yoff) = if T == LQ4_1 {
+            (160, 32, 36, 4)
+        } else {
+            (144, 16, 34, 2)
+        };
+        let tab = f16_table();
+        let m0f = _mm256_set1_epi8(0x0F);
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [_mm256_setzero_ps(); K];
+        let mut wp = w;
+        let mut ap = a;
+        for b in 0..nb {
+            let mut p = [_mm256_setzero_si256(); K];
+            for g in 0..4 {
+                let wv = load256(wp.add(hdr + 32 * g));
+                let lo = _mm256_and_si256(wv, m0f);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(wv), m0f);
+                for (j, pj) in p.iter_mut().enumerate() {
+                    let y = ap.add(j * stride + yoff + 4 * g);
+                    let ylo = _mm256_set1_epi32(ld32(y) as i32);
+                    let yhi = _mm256_set1_epi32(ld32(y.add(16)) as i32);
+                    let s = _mm256_add_epi16(
+                        _mm256_maddubs_epi16(lo, ylo),
+                        _mm256_maddubs_epi16(hi, yhi),
+                    );
+                    *pj = _mm256_add_epi16(*pj, s);
+                }
+            }
+            let dw = _mm256_cvtph_ps(load128(wp));
+            for (j, accj) in acc.iter_mut().enumerate() {
+                let mut i = _mm256_madd_epi16(p[j], ones);
+                if T == LQ4_0 {
+                    i = _mm256_sub_epi32(i, _mm256_set1_epi32(*sums.add(j * sstride + b)));
+                }
+                let yj = ap.add(j * stride);
+                let d = _mm256_mul_ps(dw, _mm256_set1_ps(f16_lut(tab, yj)));
+                *accj = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), d, *accj);
+                if T == LQ4_1 {
+                    let mw = _mm256_cvtph_ps(load128(wp.add(16)));
+                    *accj = _mm256_fmadd_ps(mw, _mm256_set1_ps(f16_lut(tab, yj.add(2))), *accj);
+                }
+            }
+            wp = wp.add(pb);
+            ap = ap.add(ab);
+        }
+        for (j, v) in acc.iter().enumerate() {
+            _mm256_storeu_ps(out.add(j * 8), *v);
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_packed_t<const T: u8, const K: usize>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    stride: usize,
+    sums: *const i32,
+    sstride: usize,
+    out: *mut f32,
+) {
+    // SAFETY: forwarded contract (see `packed_group`).
+    unsafe { packed_group::<T, K>(nb, w, a, stride, sums, sstride, out) }
+}
+
+/// SIMD packed-group dot (see `crate::packed::dot_group`).
+///
+/// # Safety
+/// AVX2, FMA and F16C must be available; `w` must hold `nb` packed blocks of type
+/// `t` (Q4_0 or Q4_1), `a` k activation rows of nb blocks at `stride`, `sums` (Q4_0)
+/// k rows of nb i32 at `sstride`, `out` 8 × k floats; 1 <= k <= 4.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub unsafe fn dot_packed(
+    t: DType,
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    stride: usize,
+    sums: *const i32,
+    sstride: usize,
+    k: usize,
+    out: *mut f32,
+) {
+    macro_rules! by_k {
+        ($t:expr) => {
+            match k {
+                1 => dot_packed_t::<{ $t }, 1>(nb, w, a, stride, sums, sstride, out),
+                2 => dot_packed_t::<{ $t }, 2>(nb, w, a, stride, sums, sstride, out),
+                3 => dot_packed_t::<{ $t }, 3>(nb, w, a, stride, sums, sstride, out),
+                _ => dot_packed_t::<{ $t }, 4>(nb, w, a, stride, sums, sstride, out),
+            }
+        };
+    }
+    // SAFETY: this function's contract is the kernels'.
+    unsafe {
+        match t {
+            DType::Q4_0 => by_k!(LQ4_0),
+            _ => by_k!(LQ4_1),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
 // quantize_act
 // ---------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod blocks;
+pub mod packed;
 pub mod reference;
 
 #[cfg(target_arch = "x86_64")]

@@ -1,0 +1,277 @@
+//! Weight matrices repacked at load time: 8 rows interleaved per block.
+//!
+//! Why. The row-major kernels ([`crate::dot_rows`]) keep one accumulator per
+//! (row, token) and must reduce it horizontally; per weight block and row they
+//! spend about as many shuffles and converts as multiplies. With 8 rows
+//! interleaved, one 256-bit register holds 4 quant bytes of each of the 8 rows, so
+//! one `vpmaddubsw` against a broadcast 4-byte group of one token gives partial
+//! sums for the 8 rows in 8 lanes: no horizontal reduction, one convert and one FMA
+//! per (8 rows, token, block), and the 8 row scales convert in one `vcvtph2ps`.
+//! This is the layout the x86 AVX2 kernels want; it is built only when those
+//! kernels run ([`supports`]), and the scalar path never sees it.
+//!
+//! Layout (pinned in docs/FORMAT.md, "Packed weights"). Rows are taken in groups
+//! of [`ROWS`]; a group is `nb` packed blocks, block b holding block b of each of
+//! the 8 rows:
+//! - Q4_0 (144 bytes = 8 × 18): `d[8]` (f16 scales of rows 0..8), then 4 groups of
+//!   32 bytes; group j holds, for r in 0..8, bytes `4j..4j+4` of row r's 16 quant
+//!   bytes (low nibble = element `4j + i`, high nibble = element `16 + 4j + i`).
+//! - Q4_1 (160 bytes = 8 × 20): `d[8]`, `m[8]` (f16), then the 128 quant bytes as
+//!   for Q4_0.
+//!
+//! A group therefore takes as many bytes as its 8 rows did (`8 × row_bytes`), and
+//! group g starts at `g × 8 × row_bytes`. The quants stay unsigned nibbles: the
+//! Q4_0 offset (−8) comes back through the per-block activation sums that
+//! [`act_sums`] precomputes (exact, in integers, as llama.cpp's integer dot).
+
+use crate::{act_row_bytes, isa_cached, DType, Isa, QuantError};
+
+/// Rows interleaved per packed group.
+pub const ROWS: usize = 8;
+
+/// Tokens one [`dot_group`] call takes at most.
+pub const MAX_TOKENS: usize = 4;
+
+/// Bytes of the scale header of one packed block (d, and m for Q4_1).
+fn header_bytes(w: DType) -> usize {
+    match w {
+        DType::Q4_1 => 4 * ROWS,
+        _ => 2 * ROWS,
+    }
+}
+
+fn packable(w: DType) -> bool {
+    matches!(w, DType::Q4_0 | DType::Q4_1)
+}
+
+/// Whether [`pack`] builds a layout for weight type `w` that this CPU's kernels
+/// run (Q4_0 and Q4_1 with AVX2; nothing on the scalar path).
+pub fn supports(w: DType) -> bool {
+    packable(w) && isa_cached() != Isa::Scalar
+}
+
+fn check_shape(w: DType, n: usize, rows: usize, src_len: usize) -> Result<usize, QuantError> {
+    if !packable(w) {
+        return Err(QuantError::UnsupportedType {
+            dtype: w,
+            op: "packed::pack",
+            supported: "Q4_0, Q4_1".into(),
+        });
+    }
+    if !n.is_multiple_of(w.block_size()) {
+        return Err(QuantError::RaggedLength {
+            dtype: w,
+            n,
+            block: w.block_size(),
+            what: "packed::pack row length",
+        });
+    }
+    if !rows.is_multiple_of(ROWS) {
+        return Err(QuantError::RaggedLength {
+            dtype: w,
+            n: rows,
+            block: ROWS,
+            what: "packed::pack row count",
+        });
+    }
+    let rb = n / w.block_size() * w.block_bytes();
+    let need = rb.saturating_mul(rows);
+    if src_len < need {
+        return Err(QuantError::LengthMismatch {
+            what: "packed::pack source bytes",
+            expected: need,
+            got: src_len,
+        });
+    }
+    Ok(rb)
+}
+
+/// Repack `rows` row-major rows of `n` elements of type `w` (`src`, as in a GGUF
+/// tensor) into the interleaved layout. `rows` must be a multiple of [`ROWS`].
+pub fn pack(w: DType, n: usize, rows: usize, src: &[u8]) -> Result<Vec<u8>, QuantError> {
+    let rb = check_shape(w, n, rows, src.len())?;
+    let mut out = vec![0u8; rb * rows];
+    pack_into(w, n, rows, src, &mut out)?;
+    Ok(out)
+}
+
+/// [`pack`] into a caller's buffer of at least `rows × row_bytes` bytes (so that
+/// several threads can each pack a range of row groups).
+pub fn pack_into(
+    w: DType,
+    n: usize,
+    rows: usize,
+    src: &[u8],
+    out: &mut [u8],
+) -> Result<(), QuantError> {
+    let rb = check_shape(w, n, rows, src.len())?;
+    if out.len() < rb * rows {
+        return Err(QuantError::LengthMismatch {
+            what: "packed::pack output bytes",
+            expected: rb * rows,
+            got: out.len(),
+        });
+    }
+    let (bb, hdr) = (w.block_bytes(), header_bytes(w));
+    let nb = n / w.block_size();
+    let pb = bb * ROWS;
+    for g in 0..rows / ROWS {
+        for b in 0..nb {
+            let dst = &mut out[(g * nb + b) * pb..(g * nb + b + 1) * pb];
+            for r in 0..ROWS {
+                let s = &src[(g * ROWS + r) * rb + b * bb..][..bb];
+                // Scales (and mins): field f of row r at f × 16 + 2r.
+                for f in 0..hdr / (2 * ROWS) {
+                    dst[f * 2 * ROWS + 2 * r..][..2].copy_from_slice(&s[2 * f..2 * f + 2]);
+                }
+                let qs = &s[hdr / ROWS..];
+                for j in 0..4 {
+                    dst[hdr + j * 32 + r * 4..][..4].copy_from_slice(&qs[4 * j..4 * j + 4]);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The inverse of [`pack`]: back to row-major rows (tests, and tools that read a
+/// packed matrix).
+pub fn unpack(w: DType, n: usize, rows: usize, packed: &[u8]) -> Result<Vec<u8>, QuantError> {
+    let rb = check_shape(w, n, rows, packed.len())?;
+    let (bb, hdr) = (w.block_bytes(), header_bytes(w));
+    let nb = n / w.block_size();
+    let pb = bb * ROWS;
+    let mut out = vec![0u8; rb * rows];
+    for g in 0..rows / ROWS {
+        for b in 0..nb {
+            let src = &packed[(g * nb + b) * pb..(g * nb + b + 1) * pb];
+            for r in 0..ROWS {
+                let d = &mut out[(g * ROWS + r) * rb + b * bb..][..bb];
+                for f in 0..hdr / (2 * ROWS) {
+                    d[2 * f..2 * f + 2].copy_from_slice(&src[f * 2 * ROWS + 2 * r..][..2]);
+                }
+                for j in 0..4 {
+                    d[hdr / ROWS + 4 * j..][..4].copy_from_slice(&src[hdr + j * 32 + r * 4..][..4]);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Number of i32 values [`act_sums`] writes for one activation row of `n`
+/// elements (0 for types that need none).
+pub fn act_sums_len(w: DType, n: usize) -> usize {
+    match w {
+        DType::Q4_0 => n / 32,
+        _ => 0,
+    }
+}
+
+/// Per-block activation sums that the packed kernels of `w` need, for one row of
+/// quantized activations (`quantize_act(w, …)` output, `n` elements): for Q4_0,
+/// `out[b] = 8 × Σ q` over block b's 32 activation quants (the weight offset, applied
+/// once per block in integers). Nothing for Q4_1 (its Q8_1 blocks carry `s`).
+pub fn act_sums(w: DType, n: usize, act_row: &[u8], out: &mut [i32]) -> Result<(), QuantError> {
+    let need = act_row_bytes(w, n)?;
+    if act_row.len() < need {
+        return Err(QuantError::LengthMismatch {
+            what: "packed::act_sums activation bytes",
+            expected: need,
+            got: act_row.len(),
+        });
+    }
+    let m = act_sums_len(w, n);
+    if out.len() < m {
+        return Err(QuantError::LengthMismatch {
+            what: "packed::act_sums output",
+            expected: m,
+            got: out.len(),
+        });
+    }
+    for (b, o) in out[..m].iter_mut().enumerate() {
+        let qs = &act_row[b * 34 + 2..b * 34 + 34];
+        *o = 8 * qs.iter().map(|&q| q as i8 as i32).sum::<i32>();
+    }
+    Ok(())
+}
+
+/// `out[j * ROWS + r] = dot(row r of the packed group, activation row j)` for
+/// r < 8 and j < k (1..=[`MAX_TOKENS`]).
+///
+/// `group`: one packed group (8 rows of `n` elements, `8 × row_bytes` bytes);
+/// `acts`: k activation rows as for [`crate::dot`] (`quantize_act` output, row j at
+/// `j × act_stride`); `sums`: for Q4_0, k rows of [`act_sums`] output at
+/// `j × sums_stride` (ignored for Q4_1). Results agree with
+/// [`crate::reference::dot`] on the unpacked rows within float rounding.
+///
+/// Panics if [`supports`] is false for `w` (callers pack only what it accepts) or a
+/// buffer is too short.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub fn dot_group(
+    w: DType,
+    n: usize,
+    group: &[u8],
+    acts: &[u8],
+    act_stride: usize,
+    sums: &[i32],
+    sums_stride: usize,
+    k: usize,
+    out: &mut [f32],
+) {
+    assert!(packable(w), "packed::dot_group: {w} has no packed layout");
+    assert!(
+        (1..=MAX_TOKENS).contains(&k),
+        "packed::dot_group: k = {k} must be 1..={MAX_TOKENS}"
+    );
+    let nb = n / w.block_size();
+    let gbytes = nb.saturating_mul(w.block_bytes() * ROWS);
+    assert!(
+        group.len() >= gbytes,
+        "packed::dot_group: group has {} bytes, need {gbytes}",
+        group.len()
+    );
+    let arb = act_row_bytes(w, n).expect("packable type");
+    let abytes = (k - 1).saturating_mul(act_stride).saturating_add(arb);
+    assert!(
+        acts.len() >= abytes,
+        "packed::dot_group: activations have {} bytes, need {abytes}",
+        acts.len()
+    );
+    let m = act_sums_len(w, n);
+    if m > 0 {
+        let sneed = (k - 1).saturating_mul(sums_stride).saturating_add(m);
+        assert!(
+            sums.len() >= sneed,
+            "packed::dot_group: sums have {} values, need {sneed}",
+            sums.len()
+        );
+    }
+    assert!(
+        out.len() >= k * ROWS,
+        "packed::dot_group: out has {} floats, need {}",
+        out.len(),
+        k * ROWS
+    );
+    match isa_cached() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => {
+            // SAFETY: AVX2+FMA+F16C detected; every buffer length asserted above.
+            unsafe {
+                crate::avx2::dot_packed(
+                    w,
+                    nb,
+                    group.as_ptr(),
+                    acts.as_ptr(),
+                    act_stride,
+                    sums.as_ptr(),
+                    sums_stride,
+                    k,
+                    out.as_mut_ptr(),
+                )
+            }
+        }
+        Isa::Scalar => panic!("packed::dot_group: no packed kernels on the scalar path"),
+    }
+}

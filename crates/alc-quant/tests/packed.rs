@@ -1,0 +1,195 @@
+//! The 8-row packed layout: round trip, and the packed kernels against the scalar
+//! reference on the unpacked rows (random and extreme inputs, every k, odd widths).
+
+use alc_quant::{act_row_bytes, dequantize, packed, quantize_act, reference, DType};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+const TYPES: [DType; 2] = [DType::Q4_0, DType::Q4_1];
+
+fn rand_f16(rng: &mut SmallRng, lo: f32, hi: f32) -> [u8; 2] {
+    half::f16::from_f32(rng.gen_range(lo..hi)).to_le_bytes()
+}
+
+/// `rows` random rows of `n` elements: random quant bytes, sane scales.
+fn random_rows(w: DType, rng: &mut SmallRng, n: usize, rows: usize, fill: Option<u8>) -> Vec<u8> {
+    let bb = w.block_bytes();
+    let mut v: Vec<u8> = (0..rows * n / 32 * bb).map(|_| rng.gen()).collect();
+    for b in v.chunks_exact_mut(bb) {
+        let q0 = if w == DType::Q4_1 {
+            b[0..2].copy_from_slice(&rand_f16(rng, 0.0, 0.1));
+            b[2..4].copy_from_slice(&rand_f16(rng, -1.0, 1.0));
+            4
+        } else {
+            b[0..2].copy_from_slice(&rand_f16(rng, -0.1, 0.1));
+            2
+        };
+        if let Some(f) = fill {
+            b[q0..].fill(f);
+        }
+    }
+    v
+}
+
+/// Four activation rows at a padded stride, quantized from random floats, or with
+/// every quant at ±127 (`extreme`).
+fn acts(w: DType, rng: &mut SmallRng, n: usize, extreme: bool) -> (Vec<u8>, usize) {
+    let ab = act_row_bytes(w, n).unwrap();
+    let stride = ab + 5;
+    let mut buf = vec![0u8; 4 * stride];
+    for j in 0..4 {
+        let x: Vec<f32> = (0..n)
+            .map(|i| {
+                if extreme {
+                    if (i + j) % 2 == 0 {
+                        1.0
+                    } else {
+                        -1.0
+                    }
+                } else {
+                    rng.gen_range(-1.0..1.0)
+                }
+            })
+            .collect();
+        // All-equal magnitudes quantize to ±127 everywhere.
+        let x: Vec<f32> = if extreme && j >= 2 {
+            x.iter()
+                .map(|v| v.abs() * if j == 2 { 1.0 } else { -1.0 })
+                .collect()
+        } else {
+            x
+        };
+        quantize_act(w, &x, &mut buf[j * stride..j * stride + ab]).unwrap();
+    }
+    (buf, stride)
+}
+
+fn check(w: DType, n: usize, rows: usize, src: &[u8], act: &[u8], stride: usize, ctx: &str) {
+    let pk = packed::pack(w, n, rows, src).unwrap();
+    assert_eq!(pk.len(), src.len(), "{ctx}: packed size");
+    assert_eq!(
+        packed::unpack(w, n, rows, &pk).unwrap(),
+        src,
+        "{ctx}: round trip"
+    );
+    let ab = act_row_bytes(w, n).unwrap();
+    let ns = packed::act_sums_len(w, n);
+    let mut sums = vec![0i32; 4 * ns.max(1)];
+    for j in 0..4 {
+        packed::act_sums(w, n, &act[j * stride..], &mut sums[j * ns.max(1)..]).unwrap();
+    }
+    let rb = n / 32 * w.block_bytes();
+    let mut wd = vec![0f32; n];
+    let mut ad = vec![0f32; n];
+    let at = alc_quant::act_type(w).unwrap();
+    for g in 0..rows / packed::ROWS {
+        let group = &pk[g * 8 * rb..(g + 1) * 8 * rb];
+        for k in 1..=packed::MAX_TOKENS {
+            let mut out = [0f32; 32];
+            packed::dot_group(w, n, group, act, stride, &sums, ns.max(1), k, &mut out);
+            for r in 0..8 {
+                let row = &src[(g * 8 + r) * rb..(g * 8 + r + 1) * rb];
+                dequantize(w, row, &mut wd).unwrap();
+                let mut want = [0f32; 4];
+                reference::dot(w, n, row, act, stride, k, &mut want);
+                for j in 0..k {
+                    dequantize(at, &act[j * stride..j * stride + ab], &mut ad).unwrap();
+                    let mag: f32 = wd.iter().zip(&ad).map(|(x, y)| (x * y).abs()).sum();
+                    let got = out[j * 8 + r];
+                    assert!(
+                        (got - want[j]).abs() <= 1e-4 * mag + 1e-30,
+                        "{ctx}: {w} n={n} group {g} row {r} k={k} token {j}: packed {got} vs reference {}",
+                        want[j]
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn packed_kernels_match_reference() {
+    if !packed::supports(DType::Q4_0) {
+        eprintln!(
+            "no packed kernels on this CPU ({}); skipped",
+            alc_quant::isa()
+        );
+        return;
+    }
+    let mut rng = SmallRng::seed_from_u64(11);
+    for w in TYPES {
+        for n in [32, 96, 576, 1536, 4864] {
+            let rows = if n > 1536 { 8 } else { 24 };
+            let src = random_rows(w, &mut rng, n, rows, None);
+            let (a, stride) = acts(w, &mut rng, n, false);
+            check(w, n, rows, &src, &a, stride, "random");
+        }
+    }
+}
+
+#[test]
+fn packed_kernels_do_not_saturate() {
+    if !packed::supports(DType::Q4_0) {
+        return;
+    }
+    let mut rng = SmallRng::seed_from_u64(12);
+    for w in TYPES {
+        for fill in [0x00u8, 0xFF, 0x88, 0x0F, 0xF0] {
+            let n = 512;
+            let src = random_rows(w, &mut rng, n, 8, Some(fill));
+            let (a, stride) = acts(w, &mut rng, n, true);
+            check(w, n, 8, &src, &a, stride, &format!("fill {fill:#x}"));
+        }
+    }
+}
+
+#[test]
+fn pack_layout_is_pinned() {
+    // Row r, block b: scale = r + 8b (as f16), quant byte i = 16r + i. The packed
+    // block b starts with the 8 scales, then group j holds bytes 4j..4j+4 of each row.
+    let (n, rows) = (64, 8);
+    let mut src = vec![0u8; rows * 2 * 18];
+    for r in 0..rows {
+        for b in 0..2 {
+            let blk = &mut src[r * 36 + b * 18..][..18];
+            blk[..2].copy_from_slice(&half::f16::from_f32((r + 8 * b) as f32).to_le_bytes());
+            for i in 0..16 {
+                blk[2 + i] = (16 * r + i) as u8;
+            }
+        }
+    }
+    let pk = packed::pack(DType::Q4_0, n, rows, &src).unwrap();
+    for b in 0..2 {
+        let blk = &pk[b * 144..(b + 1) * 144];
+        for r in 0..8 {
+            let d = half::f16::from_le_bytes([blk[2 * r], blk[2 * r + 1]]).to_f32();
+            assert_eq!(d, (r + 8 * b) as f32);
+            for j in 0..4 {
+                for i in 0..4 {
+                    assert_eq!(blk[16 + 32 * j + 4 * r + i], (16 * r + 4 * j + i) as u8);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn pack_rejects_bad_shapes() {
+    let src = vec![0u8; 8 * 18];
+    let e = packed::pack(DType::Q4_0, 32, 7, &src)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("row count") && e.contains('7'), "{e}");
+    let e = packed::pack(DType::Q4_0, 32, 16, &src)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("288") && e.contains("144"), "{e}");
+    let e = packed::pack(DType::Q6_K, 256, 8, &src)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("Q6_K"), "{e}");
+    let e = packed::pack(DType::Q4_0, 33, 8, &src)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("33"), "{e}");
+}
