@@ -1436,12 +1436,14 @@ pub unsafe fn dot_rows(
 /// One packed group of 8 rows × K tokens over `nb` blocks; `out[j * 8 + r]`.
 ///
 /// Per block and 32-byte quant group: the low and high nibbles are two registers
-/// of 4 bytes per row; per token one broadcast 4-byte activation group each and a
-/// `vpmaddubsw` give 2 partial sums per row. The i16 partials of the 8 multiplies
-/// of a block add up without overflow (unsigned q ≤ 15, |y| ≤ 127: 8 × 2 × 15 ×
-/// 127 = 30 480), then one `vpmaddwd` by ones widens them to one i32 lane per
-/// row. Q4_0 subtracts the precomputed 8·Σy of the block; one convert and one FMA
-/// by d_w[8] × d_y fold the block in (Q4_1 adds m_w[8] × s_y with a second FMA).
+/// of 4 bytes per row (Q5_0 ORs in its fifth bits, each one shift and one AND
+/// away thanks to the regrouped layout); per token one broadcast 4-byte
+/// activation group each and a `vpmaddubsw` give 2 partial sums per row. The i16
+/// partials add up without overflow: for 4-bit quants all 8 multiplies of a block
+/// (8 × 2 × 15 × 127 = 30 480), for 5-bit quants 4 of them (4 × 2 × 31 × 127 =
+/// 31 496), then `vpmaddwd` by ones widens to one i32 lane per row. Q4_0 / Q5_0
+/// subtract the precomputed offset·Σy of the block; one convert and one FMA by
+/// d_w[8] × d_y fold the block in (Q4_1 adds m_w[8] × s_y with a second FMA).
 #[inline(always)]
 unsafe fn packed_group<const T: u8, const K: usize>(
     nb: usize,
@@ -1453,26 +1455,44 @@ unsafe fn packed_group<const T: u8, const K: usize>(
     out: *mut f32,
 ) {
     // SAFETY: the caller guarantees the features, that `w` holds nb packed blocks,
-    // `a` K activation rows of nb blocks at `stride`, `sums` (Q4_0) K rows of nb
-    // values at `sstride`, and `out` 8 × K floats.
+    // `a` K activation rows of nb blocks at `stride`, `sums` (Q4_0/Q5_0) K rows of
+    // nb values at `sstride`, and `out` 8 × K floats.
     unsafe {
-        let (pb, hdr, ab, yoff) = if T == LQ4_1 {
-            (160, 32, 36, 4)
-        } else {
-            (144, 16, 34, 2)
+        let (pb, qs_at, ab, yoff) = match T {
+            LQ4_1 => (160, 32, 36, 4),
+            LQ5_0 => (176, 48, 34, 2),
+            _ => (144, 16, 34, 2),
         };
         let tab = f16_table();
         let m0f = _mm256_set1_epi8(0x0F);
+        let bit4 = _mm256_set1_epi8(0x10);
         let ones = _mm256_set1_epi16(1);
         let mut acc = [_mm256_setzero_ps(); K];
         let mut wp = w;
         let mut ap = a;
         for b in 0..nb {
             let mut p = [_mm256_setzero_si256(); K];
+            let mut p32 = [_mm256_setzero_si256(); K];
+            let qh = if T == LQ5_0 {
+                load256(wp.add(16))
+            } else {
+                _mm256_setzero_si256()
+            };
             for g in 0..4 {
-                let wv = load256(wp.add(hdr + 32 * g));
-                let lo = _mm256_and_si256(wv, m0f);
-                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(wv), m0f);
+                let wv = load256(wp.add(qs_at + 32 * g));
+                let mut lo = _mm256_and_si256(wv, m0f);
+                let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(wv), m0f);
+                if T == LQ5_0 {
+                    // Group g's fifth bits: bit 8i + g (low) and 8i + 4 + g (high).
+                    let (l, h) = match g {
+                        0 => (_mm256_slli_epi32::<4>(qh), qh),
+                        1 => (_mm256_slli_epi32::<3>(qh), _mm256_srli_epi32::<1>(qh)),
+                        2 => (_mm256_slli_epi32::<2>(qh), _mm256_srli_epi32::<2>(qh)),
+                        _ => (_mm256_slli_epi32::<1>(qh), _mm256_srli_epi32::<3>(qh)),
+                    };
+                    lo = _mm256_or_si256(lo, _mm256_and_si256(l, bit4));
+                    hi = _mm256_or_si256(hi, _mm256_and_si256(h, bit4));
+                }
                 for (j, pj) in p.iter_mut().enumerate() {
                     let y = ap.add(j * stride + yoff + 4 * g);
                     let ylo = _mm256_set1_epi32(ld32(y) as i32);
@@ -1483,11 +1503,20 @@ unsafe fn packed_group<const T: u8, const K: usize>(
                     );
                     *pj = _mm256_add_epi16(*pj, s);
                 }
+                if T == LQ5_0 && g == 1 {
+                    for (pj, qj) in p.iter_mut().zip(p32.iter_mut()) {
+                        *qj = _mm256_madd_epi16(*pj, ones);
+                        *pj = _mm256_setzero_si256();
+                    }
+                }
             }
             let dw = _mm256_cvtph_ps(load128(wp));
             for (j, accj) in acc.iter_mut().enumerate() {
                 let mut i = _mm256_madd_epi16(p[j], ones);
-                if T == LQ4_0 {
+                if T == LQ5_0 {
+                    i = _mm256_add_epi32(i, p32[j]);
+                }
+                if T == LQ4_0 || T == LQ5_0 {
                     i = _mm256_sub_epi32(i, _mm256_set1_epi32(*sums.add(j * sstride + b)));
                 }
                 let yj = ap.add(j * stride);
@@ -1525,7 +1554,7 @@ unsafe fn dot_packed_t<const T: u8, const K: usize>(
 ///
 /// # Safety
 /// AVX2, FMA and F16C must be available; `w` must hold `nb` packed blocks of type
-/// `t` (Q4_0 or Q4_1), `a` k activation rows of nb blocks at `stride`, `sums` (Q4_0)
+/// `t` (Q4_0, Q4_1 or Q5_0), `a` k activation rows of nb blocks at `stride`, `sums` (Q4_0)
 /// k rows of nb i32 at `sstride`, `out` 8 × k floats; 1 <= k <= 4.
 #[allow(clippy::too_many_arguments)]
 #[inline]
@@ -1554,6 +1583,7 @@ pub unsafe fn dot_packed(
     unsafe {
         match t {
             DType::Q4_0 => by_k!(LQ4_0),
+            DType::Q5_0 => by_k!(LQ5_0),
             _ => by_k!(LQ4_1),
         }
     }

@@ -18,10 +18,14 @@
 //!   bytes (low nibble = element `4j + i`, high nibble = element `16 + 4j + i`).
 //! - Q4_1 (160 bytes = 8 × 20): `d[8]`, `m[8]` (f16), then the 128 quant bytes as
 //!   for Q4_0.
+//! - Q5_0 (176 bytes = 8 × 22): `d[8]`, then each row's 32 fifth bits as a u32
+//!   regrouped so that group j's bits sit one shift away from bit 4 of each byte
+//!   (bit `8i + j` = element `4j + i`, bit `8i + 4 + j` = element `16 + 4j + i`),
+//!   then the 128 quant bytes as for Q4_0.
 //!
 //! A group therefore takes as many bytes as its 8 rows did (`8 × row_bytes`), and
-//! group g starts at `g × 8 × row_bytes`. The quants stay unsigned nibbles: the
-//! Q4_0 offset (−8) comes back through the per-block activation sums that
+//! group g starts at `g × 8 × row_bytes`. The quants stay unsigned: the Q4_0 and
+//! Q5_0 offsets (−8, −16) come back through the per-block activation sums that
 //! [`act_sums`] precomputes (exact, in integers, as llama.cpp's integer dot).
 
 use crate::{act_row_bytes, isa_cached, DType, Isa, QuantError};
@@ -32,20 +36,67 @@ pub const ROWS: usize = 8;
 /// Tokens one [`dot_group`] call takes at most.
 pub const MAX_TOKENS: usize = 4;
 
-/// Bytes of the scale header of one packed block (d, and m for Q4_1).
-fn header_bytes(w: DType) -> usize {
+/// Where one row's block goes in a packed block: `f16s` f16 fields (d, and m for
+/// Q4_1) at `f · 16 + 2r`, for Q5_0 the regrouped fifth bits at `16 + 4r`, then the
+/// 128 quant bytes at `qs_at`.
+struct Shape {
+    f16s: usize,
+    qh: bool,
+    qs_at: usize,
+}
+
+fn shape(w: DType) -> Shape {
     match w {
-        DType::Q4_1 => 4 * ROWS,
-        _ => 2 * ROWS,
+        DType::Q4_1 => Shape {
+            f16s: 2,
+            qh: false,
+            qs_at: 32,
+        },
+        DType::Q5_0 => Shape {
+            f16s: 1,
+            qh: true,
+            qs_at: 48,
+        },
+        _ => Shape {
+            f16s: 1,
+            qh: false,
+            qs_at: 16,
+        },
     }
 }
 
 fn packable(w: DType) -> bool {
-    matches!(w, DType::Q4_0 | DType::Q4_1)
+    matches!(w, DType::Q4_0 | DType::Q4_1 | DType::Q5_0)
+}
+
+/// Q5_0's fifth bits (bit e = element e) regrouped so that the kernel finds the
+/// bits of quant group j with one shift: bit `8i + j` = element `4j + i` (low
+/// nibbles), bit `8i + 4 + j` = element `16 + 4j + i` (high nibbles).
+fn regroup_qh(qh: u32) -> u32 {
+    let mut out = 0;
+    for j in 0..4 {
+        for i in 0..4 {
+            out |= ((qh >> (4 * j + i)) & 1) << (8 * i + j);
+            out |= ((qh >> (16 + 4 * j + i)) & 1) << (8 * i + 4 + j);
+        }
+    }
+    out
+}
+
+/// The inverse of [`regroup_qh`].
+fn ungroup_qh(g: u32) -> u32 {
+    let mut out = 0;
+    for j in 0..4 {
+        for i in 0..4 {
+            out |= ((g >> (8 * i + j)) & 1) << (4 * j + i);
+            out |= ((g >> (8 * i + 4 + j)) & 1) << (16 + 4 * j + i);
+        }
+    }
+    out
 }
 
 /// Whether [`pack`] builds a layout for weight type `w` that this CPU's kernels
-/// run (Q4_0 and Q4_1 with AVX2; nothing on the scalar path).
+/// run (Q4_0, Q4_1 and Q5_0 with AVX2; nothing on the scalar path).
 pub fn supports(w: DType) -> bool {
     packable(w) && isa_cached() != Isa::Scalar
 }
@@ -55,7 +106,7 @@ fn check_shape(w: DType, n: usize, rows: usize, src_len: usize) -> Result<usize,
         return Err(QuantError::UnsupportedType {
             dtype: w,
             op: "packed::pack",
-            supported: "Q4_0, Q4_1".into(),
+            supported: "Q4_0, Q4_1, Q5_0".into(),
         });
     }
     if !n.is_multiple_of(w.block_size()) {
@@ -112,7 +163,7 @@ pub fn pack_into(
             got: out.len(),
         });
     }
-    let (bb, hdr) = (w.block_bytes(), header_bytes(w));
+    let (bb, sh) = (w.block_bytes(), shape(w));
     let nb = n / w.block_size();
     let pb = bb * ROWS;
     for g in 0..rows / ROWS {
@@ -120,13 +171,18 @@ pub fn pack_into(
             let dst = &mut out[(g * nb + b) * pb..(g * nb + b + 1) * pb];
             for r in 0..ROWS {
                 let s = &src[(g * ROWS + r) * rb + b * bb..][..bb];
-                // Scales (and mins): field f of row r at f × 16 + 2r.
-                for f in 0..hdr / (2 * ROWS) {
+                for f in 0..sh.f16s {
                     dst[f * 2 * ROWS + 2 * r..][..2].copy_from_slice(&s[2 * f..2 * f + 2]);
                 }
-                let qs = &s[hdr / ROWS..];
+                let mut at = 2 * sh.f16s;
+                if sh.qh {
+                    let qh = u32::from_le_bytes(s[at..at + 4].try_into().expect("4 bytes"));
+                    dst[16 + 4 * r..][..4].copy_from_slice(&regroup_qh(qh).to_le_bytes());
+                    at += 4;
+                }
                 for j in 0..4 {
-                    dst[hdr + j * 32 + r * 4..][..4].copy_from_slice(&qs[4 * j..4 * j + 4]);
+                    dst[sh.qs_at + j * 32 + r * 4..][..4]
+                        .copy_from_slice(&s[at + 4 * j..at + 4 * j + 4]);
                 }
             }
         }
@@ -138,7 +194,7 @@ pub fn pack_into(
 /// packed matrix).
 pub fn unpack(w: DType, n: usize, rows: usize, packed: &[u8]) -> Result<Vec<u8>, QuantError> {
     let rb = check_shape(w, n, rows, packed.len())?;
-    let (bb, hdr) = (w.block_bytes(), header_bytes(w));
+    let (bb, sh) = (w.block_bytes(), shape(w));
     let nb = n / w.block_size();
     let pb = bb * ROWS;
     let mut out = vec![0u8; rb * rows];
@@ -147,11 +203,17 @@ pub fn unpack(w: DType, n: usize, rows: usize, packed: &[u8]) -> Result<Vec<u8>,
             let src = &packed[(g * nb + b) * pb..(g * nb + b + 1) * pb];
             for r in 0..ROWS {
                 let d = &mut out[(g * ROWS + r) * rb + b * bb..][..bb];
-                for f in 0..hdr / (2 * ROWS) {
+                for f in 0..sh.f16s {
                     d[2 * f..2 * f + 2].copy_from_slice(&src[f * 2 * ROWS + 2 * r..][..2]);
                 }
+                let mut at = 2 * sh.f16s;
+                if sh.qh {
+                    let q = u32::from_le_bytes(src[16 + 4 * r..][..4].try_into().expect("4 bytes"));
+                    d[at..at + 4].copy_from_slice(&ungroup_qh(q).to_le_bytes());
+                    at += 4;
+                }
                 for j in 0..4 {
-                    d[hdr / ROWS + 4 * j..][..4].copy_from_slice(&src[hdr + j * 32 + r * 4..][..4]);
+                    d[at + 4 * j..][..4].copy_from_slice(&src[sh.qs_at + j * 32 + r * 4..][..4]);
                 }
             }
         }
@@ -162,16 +224,26 @@ pub fn unpack(w: DType, n: usize, rows: usize, packed: &[u8]) -> Result<Vec<u8>,
 /// Number of i32 values [`act_sums`] writes for one activation row of `n`
 /// elements (0 for types that need none).
 pub fn act_sums_len(w: DType, n: usize) -> usize {
+    match offset(w) {
+        0 => 0,
+        _ => n / 32,
+    }
+}
+
+/// The constant that unsigned quants of `w` carry (value = q − offset; 0: none).
+fn offset(w: DType) -> i32 {
     match w {
-        DType::Q4_0 => n / 32,
+        DType::Q4_0 => 8,
+        DType::Q5_0 => 16,
         _ => 0,
     }
 }
 
 /// Per-block activation sums that the packed kernels of `w` need, for one row of
-/// quantized activations (`quantize_act(w, …)` output, `n` elements): for Q4_0,
-/// `out[b] = 8 × Σ q` over block b's 32 activation quants (the weight offset, applied
-/// once per block in integers). Nothing for Q4_1 (its Q8_1 blocks carry `s`).
+/// quantized activations (`quantize_act(w, …)` output, `n` elements): for Q4_0
+/// (Q5_0), `out[b] = 8 × Σ q` (16 × Σ q) over block b's 32 activation quants: the
+/// weight offset, applied once per block in integers. Nothing for Q4_1 (its Q8_1
+/// blocks carry `s`).
 pub fn act_sums(w: DType, n: usize, act_row: &[u8], out: &mut [i32]) -> Result<(), QuantError> {
     let need = act_row_bytes(w, n)?;
     if act_row.len() < need {
@@ -191,7 +263,7 @@ pub fn act_sums(w: DType, n: usize, act_row: &[u8], out: &mut [i32]) -> Result<(
     }
     for (b, o) in out[..m].iter_mut().enumerate() {
         let qs = &act_row[b * 34 + 2..b * 34 + 34];
-        *o = 8 * qs.iter().map(|&q| q as i8 as i32).sum::<i32>();
+        *o = offset(w) * qs.iter().map(|&q| q as i8 as i32).sum::<i32>();
     }
     Ok(())
 }
@@ -201,7 +273,7 @@ pub fn act_sums(w: DType, n: usize, act_row: &[u8], out: &mut [i32]) -> Result<(
 ///
 /// `group`: one packed group (8 rows of `n` elements, `8 × row_bytes` bytes);
 /// `acts`: k activation rows as for [`crate::dot`] (`quantize_act` output, row j at
-/// `j × act_stride`); `sums`: for Q4_0, k rows of [`act_sums`] output at
+/// `j × act_stride`); `sums`: for Q4_0 and Q5_0, k rows of [`act_sums`] output at
 /// `j × sums_stride` (ignored for Q4_1). Results agree with
 /// [`crate::reference::dot`] on the unpacked rows within float rounding.
 ///

@@ -5,7 +5,7 @@ use alc_quant::{act_row_bytes, dequantize, packed, quantize_act, reference, DTyp
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-const TYPES: [DType; 2] = [DType::Q4_0, DType::Q4_1];
+const TYPES: [DType; 3] = [DType::Q4_0, DType::Q4_1, DType::Q5_0];
 
 fn rand_f16(rng: &mut SmallRng, lo: f32, hi: f32) -> [u8; 2] {
     half::f16::from_f32(rng.gen_range(lo..hi)).to_le_bytes()
@@ -192,4 +192,24 @@ fn pack_rejects_bad_shapes() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("33"), "{e}");
+}
+
+#[test]
+fn q5_0_fifth_bits_are_regrouped() {
+    // One row group, one block; row r has the single fifth bit of element e_r set.
+    let elems = [0usize, 5, 15, 16, 19, 26, 31, 12];
+    let mut src = vec![0u8; 8 * 22];
+    for (r, &e) in elems.iter().enumerate() {
+        let blk = &mut src[r * 22..(r + 1) * 22];
+        blk[..2].copy_from_slice(&half::f16::from_f32(1.0).to_le_bytes());
+        blk[2..6].copy_from_slice(&(1u32 << e).to_le_bytes());
+    }
+    let pk = packed::pack(DType::Q5_0, 32, 8, &src).unwrap();
+    for (r, &e) in elems.iter().enumerate() {
+        let g = u32::from_le_bytes(pk[16 + 4 * r..20 + 4 * r].try_into().unwrap());
+        let (j, i, hi) = ((e % 16) / 4, e % 4, e >= 16);
+        let want = 1u32 << (8 * i + j + if hi { 4 } else { 0 });
+        assert_eq!(g, want, "row {r} element {e}");
+    }
+    assert_eq!(packed::unpack(DType::Q5_0, 32, 8, &pk).unwrap(), src);
 }
