@@ -217,6 +217,41 @@ impl CpuBackend {
     }
 }
 
+impl CpuBackend {
+    /// Prompt attention ([`crate::flash`]): one task per (KV head, run of tokens),
+    /// the latest tokens (the longest causal rows) first.
+    #[cfg(target_arch = "x86_64")]
+    fn attention_tiled(&self, q: &[f32], k: &[f16], v: &[f16], s: &AttnShape, out: &mut [f32]) {
+        use crate::flash;
+        let g = s.n_head / s.n_kv_head;
+        let tpt = flash::tokens_per_task(g);
+        let runs = s.n_tokens.div_ceil(tpt);
+        let tasks = runs * s.n_kv_head;
+        let per = flash::scratch_floats(s.head_dim, tpt * g);
+        let nth = self.pool.n_threads();
+        let mut scratch = self.attn.lock().unwrap_or_else(|e| e.into_inner());
+        if scratch.len() < nth * per {
+            scratch.resize(nth * per, 0.0);
+        }
+        let sp = SyncPtr(scratch.as_mut_ptr());
+        let outp = SyncPtr(out.as_mut_ptr());
+        let chunks = n_chunks(tasks, nth, 4 * CHUNKS_PER_THREAD, 1);
+        self.pool.run(chunks, |tid, c| {
+            // SAFETY: each thread owns its scratch slice.
+            let mine = unsafe { sp.slice(tid * per, per) };
+            for i in split_range(tasks, chunks, c).map(|i| tasks - 1 - i) {
+                let (run, kvh) = (i / s.n_kv_head, i % s.n_kv_head);
+                let t0 = run * tpt;
+                let t1 = (t0 + tpt).min(s.n_tokens);
+                // SAFETY: AVX2+FMA+F16C checked (`self.simd`), `handles(s)`, the
+                // caches hold the shape's rows, the scratch is sized for the task,
+                // and (run, kvh) owns its rows of `out`.
+                unsafe { flash::task(q, k, v, s, kvh, t0, t1, mine, outp) };
+            }
+        });
+    }
+}
+
 impl Backend for CpuBackend {
     fn name(&self) -> String {
         format!(
@@ -334,6 +369,11 @@ impl Backend for CpuBackend {
     }
 
     fn attention(&self, q: &[f32], k: &[f16], v: &[f16], s: &AttnShape, out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.simd && crate::flash::handles(s) {
+            self.attention_tiled(q, k, v, s, out);
+            return;
+        }
         let hd = s.head_dim;
         let nth = self.pool.n_threads();
         let per = s.ctx + 3 * hd;
@@ -496,7 +536,7 @@ fn attend_one_slices(
 /// f16 helpers; callers have checked AVX2+FMA+F16C (see `has_avx2`). The scalar
 /// fallbacks round exactly like the SIMD code (f32 arithmetic, round-to-nearest-even
 /// into f16).
-mod simd {
+pub(crate) mod simd {
     use half::f16;
 
     // Cephes' single-precision exp: range reduction by ln 2 in two parts, a degree-5

@@ -12,6 +12,7 @@
 
 pub mod bandwidth;
 pub mod cpu;
+mod flash;
 pub mod pool;
 pub mod reference;
 

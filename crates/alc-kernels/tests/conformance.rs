@@ -14,8 +14,9 @@ use rand::{rngs::SmallRng, Rng, SeedableRng};
 const MATMUL_REL: f32 = 1e-4;
 /// Elementwise ops computed with the same formulas: relative 1e-5.
 const ELEMENTWISE_REL: f32 = 1e-5;
-/// Attention: the CPU backend keeps the value accumulator in f16 like llama.cpp's
-/// flash attention; the reference accumulates in f32. Relative to max |v|.
+/// Attention: below 64 query tokens the CPU backend keeps the value accumulator in
+/// f16 like llama.cpp's flash attention (prompts of 64 or more accumulate in f32);
+/// the reference accumulates in f32. Relative to max |v|.
 const ATTN_F16_ACC: f32 = 4e-3;
 
 fn backends() -> Vec<(String, Box<dyn Backend>)> {
@@ -243,6 +244,13 @@ fn attention_causal_gqa_window_softcap() {
         (7, 3, 8, 2, 80, None, Some(50.0f32)),
         (33, 0, 2, 2, 24, Some(5), None),
         (5, 10, 4, 2, 128, None, Some(30.0)),
+        // Prompt shapes of the tiled path (>= 64 tokens): GQA groups of 3 and 7,
+        // a partial last key block, windows that start inside a block.
+        (64, 100, 9, 3, 64, None, None),
+        (65, 0, 14, 2, 64, None, None),
+        (70, 500, 4, 1, 256, Some(512), None),
+        (80, 37, 6, 2, 128, Some(9), None),
+        (2, 0, 14, 2, 64, None, None),
     ];
     for &(n, pos0, nh, nkv, hd, window, softcap) in &cases {
         let ctx = pos0 + n + 3;
