@@ -385,6 +385,31 @@ impl GgufFile {
         &self.bytes[start..start + t.bytes as usize]
     }
 
+    /// Drop the resident pages of a tensor's bytes from this process (the whole
+    /// pages inside its range; `MADV_DONTNEED` on the read-only file mapping). For a
+    /// tensor that was copied elsewhere (a repacked weight), so that the copy does
+    /// not double the resident set. The bytes stay valid: a later read faults them
+    /// back in from the file, unchanged. A no-op for owned buffers and off Unix.
+    pub fn release_tensor_pages(&self, t: &TensorInfo) {
+        #[cfg(unix)]
+        if let Bytes::Mmap(m) = &self.bytes {
+            const PAGE: usize = 4096;
+            let start = (self.data_offset + t.offset) as usize;
+            let end = start + t.bytes as usize;
+            let (a, b) = (start.div_ceil(PAGE) * PAGE, end / PAGE * PAGE);
+            if b > a {
+                // SAFETY: the map is a read-only shared file mapping, never written;
+                // after MADV_DONTNEED its pages refault from the file with the same
+                // contents, so outstanding borrows keep reading the same bytes. The
+                // range is inside the map (bounds checked at open). A failure only
+                // leaves the pages resident.
+                let _ = unsafe {
+                    m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, a, b - a)
+                };
+            }
+        }
+    }
+
     fn wrong(&self, key: &str, expected: &'static str, v: &Value) -> FormatError {
         FormatError::WrongType {
             path: self.path.clone(),

@@ -198,7 +198,11 @@ impl Model {
         let mut bytes = 0;
         for m in mats {
             m.packed = be.pack(&view(&m.t)).map(Vec::into_boxed_slice);
-            bytes += m.packed.as_ref().map_or(0, |p| p.len() as u64);
+            if let Some(p) = &m.packed {
+                bytes += p.len() as u64;
+                // The mapped original is not read again; keep one copy resident.
+                file.release_tensor_pages(&m.t);
+            }
         }
         bytes
     }
