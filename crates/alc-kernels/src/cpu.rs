@@ -265,8 +265,9 @@ impl Backend for CpuBackend {
         dtype.is_executed()
     }
 
-    /// Q4_0 and Q4_1 matrices with a multiple of 8 rows, when the AVX2 kernels
-    /// run: interleaved 8 rows per block ([`packed`]), packed by the pool threads.
+    /// The types [`packed::supports`] (Q4_0, Q4_1, Q5_0 with AVX2) in matrices with
+    /// a multiple of 8 rows: interleaved 8 rows per block ([`packed`]), packed by
+    /// the pool threads.
     fn pack(&self, w: &Weight<'_>) -> Option<Vec<u8>> {
         if w.layout != Layout::Rows
             || !packed::supports(w.dtype)

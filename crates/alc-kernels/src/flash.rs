@@ -151,7 +151,6 @@ mod x86 {
         let (sm, rest) = rest.split_at_mut(nq);
         let (pw, rest) = rest.split_at_mut(nq * BLOCK);
         let cw = &mut rest[..nq];
-        let mut idx = vec![0usize; nq];
         // Queries rounded to f16 and back (as llama.cpp feeds its f16 dot), in task
         // order i = (t - t0) · g + (h - kvh · g).
         for i in 0..nq {
@@ -189,13 +188,17 @@ mod x86 {
                 // Three passes over the queries (scores; softmax update; values),
                 // so that each pass is a run of independent iterations the core
                 // overlaps, instead of one long dependent chain per query.
-                let mut live = 0;
-                for i in 0..nq {
+                // Positions (and first visible keys) grow with i, so the queries
+                // that see any key of this block are one contiguous run lo..hi.
+                let sees = |i: usize| {
+                    let p = s.pos0 + t0 + i / g;
+                    j <= p && j + BLOCK > first_visible(p, s.window)
+                };
+                let lo = (0..nq).position(sees).unwrap_or(nq);
+                let hi = lo + (lo..nq).take_while(|&i| sees(i)).count();
+                for i in lo..hi {
                     let p = s.pos0 + t0 + i / g;
                     let j0 = first_visible(p, s.window);
-                    if j > p || j + BLOCK <= j0 {
-                        continue; // the whole block is masked for this query
-                    }
                     let qp = qf.as_ptr().add(i * hd);
                     let mut d = [_mm256_setzero_ps(); BLOCK];
                     for c in (0..hd).step_by(8) {
@@ -219,12 +222,10 @@ mod x86 {
                         _mm256_set1_ps(f32::NEG_INFINITY),
                         _mm256_castsi256_ps(hidden),
                     );
-                    _mm256_storeu_ps(pw.as_mut_ptr().add(live * BLOCK), sc);
-                    idx[live] = i;
-                    live += 1;
+                    _mm256_storeu_ps(pw.as_mut_ptr().add(i * BLOCK), sc);
                 }
-                for (l, &i) in idx[..live].iter().enumerate() {
-                    let pl = pw.as_mut_ptr().add(l * BLOCK);
+                for i in lo..hi {
+                    let pl = pw.as_mut_ptr().add(i * BLOCK);
                     let sc = _mm256_loadu_ps(pl);
                     let m_old = mx[i];
                     let m_new = m_old.max(hmax(sc));
@@ -236,16 +237,16 @@ mod x86 {
                     let corr = _mm256_cvtss_f32(e);
                     let pv = exp8(_mm256_sub_ps(sc, _mm256_set1_ps(m_new)));
                     _mm256_storeu_ps(pl, pv);
-                    cw[l] = corr;
+                    cw[i] = corr;
                     mx[i] = m_new;
                     sm[i] = sm[i] * corr + hsum(pv);
                 }
-                for (l, &i) in idx[..live].iter().enumerate() {
+                for (i, &corr) in cw.iter().enumerate().take(hi).skip(lo) {
                     // acc = acc · corr + Σ_b p_b · v_b
-                    let pl = pw.as_ptr().add(l * BLOCK);
+                    let pl = pw.as_ptr().add(i * BLOCK);
                     let pb: [__m256; BLOCK] =
                         std::array::from_fn(|b| _mm256_broadcast_ss(&*pl.add(b)));
-                    let cv = _mm256_set1_ps(cw[l]);
+                    let cv = _mm256_set1_ps(corr);
                     let ap = acc.as_mut_ptr().add(i * hd);
                     for c in (0..hd).step_by(8) {
                         let mut o = _mm256_mul_ps(_mm256_loadu_ps(ap.add(c)), cv);

@@ -43,7 +43,7 @@ pub struct Weight<'a> {
 
 impl<'a> Weight<'a> {
     /// A row-major weight (the GGUF layout).
-    pub fn rows(dtype: DType, rows: usize, cols: usize, data: &'a [u8]) -> Self {
+    pub fn row_major(dtype: DType, rows: usize, cols: usize, data: &'a [u8]) -> Self {
         Weight {
             dtype,
             rows,

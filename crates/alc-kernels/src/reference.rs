@@ -22,7 +22,12 @@ impl Backend for ReferenceBackend {
         if w.layout == Layout::Packed8 {
             let rows = alc_quant::packed::unpack(w.dtype, w.cols, w.rows, w.data)
                 .expect("packed by a backend from a valid weight");
-            return self.matmul(&Weight::rows(w.dtype, w.rows, w.cols, &rows), x, n, out);
+            return self.matmul(
+                &Weight::row_major(w.dtype, w.rows, w.cols, &rows),
+                x,
+                n,
+                out,
+            );
         }
         let rb = w.dtype.row_bytes(w.cols as u64).expect("validated shape") as usize;
         let arb = alc_quant::act_row_bytes(w.dtype, w.cols).expect("executed type");

@@ -67,7 +67,7 @@ fn matmul_every_type_odd_shapes() {
             let mut wd = vec![0f32; rows * cols];
             alc_quant::dequantize(dt, &wq, &mut wd).unwrap();
             let x = rand_vec(&mut rng, n * cols, 2.0);
-            let weight = Weight::rows(dt, rows, cols, &wq);
+            let weight = Weight::row_major(dt, rows, cols, &wq);
             let mut want = vec![0f32; n * rows];
             reference.matmul(&weight, &x, n, &mut want);
             let mag: Vec<f32> = (0..n * rows)
@@ -137,7 +137,7 @@ fn matmul_many_equals_separate_matmuls() {
                 .iter()
                 .zip(rows)
                 .zip(&data)
-                .map(|((&dtype, rows), d)| Weight::rows(dtype, rows, cols, d))
+                .map(|((&dtype, rows), d)| Weight::row_major(dtype, rows, cols, d))
                 .collect();
             let x = rand_vec(&mut rng, n * cols, 2.0);
             for (name, be) in backends() {

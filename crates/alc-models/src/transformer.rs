@@ -57,9 +57,8 @@ pub struct Model {
     pub spec: ArchSpec,
     pub hp: HParams,
     tok_embd: TensorInfo,
+    /// `tok_embd` again when the embeddings are tied.
     output: Mat,
-    /// `output` is `tok_embd` (tied embeddings).
-    tied: bool,
     output_norm: Vec<f32>,
     layers: Vec<Layer>,
 }
@@ -105,9 +104,9 @@ impl Model {
         }
         let v = hp.n_vocab as u64;
         let tok_embd = tensor(&f, "token_embd.weight", &arch, &[d, v])?.clone();
-        let (output, tied) = match f.tensor("output.weight") {
-            Some(_) => (tensor(&f, "output.weight", &arch, &[d, v])?.clone(), false),
-            None => (tok_embd.clone(), true),
+        let output = match f.tensor("output.weight") {
+            Some(_) => tensor(&f, "output.weight", &arch, &[d, v])?.clone(),
+            None => tok_embd.clone(),
         };
         let output_norm = to_f32(&f, tensor(&f, "output_norm.weight", &arch, &[d])?);
         let opt_vec = |name: String, n: u64| -> Result<Option<Vec<f32>>, ModelError> {
@@ -164,7 +163,6 @@ impl Model {
             hp,
             tok_embd,
             output: output.into(),
-            tied,
             output_norm,
             layers,
         })
@@ -178,7 +176,7 @@ impl Model {
         let file = self.file.clone();
         let view = |t: &TensorInfo| {
             let (rows, cols) = t.rows_cols();
-            Weight::rows(t.dtype, rows as usize, cols as usize, file.tensor_data(t))
+            Weight::row_major(t.dtype, rows as usize, cols as usize, file.tensor_data(t))
         };
         let mut mats: Vec<&mut Mat> = Vec::new();
         for l in &mut self.layers {
@@ -192,7 +190,8 @@ impl Model {
                 &mut l.w_down,
             ]);
         }
-        if !self.tied {
+        // Untied output only (tied: the same tensor as the embedding table).
+        if self.output.t.name != self.tok_embd.name {
             mats.push(&mut self.output);
         }
         let mut bytes = 0;
@@ -210,7 +209,7 @@ impl Model {
     fn weight<'a>(&'a self, m: &'a Mat) -> Weight<'a> {
         let t = &m.t;
         let (rows, cols) = t.rows_cols();
-        let w = Weight::rows(
+        let w = Weight::row_major(
             t.dtype,
             rows as usize,
             cols as usize,

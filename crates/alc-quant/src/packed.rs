@@ -28,6 +28,7 @@
 //! Q5_0 offsets (−8, −16) come back through the per-block activation sums that
 //! [`act_sums`] precomputes (exact, in integers, as llama.cpp's integer dot).
 
+use crate::blocks::{cast_blocks, BlockQ8_0};
 use crate::{act_row_bytes, isa_cached, DType, Isa, QuantError};
 
 /// Rows interleaved per packed group.
@@ -261,9 +262,12 @@ pub fn act_sums(w: DType, n: usize, act_row: &[u8], out: &mut [i32]) -> Result<(
             got: out.len(),
         });
     }
-    for (b, o) in out[..m].iter_mut().enumerate() {
-        let qs = &act_row[b * 34 + 2..b * 34 + 34];
-        *o = offset(w) * qs.iter().map(|&q| q as i8 as i32).sum::<i32>();
+    if m > 0 {
+        // Offset types take Q8_0 activations (`act_type`).
+        let blocks = cast_blocks::<BlockQ8_0>(&act_row[..need]).expect("whole Q8_0 blocks");
+        for (o, b) in out[..m].iter_mut().zip(blocks) {
+            *o = offset(w) * b.qs.iter().map(|&q| q as i32).sum::<i32>();
+        }
     }
     Ok(())
 }
@@ -293,23 +297,13 @@ pub fn dot_group(
     out: &mut [f32],
 ) {
     assert!(packable(w), "packed::dot_group: {w} has no packed layout");
-    assert!(
-        (1..=MAX_TOKENS).contains(&k),
-        "packed::dot_group: k = {k} must be 1..={MAX_TOKENS}"
-    );
-    let nb = n / w.block_size();
-    let gbytes = nb.saturating_mul(w.block_bytes() * ROWS);
+    // The same checks as `dot` / `dot_rows` (k in 1..=4 = MAX_TOKENS, activations).
+    let gbytes =
+        crate::check_dot_args("packed::dot_group", w, n, acts, act_stride, k).saturating_mul(ROWS);
     assert!(
         group.len() >= gbytes,
         "packed::dot_group: group has {} bytes, need {gbytes}",
         group.len()
-    );
-    let arb = act_row_bytes(w, n).expect("packable type");
-    let abytes = (k - 1).saturating_mul(act_stride).saturating_add(arb);
-    assert!(
-        acts.len() >= abytes,
-        "packed::dot_group: activations have {} bytes, need {abytes}",
-        acts.len()
     );
     let m = act_sums_len(w, n);
     if m > 0 {
@@ -333,7 +327,7 @@ pub fn dot_group(
             unsafe {
                 crate::avx2::dot_packed(
                     w,
-                    nb,
+                    n / w.block_size(),
                     group.as_ptr(),
                     acts.as_ptr(),
                     act_stride,
