@@ -101,12 +101,21 @@ pub trait Backend: Send + Sync {
     fn name(&self) -> String;
     /// Weight types this backend executes.
     fn supports(&self, dtype: DType) -> bool;
-    /// The weight repacked into a layout this backend's matmuls run faster on,
-    /// built once at load; `None` keeps the rows as they are. The result goes back
-    /// in as `w.with_packed(&bytes)` and is meant for this backend (every backend
-    /// must still accept it: the reference unpacks it).
-    fn pack(&self, _w: &Weight<'_>) -> Option<Vec<u8>> {
+    /// Bytes of `w` in a layout this backend's matmuls run faster on, built once at
+    /// load ([`Backend::pack_into`]); `None` keeps the rows as they are.
+    fn packed_len(&self, _w: &Weight<'_>) -> Option<usize> {
         None
+    }
+    /// Writes `w` in this backend's packed layout into `out`, whose length is what
+    /// [`Backend::packed_len`] returned (called only when it returned `Some`). The
+    /// result goes back in as `w.with_packed(out)` and is meant for this backend
+    /// (every backend must still accept it: the reference unpacks it).
+    fn pack_into(&self, _w: &Weight<'_>, _out: &mut [u8]) {}
+    /// [`Backend::pack_into`] into a fresh buffer.
+    fn pack(&self, w: &Weight<'_>) -> Option<Vec<u8>> {
+        let mut out = vec![0u8; self.packed_len(w)?];
+        self.pack_into(w, &mut out);
+        Some(out)
     }
     /// `out[t][r] = Σ_c w[r][c] · x[t][c]` for `t < n`.
     fn matmul(&self, w: &Weight<'_>, x: &[f32], n: usize, out: &mut [f32]);

@@ -164,31 +164,48 @@ pub fn pack_into(
             got: out.len(),
         });
     }
-    let (bb, sh) = (w.block_bytes(), shape(w));
-    let nb = n / w.block_size();
-    let pb = bb * ROWS;
-    for g in 0..rows / ROWS {
-        for b in 0..nb {
-            let dst = &mut out[(g * nb + b) * pb..(g * nb + b + 1) * pb];
-            for r in 0..ROWS {
-                let s = &src[(g * ROWS + r) * rb + b * bb..][..bb];
-                for f in 0..sh.f16s {
+    let (src, out) = (&src[..rb * rows], &mut out[..rb * rows]);
+    match w {
+        DType::Q4_1 => pack_groups::<20, 2, false>(rb, src, out),
+        DType::Q5_0 => pack_groups::<22, 1, true>(rb, src, out),
+        _ => pack_groups::<18, 1, false>(rb, src, out),
+    }
+    Ok(())
+}
+
+/// [`pack_into`] for one block shape (BB bytes per block, F16S f16 fields, fifth
+/// bits or not), with every offset a constant so that the copies compile to plain
+/// moves. `src` and `out` hold whole groups of rows of `rb` bytes.
+fn pack_groups<const BB: usize, const F16S: usize, const QH: bool>(
+    rb: usize,
+    src: &[u8],
+    out: &mut [u8],
+) {
+    let qs_at = 16 * F16S + if QH { 32 } else { 0 };
+    let pb = BB * ROWS;
+    for (sg, og) in src
+        .chunks_exact(rb * ROWS)
+        .zip(out.chunks_exact_mut(rb * ROWS))
+    {
+        let rows: [&[u8]; ROWS] = std::array::from_fn(|r| &sg[r * rb..(r + 1) * rb]);
+        for (b, dst) in og.chunks_exact_mut(pb).enumerate() {
+            let dst: &mut [u8] = &mut dst[..pb];
+            for (r, row) in rows.iter().enumerate() {
+                let s: &[u8; BB] = row[b * BB..(b + 1) * BB].try_into().expect("one block");
+                for f in 0..F16S {
                     dst[f * 2 * ROWS + 2 * r..][..2].copy_from_slice(&s[2 * f..2 * f + 2]);
                 }
-                let mut at = 2 * sh.f16s;
-                if sh.qh {
-                    let qh = u32::from_le_bytes(s[at..at + 4].try_into().expect("4 bytes"));
+                let at = 2 * F16S + if QH { 4 } else { 0 };
+                if QH {
+                    let qh = u32::from_le_bytes(s[2..6].try_into().expect("4 bytes"));
                     dst[16 + 4 * r..][..4].copy_from_slice(&regroup_qh(qh).to_le_bytes());
-                    at += 4;
                 }
                 for j in 0..4 {
-                    dst[sh.qs_at + j * 32 + r * 4..][..4]
-                        .copy_from_slice(&s[at + 4 * j..at + 4 * j + 4]);
+                    dst[qs_at + j * 32 + r * 4..][..4].copy_from_slice(&s[at + 4 * j..][..4]);
                 }
             }
         }
     }
-    Ok(())
 }
 
 /// The inverse of [`pack`]: back to row-major rows (tests, and tools that read a
