@@ -597,22 +597,11 @@ pub(crate) mod simd {
     #[inline]
     pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
         let n = gate.len().min(up.len());
-        let mut i = 0;
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: only called when AVX2, FMA and F16C were detected; i + 8 <= n.
-        unsafe {
-            use std::arch::x86_64::*;
-            let one = _mm256_set1_ps(1.0);
-            let sign = _mm256_set1_ps(-0.0);
-            while i + 8 <= n {
-                let x = _mm256_loadu_ps(gate.as_ptr().add(i));
-                let e = x86::exp8(_mm256_xor_ps(x, sign));
-                let s = _mm256_div_ps(x, _mm256_add_ps(one, e));
-                let u = _mm256_loadu_ps(up.as_ptr().add(i));
-                _mm256_storeu_ps(gate.as_mut_ptr().add(i), _mm256_mul_ps(s, u));
-                i += 8;
-            }
-        }
+        // SAFETY: only called when AVX2, FMA and F16C were detected.
+        let i = unsafe { x86::silu_mul(gate, up) };
+        #[cfg(not(target_arch = "x86_64"))]
+        let i = 0;
         for (g, u) in gate[i..n].iter_mut().zip(&up[i..n]) {
             *g = *g / (1.0 + exp_f32(-*g)) * u;
         }
@@ -706,6 +695,28 @@ pub(crate) mod simd {
                 }
                 r
             }
+        }
+
+        /// [`super::silu_mul`]'s vector body; returns how many elements it did (a
+        /// multiple of 8).
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub unsafe fn silu_mul(gate: &mut [f32], up: &[f32]) -> usize {
+            let n = gate.len().min(up.len());
+            let mut i = 0;
+            // SAFETY: i + 8 <= n for every access.
+            unsafe {
+                let one = _mm256_set1_ps(1.0);
+                let sign = _mm256_set1_ps(-0.0);
+                while i + 8 <= n {
+                    let x = _mm256_loadu_ps(gate.as_ptr().add(i));
+                    let e = exp8(_mm256_xor_ps(x, sign));
+                    let s = _mm256_div_ps(x, _mm256_add_ps(one, e));
+                    let u = _mm256_loadu_ps(up.as_ptr().add(i));
+                    _mm256_storeu_ps(gate.as_mut_ptr().add(i), _mm256_mul_ps(s, u));
+                    i += 8;
+                }
+            }
+            i
         }
 
         /// Eight lanes of [`super::exp_f32`].

@@ -83,6 +83,24 @@ mod x86 {
         }
     }
 
+    /// Half-reduced sums of 4 vectors: lanes [s0 s1 s2 s3 | s0' s1' s2' s3'] where
+    /// s_k + s_k' = Σ lanes of `v[k]`; [`join`] finishes two of them.
+    #[inline(always)]
+    unsafe fn hsum4(v: &[__m256; 4]) -> __m256 {
+        unsafe { _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3])) }
+    }
+
+    /// Two [`hsum4`] results (keys 0..4 and 4..8) as one vector of 8 sums.
+    #[inline(always)]
+    unsafe fn join(ab: __m256, cd: __m256) -> __m256 {
+        unsafe {
+            _mm256_add_ps(
+                _mm256_permute2f128_ps::<0x20>(ab, cd),
+                _mm256_permute2f128_ps::<0x31>(ab, cd),
+            )
+        }
+    }
+
     #[inline(always)]
     unsafe fn hmax(v: __m256) -> f32 {
         unsafe {
@@ -110,6 +128,33 @@ mod x86 {
             for c in (0..n).step_by(8) {
                 let h = _mm_loadu_si128(src.add(c) as *const __m128i);
                 _mm256_storeu_ps(dst.add(c), _mm256_cvtph_ps(h));
+            }
+        }
+    }
+
+    /// One query's `acc[c..hd] = acc · corr + Σ_b w_b · v_b[c..hd]`, 8 dimensions at a
+    /// time (`vf`: the block's BLOCK value rows of `hd` floats, `w`: ≥ BLOCK weights).
+    #[inline(always)]
+    unsafe fn value_tail(
+        w: &[f32],
+        corr: f32,
+        vf: *const f32,
+        acc: &mut [f32],
+        c0: usize,
+        hd: usize,
+    ) {
+        unsafe {
+            let wb: [__m256; BLOCK] = std::array::from_fn(|b| _mm256_set1_ps(w[b]));
+            let cv = _mm256_set1_ps(corr);
+            let ap = acc.as_mut_ptr();
+            let mut c = c0;
+            while c + 8 <= hd {
+                let mut o = _mm256_mul_ps(_mm256_loadu_ps(ap.add(c)), cv);
+                for (b, wbb) in wb.iter().enumerate() {
+                    o = _mm256_fmadd_ps(*wbb, _mm256_loadu_ps(vf.add(b * hd + c)), o);
+                }
+                _mm256_storeu_ps(ap.add(c), o);
+                c += 8;
             }
         }
     }
@@ -156,8 +201,16 @@ mod x86 {
         for i in 0..nq {
             let (t, h) = (t0 + i / g, kvh * g + i % g);
             let src = &q[(t * s.n_head + h) * hd..][..hd];
-            for (d, x) in qf[i * hd..(i + 1) * hd].iter_mut().zip(src) {
-                *d = f16::from_f32(*x).to_f32();
+            for (d, x) in qf[i * hd..(i + 1) * hd]
+                .chunks_exact_mut(8)
+                .zip(src.chunks_exact(8))
+            {
+                // SAFETY: 8 floats each side; F16C is enabled on this function.
+                unsafe {
+                    let h =
+                        _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(x.as_ptr()));
+                    _mm256_storeu_ps(d.as_mut_ptr(), _mm256_cvtph_ps(h));
+                }
             }
         }
         acc[..nq * hd].fill(0.0);
@@ -196,9 +249,47 @@ mod x86 {
                 };
                 let lo = (0..nq).position(sees).unwrap_or(nq);
                 let hi = lo + (lo..nq).take_while(|&i| sees(i)).count();
-                for i in lo..hi {
+                // Scale, mask (visible: j0 <= key <= p) and store query i's scores.
+                let mut put = |i: usize, sums: __m256| {
                     let p = s.pos0 + t0 + i / g;
                     let j0 = first_visible(p, s.window);
+                    let sc = _mm256_mul_ps(sums, _mm256_set1_ps(s.scale));
+                    let hidden = _mm256_or_si256(
+                        _mm256_cmpgt_epi32(lane, _mm256_set1_epi32(p as i32)),
+                        _mm256_cmpgt_epi32(_mm256_set1_epi32(j0 as i32), lane),
+                    );
+                    let sc = _mm256_blendv_ps(
+                        sc,
+                        _mm256_set1_ps(f32::NEG_INFINITY),
+                        _mm256_castsi256_ps(hidden),
+                    );
+                    _mm256_storeu_ps(pw.as_mut_ptr().add(i * BLOCK), sc);
+                };
+                // Two queries at a time against 4 keys at a time: each key load
+                // feeds two FMAs (the loads, not the FMAs, bound this loop).
+                let mut i = lo;
+                while i + 2 <= hi {
+                    let (qa, qb) = (qf.as_ptr().add(i * hd), qf.as_ptr().add((i + 1) * hd));
+                    let mut halves = [[_mm256_setzero_ps(); 2]; 2];
+                    for (h, hv) in halves.iter_mut().enumerate() {
+                        let mut da = [_mm256_setzero_ps(); 4];
+                        let mut db = [_mm256_setzero_ps(); 4];
+                        for c in (0..hd).step_by(8) {
+                            let (xa, xb) = (_mm256_loadu_ps(qa.add(c)), _mm256_loadu_ps(qb.add(c)));
+                            for u in 0..4 {
+                                let kv = _mm256_loadu_ps(kf.as_ptr().add((4 * h + u) * hd + c));
+                                da[u] = _mm256_fmadd_ps(xa, kv, da[u]);
+                                db[u] = _mm256_fmadd_ps(xb, kv, db[u]);
+                            }
+                        }
+                        hv[0] = hsum4(&da);
+                        hv[1] = hsum4(&db);
+                    }
+                    put(i, join(halves[0][0], halves[1][0]));
+                    put(i + 1, join(halves[0][1], halves[1][1]));
+                    i += 2;
+                }
+                if i < hi {
                     let qp = qf.as_ptr().add(i * hd);
                     let mut d = [_mm256_setzero_ps(); BLOCK];
                     for c in (0..hd).step_by(8) {
@@ -211,18 +302,7 @@ mod x86 {
                             );
                         }
                     }
-                    let sc = _mm256_mul_ps(hsum8(&d), _mm256_set1_ps(s.scale));
-                    // Visible: j0 <= key <= p.
-                    let hidden = _mm256_or_si256(
-                        _mm256_cmpgt_epi32(lane, _mm256_set1_epi32(p as i32)),
-                        _mm256_cmpgt_epi32(_mm256_set1_epi32(j0 as i32), lane),
-                    );
-                    let sc = _mm256_blendv_ps(
-                        sc,
-                        _mm256_set1_ps(f32::NEG_INFINITY),
-                        _mm256_castsi256_ps(hidden),
-                    );
-                    _mm256_storeu_ps(pw.as_mut_ptr().add(i * BLOCK), sc);
+                    put(i, hsum8(&d));
                 }
                 for i in lo..hi {
                     let pl = pw.as_mut_ptr().add(i * BLOCK);
@@ -241,24 +321,64 @@ mod x86 {
                     mx[i] = m_new;
                     sm[i] = sm[i] * corr + hsum(pv);
                 }
-                for (i, &corr) in cw.iter().enumerate().take(hi).skip(lo) {
-                    // acc = acc · corr + Σ_b p_b · v_b
-                    let pl = pw.as_ptr().add(i * BLOCK);
-                    let pb: [__m256; BLOCK] =
-                        std::array::from_fn(|b| _mm256_broadcast_ss(&*pl.add(b)));
-                    let cv = _mm256_set1_ps(corr);
-                    let ap = acc.as_mut_ptr().add(i * hd);
-                    for c in (0..hd).step_by(8) {
-                        let mut o = _mm256_mul_ps(_mm256_loadu_ps(ap.add(c)), cv);
-                        for (b, pbb) in pb.iter().enumerate() {
-                            o = _mm256_fmadd_ps(
-                                *pbb,
-                                _mm256_loadu_ps(vf.as_ptr().add(b * hd + c)),
-                                o,
+                // acc = acc · corr + Σ_b p_b · v_b, two queries at a time over 32
+                // dimensions (each value load feeds two FMAs), then what is left one
+                // query and 8 dimensions at a time.
+                let mut i = lo;
+                while i + 2 <= hi {
+                    let (pa, pb) = (pw.as_ptr().add(i * BLOCK), pw.as_ptr().add((i + 1) * BLOCK));
+                    let (ca, cb) = (_mm256_set1_ps(cw[i]), _mm256_set1_ps(cw[i + 1]));
+                    let (aa, ab) = (
+                        acc.as_mut_ptr().add(i * hd),
+                        acc.as_mut_ptr().add((i + 1) * hd),
+                    );
+                    let mut c = 0;
+                    while c + 32 <= hd {
+                        let mut oa: [__m256; 4] = std::array::from_fn(|u| {
+                            _mm256_mul_ps(_mm256_loadu_ps(aa.add(c + 8 * u)), ca)
+                        });
+                        let mut ob: [__m256; 4] = std::array::from_fn(|u| {
+                            _mm256_mul_ps(_mm256_loadu_ps(ab.add(c + 8 * u)), cb)
+                        });
+                        for b in 0..BLOCK {
+                            let (wa, wb) = (
+                                _mm256_broadcast_ss(&*pa.add(b)),
+                                _mm256_broadcast_ss(&*pb.add(b)),
                             );
+                            let vp = vf.as_ptr().add(b * hd + c);
+                            for u in 0..4 {
+                                let vv = _mm256_loadu_ps(vp.add(8 * u));
+                                oa[u] = _mm256_fmadd_ps(wa, vv, oa[u]);
+                                ob[u] = _mm256_fmadd_ps(wb, vv, ob[u]);
+                            }
                         }
-                        _mm256_storeu_ps(ap.add(c), o);
+                        for u in 0..4 {
+                            _mm256_storeu_ps(aa.add(c + 8 * u), oa[u]);
+                            _mm256_storeu_ps(ab.add(c + 8 * u), ob[u]);
+                        }
+                        c += 32;
                     }
+                    for q in [i, i + 1] {
+                        value_tail(
+                            &pw[q * BLOCK..],
+                            cw[q],
+                            vf.as_ptr(),
+                            &mut acc[q * hd..(q + 1) * hd],
+                            c,
+                            hd,
+                        );
+                    }
+                    i += 2;
+                }
+                if i < hi {
+                    value_tail(
+                        &pw[i * BLOCK..],
+                        cw[i],
+                        vf.as_ptr(),
+                        &mut acc[i * hd..(i + 1) * hd],
+                        0,
+                        hd,
+                    );
                 }
                 j += BLOCK;
             }

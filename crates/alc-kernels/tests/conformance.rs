@@ -250,6 +250,9 @@ fn attention_causal_gqa_window_softcap() {
         (65, 0, 14, 2, 64, None, None),
         (70, 500, 4, 1, 256, Some(512), None),
         (80, 37, 6, 2, 128, Some(9), None),
+        // Head sizes with a tail past the 32-wide pair loops, odd query counts.
+        (66, 5, 3, 1, 40, None, None),
+        (64, 0, 5, 1, 72, Some(20), None),
         (2, 0, 14, 2, 64, None, None),
     ];
     for &(n, pos0, nh, nkv, hd, window, softcap) in &cases {
