@@ -267,7 +267,7 @@ fn print_text(r: &Report, list_tensors: bool) {
     }
     if let Some(p) = &r.memory_plan {
         println!(
-            "memory plan   weights {} (mapped) + kv {} + scratch {} = {}",
+            "memory plan   weights {} + kv {} + scratch {} = {}",
             mib(p.weights_bytes),
             mib(p.kv_cache_bytes),
             mib(p.scratch_bytes),

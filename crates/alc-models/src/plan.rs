@@ -2,7 +2,9 @@
 
 use crate::{HParams, Model};
 
-/// Bytes needed to run a model at a given context (weights are mapped, not copied).
+/// Bytes needed to run a model at a given context. Weights are mapped; the matrices
+/// a backend repacks are copied once and their mapped pages dropped, so they count
+/// once either way.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct MemoryPlan {
     pub ctx: usize,
