@@ -193,7 +193,7 @@ pub fn gelu_f16_exact(x: f32) -> f32 {
     }
 }
 
-fn gelu_table() -> &'static [f32] {
+pub(crate) fn gelu_table() -> &'static [f32] {
     static T: std::sync::OnceLock<Box<[f32]>> = std::sync::OnceLock::new();
     // Entry b = f16(gelu_tanh(value of f16 bits b)): for |x| < 10 that is exactly
     // gelu_f16_exact(x) with b = f16(x) (the saturation branches never see table
