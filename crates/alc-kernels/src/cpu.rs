@@ -151,12 +151,14 @@ impl CpuBackend {
                     if w.layout == Layout::Packed8 {
                         // Whole groups (packing needs rows % 8 == 0); each group's
                         // weights stay in L1 while the token block streams past.
-                        let gb = rb * packed::ROWS;
+                        let gb = packed::packed_len(dtype, cols, packed::ROWS)
+                            .expect("packed shape checked at pack time");
+                        let kmax = packed::max_tokens(dtype);
                         for g in r0 / packed::ROWS..r1.div_ceil(packed::ROWS) {
                             let group = &w.data[g * gb..(g + 1) * gb];
                             let mut t = t0;
                             while t < t_end {
-                                let k = (t_end - t).min(packed::MAX_TOKENS);
+                                let k = (t_end - t).min(kmax);
                                 packed::dot_group(
                                     dtype,
                                     cols,
@@ -275,8 +277,7 @@ impl Backend for CpuBackend {
         {
             return None;
         }
-        let rb = w.dtype.row_bytes(w.cols as u64).ok()? as usize;
-        rb.checked_mul(w.rows)
+        packed::packed_len(w.dtype, w.cols, w.rows).ok()
     }
 
     fn pack_into(&self, w: &Weight<'_>, out: &mut [u8]) {
@@ -285,7 +286,9 @@ impl Backend for CpuBackend {
         };
         assert_eq!(out.len(), len, "pack_into: output is not packed_len bytes");
         let groups = w.rows / packed::ROWS;
+        // Bytes of one group packed, and in the source rows (equal except Q4_K).
         let gb = len / groups.max(1);
+        let sgb = w.dtype.row_bytes(w.cols as u64).expect("packable shape") as usize * packed::ROWS;
         let dst = SyncPtr(out.as_mut_ptr());
         let chunks = n_chunks(groups, self.pool.n_threads(), CHUNKS_PER_THREAD, 1);
         self.pool.run(chunks, |_, c| {
@@ -293,8 +296,14 @@ impl Backend for CpuBackend {
             let rows = r.len() * packed::ROWS;
             // SAFETY: chunk c owns groups r of the output.
             let o = unsafe { dst.slice(r.start * gb, r.len() * gb) };
-            packed::pack_into(w.dtype, w.cols, rows, &w.data[r.start * gb..r.end * gb], o)
-                .expect("shape checked by packed_len");
+            packed::pack_into(
+                w.dtype,
+                w.cols,
+                rows,
+                &w.data[r.start * sgb..r.end * sgb],
+                o,
+            )
+            .expect("shape checked by packed_len");
         });
     }
 

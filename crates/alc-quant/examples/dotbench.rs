@@ -154,7 +154,7 @@ fn time_packed(
     k: usize,
     reps: usize,
 ) -> f64 {
-    let gb = w.row_bytes(n as u64).unwrap() as usize * packed::ROWS;
+    let gb = packed::packed_len(w, n, packed::ROWS).unwrap();
     let ns = packed::act_sums_len(w, n).max(1);
     let mut out = [0f32; 32];
     let mut best = f64::MAX;
@@ -162,18 +162,24 @@ fn time_packed(
     for _ in 0..reps {
         let t = Instant::now();
         for g in 0..rows / packed::ROWS {
-            packed::dot_group(
-                w,
-                n,
-                &pk[g * gb..(g + 1) * gb],
-                acts,
-                stride,
-                sums,
-                ns,
-                k,
-                &mut out,
-            );
-            sink += out[0];
+            // k tokens in calls of at most max_tokens(w) (2 for Q4_K).
+            let mut j = 0;
+            while j < k {
+                let kk = (k - j).min(packed::max_tokens(w));
+                packed::dot_group(
+                    w,
+                    n,
+                    &pk[g * gb..(g + 1) * gb],
+                    &acts[j * stride..],
+                    stride,
+                    &sums[j * ns..],
+                    ns,
+                    kk,
+                    &mut out,
+                );
+                sink += out[0];
+                j += kk;
+            }
         }
         best = best.min(t.elapsed().as_secs_f64());
     }

@@ -1550,12 +1550,98 @@ unsafe fn dot_packed_t<const T: u8, const K: usize>(
     unsafe { packed_group::<T, K>(nb, w, a, stride, sums, sstride, out) }
 }
 
+/// Packed Q4_K (see `crate::packed`): 8 rows × K (1 or 2) tokens over `nb`
+/// super-blocks; `out[j * 8 + r]`.
+///
+/// Per 64-element chunk c and 32-byte quant group: low nibbles (sub-block 2c) and
+/// high nibbles (2c + 1) against broadcast activation bytes, i16 partials per
+/// sub-block (8 × 2 × 15 × 127 = 30 480 at most), then `vpmaddwd` by the rows'
+/// scales (each row's 6-bit scale in both i16 halves of its lane) into i32. The
+/// mins meet the activation sub-block sums in pairs (`vpmaddwd` of the unpacked
+/// min pairs by the broadcast `act_sums` pair). Per super-block and token:
+/// acc += dy · (d · Σ sc·P − dmin · Σ m·Y), two FMAs.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn packed_q4k<const K: usize>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    stride: usize,
+    sums: *const i32,
+    sstride: usize,
+    out: *mut f32,
+) {
+    // SAFETY: the caller guarantees the features, that `w` holds nb packed Q4_K
+    // blocks, `a` K rows of nb Q8_K blocks at `stride`, `sums` K rows of 4·nb values
+    // at `sstride`, and `out` 8 × K floats.
+    unsafe {
+        const PB: usize = 1184; // packed block: 8 rows × 148
+        const AB: usize = 292; // Q8_K block
+        let m0f = _mm256_set1_epi8(0x0F);
+        let mut acc = [_mm256_setzero_ps(); K];
+        let mut wp = w;
+        let mut ap = a;
+        for b in 0..nb {
+            let mut dots = [_mm256_setzero_si256(); K];
+            for c in 0..4 {
+                let mut plo = [_mm256_setzero_si256(); K];
+                let mut phi = [_mm256_setzero_si256(); K];
+                for j in 0..8 {
+                    let wv = load256(wp.add(160 + 256 * c + 32 * j));
+                    let lo = _mm256_and_si256(wv, m0f);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(wv), m0f);
+                    for t in 0..K {
+                        let y = ap.add(t * stride + 4 + 64 * c + 4 * j);
+                        let ylo = _mm256_set1_epi32(ld32(y) as i32);
+                        let yhi = _mm256_set1_epi32(ld32(y.add(32)) as i32);
+                        plo[t] = _mm256_add_epi16(plo[t], _mm256_maddubs_epi16(lo, ylo));
+                        phi[t] = _mm256_add_epi16(phi[t], _mm256_maddubs_epi16(hi, yhi));
+                    }
+                }
+                let scale = |s: usize| {
+                    let v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(wp.add(32 + 8 * s).cast()));
+                    _mm256_or_si256(v, _mm256_slli_epi32::<16>(v))
+                };
+                let (slo, shi) = (scale(2 * c), scale(2 * c + 1));
+                for t in 0..K {
+                    let s = _mm256_add_epi32(
+                        _mm256_madd_epi16(plo[t], slo),
+                        _mm256_madd_epi16(phi[t], shi),
+                    );
+                    dots[t] = _mm256_add_epi32(dots[t], s);
+                }
+            }
+            let mins: [__m256i; 4] =
+                std::array::from_fn(|q| _mm256_cvtepu8_epi16(load128(wp.add(96 + 16 * q))));
+            let dw = _mm256_cvtph_ps(load128(wp));
+            let dmw = _mm256_cvtph_ps(load128(wp.add(16)));
+            for t in 0..K {
+                let mut ms = _mm256_setzero_si256();
+                for (q, mq) in mins.iter().enumerate() {
+                    let ypair = _mm256_set1_epi32(*sums.add(t * sstride + 4 * b + q));
+                    ms = _mm256_add_epi32(ms, _mm256_madd_epi16(*mq, ypair));
+                }
+                let dy = _mm256_set1_ps(f32::from_bits(ld32(ap.add(t * stride))));
+                acc[t] =
+                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(dots[t]), _mm256_mul_ps(dw, dy), acc[t]);
+                acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_mul_ps(dmw, dy), acc[t]);
+            }
+            wp = wp.add(PB);
+            ap = ap.add(AB);
+        }
+        for (t, v) in acc.iter().enumerate() {
+            _mm256_storeu_ps(out.add(t * 8), *v);
+        }
+    }
+}
+
 /// SIMD packed-group dot (see `crate::packed::dot_group`).
 ///
 /// # Safety
 /// AVX2, FMA and F16C must be available; `w` must hold `nb` packed blocks of type
-/// `t` (Q4_0, Q4_1 or Q5_0), `a` k activation rows of nb blocks at `stride`, `sums` (Q4_0)
-/// k rows of nb i32 at `sstride`, `out` 8 × k floats; 1 <= k <= 4.
+/// `t` (Q4_0, Q4_1, Q5_0 or Q4_K), `a` k activation rows of nb blocks at `stride`,
+/// `sums` (Q4_0, Q5_0, Q4_K) k rows of `act_sums_len` i32 at `sstride`, `out` 8 × k
+/// floats; 1 <= k <= 4 (2 for Q4_K).
 #[allow(clippy::too_many_arguments)]
 #[inline]
 pub unsafe fn dot_packed(
@@ -1582,6 +1668,8 @@ pub unsafe fn dot_packed(
     // SAFETY: this function's contract is the kernels'.
     unsafe {
         match t {
+            DType::Q4_K if k == 1 => packed_q4k::<1>(nb, w, a, stride, sums, sstride, out),
+            DType::Q4_K => packed_q4k::<2>(nb, w, a, stride, sums, sstride, out),
             DType::Q4_0 => by_k!(LQ4_0),
             DType::Q5_0 => by_k!(LQ5_0),
             _ => by_k!(LQ4_1),

@@ -22,13 +22,19 @@
 //!   regrouped so that group j's bits sit one shift away from bit 4 of each byte
 //!   (bit `8i + j` = element `4j + i`, bit `8i + 4 + j` = element `16 + 4j + i`),
 //!   then the 128 quant bytes as for Q4_0.
+//! - Q4_K (1184 bytes = 8 × 148 per super-block of 256): `d[8]`, `dmin[8]` (f16),
+//!   the 6-bit scales and mins unpacked to bytes (`sc[s][r]`; mins in pairs of
+//!   sub-blocks `m[t][r][2]`), then 4 chunks of 8 groups of 32 bytes: chunk c,
+//!   group j holds bytes `32c + 4j..+4` of each row's quants (low nibbles: sub-block
+//!   2c, high nibbles: 2c + 1).
 //!
-//! A group therefore takes as many bytes as its 8 rows did (`8 × row_bytes`), and
-//! group g starts at `g × 8 × row_bytes`. The quants stay unsigned: the Q4_0 and
-//! Q5_0 offsets (−8, −16) come back through the per-block activation sums that
+//! A legacy-type group takes as many bytes as its 8 rows did (`8 × row_bytes`); a
+//! Q4_K group 148/144 of that (the unpacked scales); group g starts at
+//! `g × packed_len(w, n, 8)`. The quants stay unsigned: the Q4_0 and Q5_0 offsets
+//! (−8, −16) and the Q4_K mins come back through per-block activation sums that
 //! [`act_sums`] precomputes (exact, in integers, as llama.cpp's integer dot).
 
-use crate::blocks::{cast_blocks, BlockQ8_0};
+use crate::blocks::{cast_blocks, pack_k_scales, unpack_k_scales, BlockQ4K, BlockQ8K, BlockQ8_0};
 use crate::{act_row_bytes, isa_cached, DType, Isa, QuantError};
 
 /// Rows interleaved per packed group.
@@ -67,7 +73,36 @@ fn shape(w: DType) -> Shape {
 }
 
 fn packable(w: DType) -> bool {
-    matches!(w, DType::Q4_0 | DType::Q4_1 | DType::Q5_0)
+    matches!(w, DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q4_K)
+}
+
+/// Bytes of one row in the packed layout of `w` per block: the block's own size,
+/// except Q4_K, whose scales and mins are stored unpacked (8 + 8 bytes instead of
+/// the 12-byte 6-bit encoding): 148 per 144.
+fn packed_block_bytes(w: DType) -> usize {
+    match w {
+        DType::Q4_K => Q4K_ROW_BYTES,
+        _ => w.block_bytes(),
+    }
+}
+
+/// Packed Q4_K bytes per row and super-block (d, dmin, 8 scales, 8 mins, 128 quants).
+const Q4K_ROW_BYTES: usize = 148;
+
+/// Tokens one [`dot_group`] call takes at most for weight type `w`: 4, or 2 for
+/// Q4_K (whose kernel holds two partial sums per token and sub-block pair).
+pub fn max_tokens(w: DType) -> usize {
+    match w {
+        DType::Q4_K => 2,
+        _ => MAX_TOKENS,
+    }
+}
+
+/// Bytes of a packed matrix of `rows` rows of `n` elements (`rows` a multiple of
+/// [`ROWS`]); group g starts at `g × packed_len(w, n, 8)`.
+pub fn packed_len(w: DType, n: usize, rows: usize) -> Result<usize, QuantError> {
+    let rb = check_shape(w, n, rows, usize::MAX)?;
+    Ok(rb / w.block_bytes() * packed_block_bytes(w) * rows)
 }
 
 /// Q5_0's fifth bits (bit e = element e) regrouped so that the kernel finds the
@@ -107,7 +142,7 @@ fn check_shape(w: DType, n: usize, rows: usize, src_len: usize) -> Result<usize,
         return Err(QuantError::UnsupportedType {
             dtype: w,
             op: "packed::pack",
-            supported: "Q4_0, Q4_1, Q5_0".into(),
+            supported: "Q4_0, Q4_1, Q5_0, Q4_K".into(),
         });
     }
     if !n.is_multiple_of(w.block_size()) {
@@ -141,13 +176,13 @@ fn check_shape(w: DType, n: usize, rows: usize, src_len: usize) -> Result<usize,
 /// Repack `rows` row-major rows of `n` elements of type `w` (`src`, as in a GGUF
 /// tensor) into the interleaved layout. `rows` must be a multiple of [`ROWS`].
 pub fn pack(w: DType, n: usize, rows: usize, src: &[u8]) -> Result<Vec<u8>, QuantError> {
-    let rb = check_shape(w, n, rows, src.len())?;
-    let mut out = vec![0u8; rb * rows];
+    check_shape(w, n, rows, src.len())?;
+    let mut out = vec![0u8; packed_len(w, n, rows)?];
     pack_into(w, n, rows, src, &mut out)?;
     Ok(out)
 }
 
-/// [`pack`] into a caller's buffer of at least `rows × row_bytes` bytes (so that
+/// [`pack`] into a caller's buffer of at least [`packed_len`] bytes (so that
 /// several threads can each pack a range of row groups).
 pub fn pack_into(
     w: DType,
@@ -157,20 +192,89 @@ pub fn pack_into(
     out: &mut [u8],
 ) -> Result<(), QuantError> {
     let rb = check_shape(w, n, rows, src.len())?;
-    if out.len() < rb * rows {
+    let plen = packed_len(w, n, rows)?;
+    if out.len() < plen {
         return Err(QuantError::LengthMismatch {
             what: "packed::pack output bytes",
-            expected: rb * rows,
+            expected: plen,
             got: out.len(),
         });
     }
-    let (src, out) = (&src[..rb * rows], &mut out[..rb * rows]);
+    let (src, out) = (&src[..rb * rows], &mut out[..plen]);
     match w {
         DType::Q4_1 => pack_groups::<20, 2, false>(rb, src, out),
         DType::Q5_0 => pack_groups::<22, 1, true>(rb, src, out),
+        DType::Q4_K => pack_q4k(rb, src, out),
         _ => pack_groups::<18, 1, false>(rb, src, out),
     }
     Ok(())
+}
+
+/// Packed Q4_K block of 8 rows (1184 bytes): `d[8]` f16 @0, `dmin[8]` f16 @16,
+/// scales `sc[s][r]` u8 @32 + 8s + r, mins in pairs `m[t][r][e]` = min of sub-block
+/// 2t + e @96 + 16t + 2r + e, then quants @160 + 256c + 32j + 4r + i = byte
+/// `qs[32c + 4j + i]` of row r (low nibble: element 64c + 4j + i, high nibble:
+/// element 64c + 32 + 4j + i).
+const Q4K_SC: usize = 32;
+const Q4K_M: usize = 96;
+const Q4K_QS: usize = 160;
+
+fn pack_q4k(rb: usize, src: &[u8], out: &mut [u8]) {
+    let pb = Q4K_ROW_BYTES * ROWS;
+    let nb = rb / DType::Q4_K.block_bytes();
+    for (sg, og) in src
+        .chunks_exact(rb * ROWS)
+        .zip(out.chunks_exact_mut(nb * pb))
+    {
+        let rows: [&[BlockQ4K]; ROWS] = std::array::from_fn(|r| {
+            cast_blocks::<BlockQ4K>(&sg[r * rb..(r + 1) * rb]).expect("whole Q4_K blocks")
+        });
+        for (b, dst) in og.chunks_exact_mut(pb).enumerate() {
+            for (r, row) in rows.iter().enumerate() {
+                let blk = &row[b];
+                dst[2 * r..2 * r + 2].copy_from_slice(&blk.d);
+                dst[16 + 2 * r..16 + 2 * r + 2].copy_from_slice(&blk.dmin);
+                let (sc, m) = unpack_k_scales(&blk.scales);
+                for s in 0..8 {
+                    dst[Q4K_SC + 8 * s + r] = sc[s];
+                    dst[Q4K_M + 16 * (s / 2) + 2 * r + s % 2] = m[s];
+                }
+                for c in 0..4 {
+                    for j in 0..8 {
+                        dst[Q4K_QS + 256 * c + 32 * j + 4 * r..][..4]
+                            .copy_from_slice(&blk.qs[32 * c + 4 * j..][..4]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn unpack_q4k(rb: usize, packed: &[u8], out: &mut [u8]) {
+    let pb = Q4K_ROW_BYTES * ROWS;
+    let bb = DType::Q4_K.block_bytes();
+    let nb = rb / bb;
+    for (pg, og) in packed
+        .chunks_exact(nb * pb)
+        .zip(out.chunks_exact_mut(rb * ROWS))
+    {
+        for (b, src) in pg.chunks_exact(pb).enumerate() {
+            for r in 0..ROWS {
+                let d = &mut og[r * rb + b * bb..][..bb];
+                d[0..2].copy_from_slice(&src[2 * r..2 * r + 2]);
+                d[2..4].copy_from_slice(&src[16 + 2 * r..16 + 2 * r + 2]);
+                let sc: [u8; 8] = std::array::from_fn(|s| src[Q4K_SC + 8 * s + r]);
+                let m: [u8; 8] = std::array::from_fn(|s| src[Q4K_M + 16 * (s / 2) + 2 * r + s % 2]);
+                d[4..16].copy_from_slice(&pack_k_scales(&sc, &m));
+                for c in 0..4 {
+                    for j in 0..8 {
+                        d[16 + 32 * c + 4 * j..][..4]
+                            .copy_from_slice(&src[Q4K_QS + 256 * c + 32 * j + 4 * r..][..4]);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// [`pack_into`] for one block shape (BB bytes per block, F16S f16 fields, fifth
@@ -211,11 +315,23 @@ fn pack_groups<const BB: usize, const F16S: usize, const QH: bool>(
 /// The inverse of [`pack`]: back to row-major rows (tests, and tools that read a
 /// packed matrix).
 pub fn unpack(w: DType, n: usize, rows: usize, packed: &[u8]) -> Result<Vec<u8>, QuantError> {
-    let rb = check_shape(w, n, rows, packed.len())?;
+    let rb = check_shape(w, n, rows, usize::MAX)?;
+    let plen = packed_len(w, n, rows)?;
+    if packed.len() < plen {
+        return Err(QuantError::LengthMismatch {
+            what: "packed::unpack packed bytes",
+            expected: plen,
+            got: packed.len(),
+        });
+    }
+    let mut out = vec![0u8; rb * rows];
+    if w == DType::Q4_K {
+        unpack_q4k(rb, &packed[..plen], &mut out);
+        return Ok(out);
+    }
     let (bb, sh) = (w.block_bytes(), shape(w));
     let nb = n / w.block_size();
     let pb = bb * ROWS;
-    let mut out = vec![0u8; rb * rows];
     for g in 0..rows / ROWS {
         for b in 0..nb {
             let src = &packed[(g * nb + b) * pb..(g * nb + b + 1) * pb];
@@ -242,9 +358,10 @@ pub fn unpack(w: DType, n: usize, rows: usize, packed: &[u8]) -> Result<Vec<u8>,
 /// Number of i32 values [`act_sums`] writes for one activation row of `n`
 /// elements (0 for types that need none).
 pub fn act_sums_len(w: DType, n: usize) -> usize {
-    match offset(w) {
-        0 => 0,
-        _ => n / 32,
+    match w {
+        DType::Q4_K => n / 256 * 4,
+        _ if offset(w) != 0 => n / 32,
+        _ => 0,
     }
 }
 
@@ -260,8 +377,9 @@ fn offset(w: DType) -> i32 {
 /// Per-block activation sums that the packed kernels of `w` need, for one row of
 /// quantized activations (`quantize_act(w, …)` output, `n` elements): for Q4_0
 /// (Q5_0), `out[b] = 8 × Σ q` (16 × Σ q) over block b's 32 activation quants: the
-/// weight offset, applied once per block in integers. Nothing for Q4_1 (its Q8_1
-/// blocks carry `s`).
+/// weight offset, applied once per block in integers. For Q4_K, 4 values per
+/// super-block b: `out[4b + t]` holds the sums of sub-blocks 2t (low i16) and 2t + 1
+/// (high i16), which meet the mins. Nothing for Q4_1 (its Q8_1 blocks carry `s`).
 pub fn act_sums(w: DType, n: usize, act_row: &[u8], out: &mut [i32]) -> Result<(), QuantError> {
     let need = act_row_bytes(w, n)?;
     if act_row.len() < need {
@@ -279,7 +397,18 @@ pub fn act_sums(w: DType, n: usize, act_row: &[u8], out: &mut [i32]) -> Result<(
             got: out.len(),
         });
     }
-    if m > 0 {
+    if w == DType::Q4_K {
+        // Q8_K activations: per super-block the 8 sub-block sums Y_s (each the sum
+        // of two 16-element bsums, |Y_s| <= 32 · 127), two to an i32: low half
+        // Y_2t, high half Y_2t+1 — the pairs the mins are multiplied with.
+        let blocks = cast_blocks::<BlockQ8K>(&act_row[..need]).expect("whole Q8_K blocks");
+        for (o, b) in out[..m].chunks_exact_mut(4).zip(blocks) {
+            for (t, v) in o.iter_mut().enumerate() {
+                let y = |s: usize| b.bsum(2 * s) as i32 + b.bsum(2 * s + 1) as i32;
+                *v = (y(2 * t) as u16 as u32 | ((y(2 * t + 1) as u16 as u32) << 16)) as i32;
+            }
+        }
+    } else if m > 0 {
         // Offset types take Q8_0 activations (`act_type`).
         let blocks = cast_blocks::<BlockQ8_0>(&act_row[..need]).expect("whole Q8_0 blocks");
         for (o, b) in out[..m].iter_mut().zip(blocks) {
@@ -290,12 +419,12 @@ pub fn act_sums(w: DType, n: usize, act_row: &[u8], out: &mut [i32]) -> Result<(
 }
 
 /// `out[j * ROWS + r] = dot(row r of the packed group, activation row j)` for
-/// r < 8 and j < k (1..=[`MAX_TOKENS`]).
+/// r < 8 and j < k (1..=[`max_tokens`]`(w)`).
 ///
-/// `group`: one packed group (8 rows of `n` elements, `8 × row_bytes` bytes);
-/// `acts`: k activation rows as for [`crate::dot`] (`quantize_act` output, row j at
-/// `j × act_stride`); `sums`: for Q4_0 and Q5_0, k rows of [`act_sums`] output at
-/// `j × sums_stride` (ignored for Q4_1). Results agree with
+/// `group`: one packed group (8 rows of `n` elements, [`packed_len`]`(w, n, 8)`
+/// bytes); `acts`: k activation rows as for [`crate::dot`] (`quantize_act` output,
+/// row j at `j × act_stride`); `sums`: for Q4_0, Q5_0 and Q4_K, k rows of
+/// [`act_sums`] output at `j × sums_stride` (ignored for Q4_1). Results agree with
 /// [`crate::reference::dot`] on the unpacked rows within float rounding.
 ///
 /// Panics if [`supports`] is false for `w` (callers pack only what it accepts) or a
@@ -314,9 +443,14 @@ pub fn dot_group(
     out: &mut [f32],
 ) {
     assert!(packable(w), "packed::dot_group: {w} has no packed layout");
+    assert!(
+        k <= max_tokens(w),
+        "packed::dot_group: {k} tokens, at most {} for {w}",
+        max_tokens(w)
+    );
     // The same checks as `dot` / `dot_rows` (k in 1..=4 = MAX_TOKENS, activations).
-    let gbytes =
-        crate::check_dot_args("packed::dot_group", w, n, acts, act_stride, k).saturating_mul(ROWS);
+    crate::check_dot_args("packed::dot_group", w, n, acts, act_stride, k);
+    let gbytes = packed_len(w, n, ROWS).expect("row length checked above");
     assert!(
         group.len() >= gbytes,
         "packed::dot_group: group has {} bytes, need {gbytes}",

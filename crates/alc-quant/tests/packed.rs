@@ -5,7 +5,7 @@ use alc_quant::{act_row_bytes, dequantize, packed, quantize_act, reference, DTyp
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-const TYPES: [DType; 3] = [DType::Q4_0, DType::Q4_1, DType::Q5_0];
+const TYPES: [DType; 4] = [DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q4_K];
 
 fn rand_f16(rng: &mut SmallRng, lo: f32, hi: f32) -> [u8; 2] {
     half::f16::from_f32(rng.gen_range(lo..hi)).to_le_bytes()
@@ -14,9 +14,16 @@ fn rand_f16(rng: &mut SmallRng, lo: f32, hi: f32) -> [u8; 2] {
 /// `rows` random rows of `n` elements: random quant bytes, sane scales.
 fn random_rows(w: DType, rng: &mut SmallRng, n: usize, rows: usize, fill: Option<u8>) -> Vec<u8> {
     let bb = w.block_bytes();
-    let mut v: Vec<u8> = (0..rows * n / 32 * bb).map(|_| rng.gen()).collect();
+    let mut v: Vec<u8> = (0..rows * n / w.block_size() * bb)
+        .map(|_| rng.gen())
+        .collect();
     for b in v.chunks_exact_mut(bb) {
-        let q0 = if w == DType::Q4_1 {
+        let q0 = if w == DType::Q4_K {
+            // d, dmin; then the 12 scale bytes (any bits are valid) and the quants.
+            b[0..2].copy_from_slice(&rand_f16(rng, 0.0, 0.01));
+            b[2..4].copy_from_slice(&rand_f16(rng, 0.0, 0.01));
+            4
+        } else if w == DType::Q4_1 {
             b[0..2].copy_from_slice(&rand_f16(rng, 0.0, 0.1));
             b[2..4].copy_from_slice(&rand_f16(rng, -1.0, 1.0));
             4
@@ -66,7 +73,11 @@ fn acts(w: DType, rng: &mut SmallRng, n: usize, extreme: bool) -> (Vec<u8>, usiz
 
 fn check(w: DType, n: usize, rows: usize, src: &[u8], act: &[u8], stride: usize, ctx: &str) {
     let pk = packed::pack(w, n, rows, src).unwrap();
-    assert_eq!(pk.len(), src.len(), "{ctx}: packed size");
+    let plen = packed::packed_len(w, n, rows).unwrap();
+    assert_eq!(pk.len(), plen, "{ctx}: packed size");
+    if w != DType::Q4_K {
+        assert_eq!(plen, src.len(), "{ctx}: legacy types keep their size");
+    }
     assert_eq!(
         packed::unpack(w, n, rows, &pk).unwrap(),
         src,
@@ -78,13 +89,14 @@ fn check(w: DType, n: usize, rows: usize, src: &[u8], act: &[u8], stride: usize,
     for j in 0..4 {
         packed::act_sums(w, n, &act[j * stride..], &mut sums[j * ns.max(1)..]).unwrap();
     }
-    let rb = n / 32 * w.block_bytes();
+    let rb = n / w.block_size() * w.block_bytes();
+    let gb = plen / (rows / packed::ROWS);
     let mut wd = vec![0f32; n];
     let mut ad = vec![0f32; n];
     let at = alc_quant::act_type(w).unwrap();
     for g in 0..rows / packed::ROWS {
-        let group = &pk[g * 8 * rb..(g + 1) * 8 * rb];
-        for k in 1..=packed::MAX_TOKENS {
+        let group = &pk[g * gb..(g + 1) * gb];
+        for k in 1..=packed::max_tokens(w) {
             let mut out = [0f32; 32];
             packed::dot_group(w, n, group, act, stride, &sums, ns.max(1), k, &mut out);
             for r in 0..8 {
@@ -118,7 +130,10 @@ fn packed_kernels_match_reference() {
     }
     let mut rng = SmallRng::seed_from_u64(11);
     for w in TYPES {
-        for n in [32, 96, 576, 1536, 4864] {
+        for n in [32, 96, 256, 576, 1536, 4864] {
+            if n % w.block_size() != 0 {
+                continue;
+            }
             let rows = if n > 1536 { 8 } else { 24 };
             let src = random_rows(w, &mut rng, n, rows, None);
             let (a, stride) = acts(w, &mut rng, n, false);
@@ -171,6 +186,51 @@ fn pack_layout_is_pinned() {
             }
         }
     }
+}
+
+#[test]
+fn q4_k_layout_is_pinned() {
+    // Row r: d = r, dmin = 2r, sub-block s: scale = 8r + s, min = 63 − 8r − s (6-bit);
+    // quant byte i = (r + i) mod 256.
+    let (n, rows) = (256, 8);
+    let mut src = vec![0u8; rows * 144];
+    for r in 0..rows {
+        let blk = &mut src[r * 144..(r + 1) * 144];
+        blk[0..2].copy_from_slice(&half::f16::from_f32(r as f32).to_le_bytes());
+        blk[2..4].copy_from_slice(&half::f16::from_f32(2.0 * r as f32).to_le_bytes());
+        let sc: [u8; 8] = std::array::from_fn(|s| (8 * r + s) as u8);
+        let m: [u8; 8] = std::array::from_fn(|s| (63 - 8 * r - s) as u8);
+        blk[4..16].copy_from_slice(&alc_quant::blocks::pack_k_scales(&sc, &m));
+        for i in 0..128 {
+            blk[16 + i] = (r + i) as u8;
+        }
+    }
+    let pk = packed::pack(DType::Q4_K, n, rows, &src).unwrap();
+    assert_eq!(pk.len(), 1184);
+    for r in 0..8 {
+        let f = |at: usize| half::f16::from_le_bytes([pk[at], pk[at + 1]]).to_f32();
+        assert_eq!(f(2 * r), r as f32);
+        assert_eq!(f(16 + 2 * r), 2.0 * r as f32);
+        for s in 0..8 {
+            assert_eq!(pk[32 + 8 * s + r], (8 * r + s) as u8, "scale r {r} s {s}");
+            assert_eq!(
+                pk[96 + 16 * (s / 2) + 2 * r + s % 2],
+                (63 - 8 * r - s) as u8,
+                "min r {r} s {s}"
+            );
+        }
+        for c in 0..4 {
+            for j in 0..8 {
+                for i in 0..4 {
+                    assert_eq!(
+                        pk[160 + 256 * c + 32 * j + 4 * r + i],
+                        (r + 32 * c + 4 * j + i) as u8
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(packed::unpack(DType::Q4_K, n, rows, &pk).unwrap(), src);
 }
 
 #[test]
