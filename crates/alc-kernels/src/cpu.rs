@@ -44,7 +44,9 @@ impl std::fmt::Debug for CpuBackend {
 
 impl CpuBackend {
     pub fn new(n_threads: usize) -> Self {
-        let simd = has_avx2();
+        // The SIMD attention, gates and norms follow the dot kernels' choice, so
+        // that ALC_QUANT_FORCE_SCALAR runs the whole backend on its scalar path.
+        let simd = has_avx2() && alc_quant::isa() != "scalar";
         let b = CpuBackend {
             pool: ThreadPool::new(n_threads),
             act: Mutex::new(Vec::new()),
