@@ -393,10 +393,14 @@ impl GgufFile {
     pub fn release_tensor_pages(&self, t: &TensorInfo) {
         #[cfg(unix)]
         if let Bytes::Mmap(m) = &self.bytes {
-            const PAGE: usize = 4096;
+            // The system's page size (4 KiB on x86-64 Linux, 16 KiB on Apple
+            // silicon and some Android kernels); only whole pages are advised.
+            // SAFETY: sysconf has no preconditions.
+            let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+            let page = if page > 0 { page as usize } else { 4096 };
             let start = (self.data_offset + t.offset) as usize;
             let end = start + t.bytes as usize;
-            let (a, b) = (start.div_ceil(PAGE) * PAGE, end / PAGE * PAGE);
+            let (a, b) = (start.div_ceil(page) * page, end / page * page);
             if b > a {
                 // SAFETY: the map is a read-only shared file mapping, never written;
                 // after MADV_DONTNEED its pages refault from the file with the same
