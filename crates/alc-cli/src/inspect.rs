@@ -70,6 +70,8 @@ struct KvInfo {
     bytes: u64,
     sliding_window: Option<usize>,
     sliding_layers: usize,
+    /// Rows each sliding-window layer holds (its window plus a micro-batch).
+    sliding_rows: Option<usize>,
 }
 
 #[derive(Serialize)]
@@ -136,6 +138,11 @@ pub fn inspect(path: &Path, ctx: Option<usize>, json: bool, list_tensors: bool) 
                 bytes: plan.kv_cache_bytes,
                 sliding_window: hp.swa_window,
                 sliding_layers: hp.swa_layers.iter().filter(|&&s| s).count(),
+                sliding_rows: hp
+                    .swa_layers
+                    .iter()
+                    .position(|&s| s)
+                    .map(|l| hp.kv_rows(l, ctx, alc_engine::PREFILL_VARIANTS[3])),
             };
             (Some(hp.clone()), Some(kv), Some(plan))
         }
@@ -260,9 +267,13 @@ fn print_text(r: &Report, list_tensors: bool) {
             kv.bytes_per_token,
             mib(kv.bytes),
             kv.ctx,
-            kv.sliding_window
-                .map(|w| format!(" ({} layers use a {w}-token window)", kv.sliding_layers))
-                .unwrap_or_default()
+            match (kv.sliding_window, kv.sliding_rows) {
+                (Some(w), Some(r)) => format!(
+                    " ({} layers use a {w}-token window and hold {r} rows)",
+                    kv.sliding_layers
+                ),
+                _ => String::new(),
+            }
         );
     }
     if let Some(p) = &r.memory_plan {

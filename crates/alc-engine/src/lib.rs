@@ -49,10 +49,22 @@ pub fn prefill_chunk(remaining: usize, max_ubatch: usize) -> usize {
 pub const DEFAULT_KV_BUDGET_BYTES: u64 = 1 << 30;
 
 /// The context the engine uses when `--ctx` is not given: the model's training context,
-/// capped so that the KV cache fits `kv_budget_bytes`, and at least the ar32 variant.
+/// capped so that the KV cache (sliding-window layers holding only their window, see
+/// `HParams::kv_cache_bytes`) fits `kv_budget_bytes`, and at least the ar32 variant.
 pub fn default_ctx(hp: &alc_models::HParams, kv_budget_bytes: u64) -> usize {
-    let by_budget = (kv_budget_bytes / hp.kv_bytes_per_token().max(1) as u64) as usize;
-    hp.ctx_train.min(by_budget).max(PREFILL_VARIANTS[1])
+    let ub = PREFILL_VARIANTS[3];
+    let fits = |ctx: usize| hp.kv_cache_bytes(ctx, ub) <= kv_budget_bytes;
+    // The cache grows with the context: the largest fitting one by bisection.
+    let (mut lo, mut hi) = (0usize, hp.ctx_train);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if fits(mid) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    lo.max(PREFILL_VARIANTS[1])
 }
 
 /// How often a waiting caller re-checks the watchdog.
@@ -707,9 +719,11 @@ impl RunLoop {
             .take_while(|(a, b)| a == b)
             .count();
         common = common.min(prompt.len() - 1);
-        sess.tokens.truncate(common);
         let st = sess.state.as_mut().expect("allocated above");
+        // The state may keep less (a sliding-window layer's keys may have slid out).
         st.truncate(common);
+        let common = st.pos;
+        sess.tokens.truncate(common);
 
         let t0 = Instant::now();
         let mut chunks = Vec::new();

@@ -270,9 +270,33 @@ impl HParams {
         })
     }
 
-    /// KV-cache bytes per token (f16 keys and values, all layers).
+    /// KV-cache bytes per token of context if every layer held the whole context
+    /// (f16 keys and values, all layers).
     pub fn kv_bytes_per_token(&self) -> usize {
         self.n_layer * 2 * self.n_kv_head * self.head_dim * 2
+    }
+
+    /// Cache rows layer `layer` holds for a context of `ctx` tokens run in chunks of
+    /// up to `ubatch`: `ctx`, except a sliding-window layer (window W), which keeps
+    /// only the keys its next chunk can still see — `W − 1 + max(ubatch, W)` rows,
+    /// slid back by at least W positions at a time (see `State`).
+    pub fn kv_rows(&self, layer: usize, ctx: usize, ubatch: usize) -> usize {
+        match self.swa_window {
+            Some(w) if w > 0 && self.swa_layers.get(layer).copied().unwrap_or(false) => {
+                let ub = ubatch.clamp(1, ctx.max(1));
+                ctx.min((w - 1).saturating_add(ub.max(w)))
+            }
+            _ => ctx,
+        }
+    }
+
+    /// Bytes of the whole KV cache at `ctx` with micro-batch `ubatch` (sliding-window
+    /// layers count their [`HParams::kv_rows`] only).
+    pub fn kv_cache_bytes(&self, ctx: usize, ubatch: usize) -> u64 {
+        let row = (2 * self.n_kv_head * self.head_dim * 2) as u64;
+        (0..self.n_layer)
+            .map(|l| self.kv_rows(l, ctx, ubatch) as u64 * row)
+            .sum()
     }
 }
 

@@ -25,7 +25,7 @@ pub fn scratch_bytes(hp: &HParams, ub: usize) -> u64 {
 impl Model {
     pub fn memory_plan(&self, ctx: usize, ubatch: usize) -> MemoryPlan {
         let weights_bytes: u64 = self.file.tensors().iter().map(|t| t.bytes).sum();
-        let kv_cache_bytes = (ctx * self.hp.kv_bytes_per_token()) as u64;
+        let kv_cache_bytes = self.hp.kv_cache_bytes(ctx, ubatch);
         let scratch_bytes = scratch_bytes(&self.hp, ubatch.min(ctx));
         MemoryPlan {
             ctx,

@@ -286,20 +286,30 @@ impl Model {
         let hp = &self.hp;
         let kv_row = hp.n_kv_head * hp.head_dim;
         let ub = ubatch.clamp(1, ctx);
-        let kv_elems = ctx
-            .checked_mul(kv_row)
-            .ok_or_else(|| ModelError::BadContext {
+        let rows: Vec<usize> = (0..hp.n_layer).map(|l| hp.kv_rows(l, ctx, ub)).collect();
+        let kv_elems = |r: usize| {
+            r.checked_mul(kv_row).ok_or_else(|| ModelError::BadContext {
                 ctx,
                 why: "KV cache size overflows".into(),
-            })?;
+            })
+        };
+        let mut k = Vec::with_capacity(hp.n_layer);
+        let mut v = Vec::with_capacity(hp.n_layer);
+        for &r in &rows {
+            // u16 zeros come from calloc: pages are touched only when used.
+            k.push(vec![0u16; kv_elems(r)?]);
+            v.push(vec![0u16; kv_elems(r)?]);
+        }
         let z = |n: usize| vec![0f32; n];
         Ok(State {
             ctx,
             ubatch: ub,
             pos: 0,
-            // u16 zeros come from calloc: pages are touched only when used.
-            k: (0..hp.n_layer).map(|_| vec![0u16; kv_elems]).collect(),
-            v: (0..hp.n_layer).map(|_| vec![0u16; kv_elems]).collect(),
+            base: vec![0; hp.n_layer],
+            rows,
+            window: hp.swa_window.unwrap_or(0),
+            k,
+            v,
             x: z(ub * hp.n_embd),
             xb: z(ub * hp.n_embd),
             q: z(ub * hp.n_head * hp.head_dim),
@@ -370,6 +380,10 @@ impl Model {
         }
 
         for (il, l) in self.layers.iter().enumerate() {
+            // Positions relative to the layer's first cached row (0 unless a
+            // sliding-window layer has slid): the causal and window masks only
+            // compare positions, and rope uses the absolute ones.
+            let p0 = st.make_room(il, pos0, n, nkv);
             // Attention block.
             let xb = &mut st.xb[..n * d];
             xb.copy_from_slice(&st.x[..n * d]);
@@ -416,19 +430,17 @@ impl Model {
                 fscale,
                 self.spec.rope_style,
             );
-            let kc: &mut [half::f16] =
-                st.k[il][pos0 * nkv..(pos0 + n) * nkv].reinterpret_cast_mut();
+            let kc: &mut [half::f16] = st.k[il][p0 * nkv..(p0 + n) * nkv].reinterpret_cast_mut();
             kc.convert_from_f32_slice(kx);
-            let vc: &mut [half::f16] =
-                st.v[il][pos0 * nkv..(pos0 + n) * nkv].reinterpret_cast_mut();
+            let vc: &mut [half::f16] = st.v[il][p0 * nkv..(p0 + n) * nkv].reinterpret_cast_mut();
             vc.convert_from_f32_slice(vx);
             let shape = AttnShape {
                 n_tokens: n,
-                pos0,
+                pos0: p0,
                 n_head: hp.n_head,
                 n_kv_head: hp.n_kv_head,
                 head_dim: hd,
-                ctx: st.ctx,
+                ctx: st.rows[il],
                 scale: hp.attn_scale,
                 window: if swa { hp.swa_window } else { None },
                 softcap: hp.attn_softcap,
@@ -509,7 +521,16 @@ pub struct State {
     pub ubatch: usize,
     /// Tokens held in the cache.
     pub pos: usize,
-    /// Per layer `[ctx][n_kv_head][head_dim]` f16 bits.
+    /// Per layer: the position of cache row 0, and the rows held. A full-attention
+    /// layer holds `ctx` rows from position 0. A sliding-window layer holds
+    /// [`HParams::kv_rows`] rows: when a chunk would run past them, the rows its
+    /// first query can still see (the last W − 1 positions) move to the front and
+    /// `base` advances, at least W positions at a time.
+    base: Vec<usize>,
+    rows: Vec<usize>,
+    /// The sliding window (0: none).
+    window: usize,
+    /// Per layer `[rows][n_kv_head][head_dim]` f16 bits.
     k: Vec<Vec<u16>>,
     v: Vec<Vec<u16>>,
     x: Vec<f32>,
@@ -529,8 +550,38 @@ impl State {
         &self.logits
     }
 
-    /// Forget cached tokens from `pos` on (keeps a shared prefix).
+    /// Forget cached tokens from `pos` on (keeps a shared prefix). A sliding-window
+    /// layer may no longer hold the keys a token at `pos` would see (they slid out);
+    /// then everything is forgotten. Read [`State::pos`] afterwards for what was kept.
     pub fn truncate(&mut self, pos: usize) {
-        self.pos = self.pos.min(pos);
+        let mut pos = self.pos.min(pos);
+        let lost = self
+            .base
+            .iter()
+            .any(|&b| b > 0 && pos.saturating_sub(self.window.saturating_sub(1)) < b);
+        if lost {
+            pos = 0;
+        }
+        if pos == 0 {
+            self.base.iter_mut().for_each(|b| *b = 0);
+        }
+        self.pos = pos;
+    }
+
+    /// Make room in layer `il`'s cache for `n` tokens at `pos0`: a sliding-window
+    /// layer that would run past its rows keeps only the last W − 1 positions before
+    /// `pos0` (all the chunk's first query sees), moved to the front. Returns the row
+    /// of `pos0`.
+    fn make_room(&mut self, il: usize, pos0: usize, n: usize, row_elems: usize) -> usize {
+        let base = self.base[il];
+        if pos0 + n - base > self.rows[il] {
+            let keep_from = pos0.saturating_sub(self.window.saturating_sub(1)).max(base);
+            let (from, to) = ((keep_from - base) * row_elems, (pos0 - base) * row_elems);
+            self.k[il].copy_within(from..to, 0);
+            self.v[il].copy_within(from..to, 0);
+            self.base[il] = keep_from;
+        }
+        debug_assert!(pos0 + n - self.base[il] <= self.rows[il]);
+        pos0 - self.base[il]
     }
 }
