@@ -34,6 +34,9 @@ GENERATOR = "scripts/goldens/gen_goldens.py"
 
 MODELS = {
     "smollm2": "smollm2-135m-instruct-q4_1.gguf",
+    # Made from the Q4_1 file by `scripts/build-llamacpp.sh --make-q4_0` (llama-quantize);
+    # checks alc's packed Q4_0 path. Logits only (same tokenizer as smollm2).
+    "smollm2-q4_0": "smollm2-135m-instruct-q4_0.gguf",
     "qwen2": "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
     "gemma3": "gemma-3-270m-q4_k_m.gguf",
 }
@@ -535,7 +538,7 @@ def print_info(name: str, meta: dict, model: Model):
 def main():
     global _LOG_FILE
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default=",".join(MODELS), help="comma list of: " + ",".join(MODELS))
+    ap.add_argument("--models", default="smollm2,qwen2,gemma3", help="comma list of: " + ",".join(MODELS))
     ap.add_argument("--parts", default="tokenizer,logits,greedy", help="comma list of: tokenizer,logits,greedy,info")
     ap.add_argument("--out-dir", default=str(REPO_ROOT / "tests" / "goldens"))
     ap.add_argument("--log", default=str(pathlib.Path.home() / ".cache" / "alc" / "gen_goldens.llama.log"),
@@ -555,7 +558,9 @@ def main():
     for name in names:
         path = MODELS_DIR / MODELS[name]
         if not path.exists():
-            raise SystemExit(f"{path} missing: run scripts/fetch-models.sh --only {name}")
+            how = ("scripts/build-llamacpp.sh --make-q4_0" if name == "smollm2-q4_0"
+                   else f"scripts/fetch-models.sh --only {name}")
+            raise SystemExit(f"{path} missing: run {how}")
         meta = gguf_meta(path)
         model = Model(path)
         try:

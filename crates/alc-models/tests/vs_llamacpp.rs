@@ -176,3 +176,17 @@ fn qwen2_q4_k_m_matches_llamacpp() {
 fn gemma3_q4_k_m_matches_llamacpp() {
     check("gemma3.json");
 }
+
+/// The packed Q4_0 path against llama.cpp (its own repacked Q4_0 GEMM). The Q4_0
+/// file is made from the Q4_1 one by llama-quantize (`scripts/build-llamacpp.sh
+/// --make-q4_0`, which the benchmark script runs); CI does not build llama.cpp, so
+/// without the file this test says so and passes.
+#[test]
+fn smollm2_q4_0_matches_llamacpp() {
+    let file = "smollm2-135m-instruct-q4_0.gguf";
+    if !alc_testdata::models_dir().join(file).exists() {
+        eprintln!("SKIP: {file} missing (make it with scripts/build-llamacpp.sh --make-q4_0)");
+        return;
+    }
+    check("smollm2-q4_0.json");
+}
