@@ -90,7 +90,8 @@ impl CpuBackend {
             act.resize(n * arb, 0);
         }
         // Packed weights of some types need per-block activation sums.
-        let ns = if ws.iter().any(|w| w.layout == Layout::Packed8) {
+        let any_packed = ws.iter().any(|w| w.layout == Layout::Packed8);
+        let ns = if any_packed {
             packed::act_sums_len(dtype, cols)
         } else {
             0
@@ -121,8 +122,16 @@ impl CpuBackend {
         }
         let act: &[u8] = &act;
         let sums: &[i32] = &sums;
-        // One dtype and width, so one row size for every weight of the group.
+        // One dtype and width, so one row size for every weight of the group, and
+        // (for packed weights) one packed group size and token count per call.
         let rb = dtype.row_bytes(cols as u64).expect("validated shape") as usize;
+        let (gb, kmax) = if any_packed {
+            let gb = packed::packed_len(dtype, cols, packed::ROWS)
+                .expect("packed shape checked at pack time");
+            (gb, packed::max_tokens(dtype))
+        } else {
+            (0, 0)
+        };
         // Row tiles of all the weights, numbered consecutively; a chunk is a run of
         // whole tiles, so threads never share cache lines of weights.
         let mut tile_end = [0usize; MAX_GROUP];
@@ -153,9 +162,6 @@ impl CpuBackend {
                     if w.layout == Layout::Packed8 {
                         // Whole groups (packing needs rows % 8 == 0); each group's
                         // weights stay in L1 while the token block streams past.
-                        let gb = packed::packed_len(dtype, cols, packed::ROWS)
-                            .expect("packed shape checked at pack time");
-                        let kmax = packed::max_tokens(dtype);
                         for g in r0 / packed::ROWS..r1.div_ceil(packed::ROWS) {
                             let group = &w.data[g * gb..(g + 1) * gb];
                             let mut t = t0;

@@ -72,8 +72,11 @@ fn shape(w: DType) -> Shape {
     }
 }
 
+/// Weight types with a packed layout.
+pub const TYPES: [DType; 4] = [DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q4_K];
+
 fn packable(w: DType) -> bool {
-    matches!(w, DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q4_K)
+    TYPES.contains(&w)
 }
 
 /// Bytes of one row in the packed layout of `w` per block: the block's own size,
@@ -101,8 +104,12 @@ pub fn max_tokens(w: DType) -> usize {
 /// Bytes of a packed matrix of `rows` rows of `n` elements (`rows` a multiple of
 /// [`ROWS`]); group g starts at `g × packed_len(w, n, 8)`.
 pub fn packed_len(w: DType, n: usize, rows: usize) -> Result<usize, QuantError> {
-    let rb = check_shape(w, n, rows, usize::MAX)?;
-    Ok(rb / w.block_bytes() * packed_block_bytes(w) * rows)
+    Ok(sizes(w, n, rows)?.1)
+}
+
+/// Packed bytes of one row of `row_bytes` row-major bytes of `w`.
+fn packed_row_bytes(w: DType, row_bytes: usize) -> usize {
+    row_bytes / w.block_bytes() * packed_block_bytes(w)
 }
 
 /// Q5_0's fifth bits (bit e = element e) regrouped so that the kernel finds the
@@ -137,12 +144,14 @@ pub fn supports(w: DType) -> bool {
     packable(w) && isa_cached() != Isa::Scalar
 }
 
-fn check_shape(w: DType, n: usize, rows: usize, src_len: usize) -> Result<usize, QuantError> {
+/// Checks the shape and returns (row-major bytes of one row, packed bytes of the
+/// `rows` rows).
+fn sizes(w: DType, n: usize, rows: usize) -> Result<(usize, usize), QuantError> {
     if !packable(w) {
         return Err(QuantError::UnsupportedType {
             dtype: w,
             op: "packed::pack",
-            supported: "Q4_0, Q4_1, Q5_0, Q4_K".into(),
+            supported: crate::list(&TYPES),
         });
     }
     if !n.is_multiple_of(w.block_size()) {
@@ -162,22 +171,31 @@ fn check_shape(w: DType, n: usize, rows: usize, src_len: usize) -> Result<usize,
         });
     }
     let rb = n / w.block_size() * w.block_bytes();
-    let need = rb.saturating_mul(rows);
-    if src_len < need {
+    Ok((rb, packed_row_bytes(w, rb).saturating_mul(rows)))
+}
+
+/// `got` bytes where `expected` are needed: an error naming `what`.
+fn need(what: &'static str, expected: usize, got: usize) -> Result<(), QuantError> {
+    if got < expected {
         return Err(QuantError::LengthMismatch {
-            what: "packed::pack source bytes",
-            expected: need,
-            got: src_len,
+            what,
+            expected,
+            got,
         });
     }
-    Ok(rb)
+    Ok(())
 }
 
 /// Repack `rows` row-major rows of `n` elements of type `w` (`src`, as in a GGUF
 /// tensor) into the interleaved layout. `rows` must be a multiple of [`ROWS`].
 pub fn pack(w: DType, n: usize, rows: usize, src: &[u8]) -> Result<Vec<u8>, QuantError> {
-    check_shape(w, n, rows, src.len())?;
-    let mut out = vec![0u8; packed_len(w, n, rows)?];
+    let (rb, plen) = sizes(w, n, rows)?;
+    need(
+        "packed::pack source bytes",
+        rb.saturating_mul(rows),
+        src.len(),
+    )?;
+    let mut out = vec![0u8; plen];
     pack_into(w, n, rows, src, &mut out)?;
     Ok(out)
 }
@@ -191,15 +209,13 @@ pub fn pack_into(
     src: &[u8],
     out: &mut [u8],
 ) -> Result<(), QuantError> {
-    let rb = check_shape(w, n, rows, src.len())?;
-    let plen = packed_len(w, n, rows)?;
-    if out.len() < plen {
-        return Err(QuantError::LengthMismatch {
-            what: "packed::pack output bytes",
-            expected: plen,
-            got: out.len(),
-        });
-    }
+    let (rb, plen) = sizes(w, n, rows)?;
+    need(
+        "packed::pack source bytes",
+        rb.saturating_mul(rows),
+        src.len(),
+    )?;
+    need("packed::pack output bytes", plen, out.len())?;
     let (src, out) = (&src[..rb * rows], &mut out[..plen]);
     match w {
         DType::Q4_1 => pack_groups::<20, 2, false>(rb, src, out),
@@ -315,15 +331,8 @@ fn pack_groups<const BB: usize, const F16S: usize, const QH: bool>(
 /// The inverse of [`pack`]: back to row-major rows (tests, and tools that read a
 /// packed matrix).
 pub fn unpack(w: DType, n: usize, rows: usize, packed: &[u8]) -> Result<Vec<u8>, QuantError> {
-    let rb = check_shape(w, n, rows, usize::MAX)?;
-    let plen = packed_len(w, n, rows)?;
-    if packed.len() < plen {
-        return Err(QuantError::LengthMismatch {
-            what: "packed::unpack packed bytes",
-            expected: plen,
-            got: packed.len(),
-        });
-    }
+    let (rb, plen) = sizes(w, n, rows)?;
+    need("packed::unpack packed bytes", plen, packed.len())?;
     let mut out = vec![0u8; rb * rows];
     if w == DType::Q4_K {
         unpack_q4k(rb, &packed[..plen], &mut out);
@@ -449,8 +458,8 @@ pub fn dot_group(
         max_tokens(w)
     );
     // The same checks as `dot` / `dot_rows` (k in 1..=4 = MAX_TOKENS, activations).
-    crate::check_dot_args("packed::dot_group", w, n, acts, act_stride, k);
-    let gbytes = packed_len(w, n, ROWS).expect("row length checked above");
+    let rb = crate::check_dot_args("packed::dot_group", w, n, acts, act_stride, k);
+    let gbytes = packed_row_bytes(w, rb) * ROWS;
     assert!(
         group.len() >= gbytes,
         "packed::dot_group: group has {} bytes, need {gbytes}",
