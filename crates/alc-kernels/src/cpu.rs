@@ -275,7 +275,7 @@ impl Backend for CpuBackend {
         dtype.is_executed()
     }
 
-    /// The types [`packed::supports`] (Q4_0, Q4_1, Q5_0 with AVX2) in matrices with
+    /// The types [`packed::supports`] ([`packed::TYPES`] with AVX2) in matrices with
     /// a multiple of 8 rows: interleaved 8 rows per block ([`packed`]), packed by
     /// the pool threads.
     fn packed_len(&self, w: &Weight<'_>) -> Option<usize> {
@@ -700,6 +700,17 @@ pub(crate) mod simd {
             }
         }
 
+        /// Σ of the 8 lanes: halves, then pairs, then the last two (the order every
+        /// SIMD reduction here uses, so that loops built from it agree bit for bit).
+        #[inline(always)]
+        pub(crate) unsafe fn hsum(v: __m256) -> f32 {
+            unsafe {
+                let s4 = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
+                let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+                _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)))
+            }
+        }
+
         #[target_feature(enable = "avx2,fma,f16c")]
         pub unsafe fn dot_f16_f16(a: &[f16], b: &[f16]) -> f32 {
             let n = a.len().min(b.len());
@@ -720,10 +731,7 @@ pub(crate) mod simd {
                     i += 8;
                 }
                 let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-                let s4 = _mm_add_ps(_mm256_extractf128_ps(s, 1), _mm256_castps256_ps128(s));
-                let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-                let s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));
-                let mut r = _mm_cvtss_f32(s1);
+                let mut r = hsum(s);
                 while i < n {
                     r += a[i].to_f32() * b[i].to_f32();
                     i += 1;
@@ -864,11 +872,7 @@ pub(crate) mod simd {
                         }
                         let s8 =
                             _mm256_add_ps(_mm256_add_ps(d[0], d[1]), _mm256_add_ps(d[2], d[3]));
-                        let s4 =
-                            _mm_add_ps(_mm256_extractf128_ps(s8, 1), _mm256_castps256_ps128(s8));
-                        let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-                        let s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));
-                        let mut sc = _mm_cvtss_f32(s1) * scale;
+                        let mut sc = hsum(s8) * scale;
                         if let Some(cap) = softcap {
                             sc = cap * (sc / cap).tanh();
                         }

@@ -63,23 +63,17 @@ pub(crate) use x86::task;
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::*;
-    use crate::cpu::simd::x86::exp8;
+    use crate::cpu::simd::x86::{exp8, hsum};
     use std::arch::x86_64::*;
 
     /// Sum of each of 8 vectors, as one vector (lane k = Σ lanes of `v[k]`).
     #[inline(always)]
     unsafe fn hsum8(v: &[__m256; 8]) -> __m256 {
         unsafe {
-            let a = _mm256_hadd_ps(v[0], v[1]);
-            let b = _mm256_hadd_ps(v[2], v[3]);
-            let c = _mm256_hadd_ps(v[4], v[5]);
-            let d = _mm256_hadd_ps(v[6], v[7]);
-            let ab = _mm256_hadd_ps(a, b);
-            let cd = _mm256_hadd_ps(c, d);
-            // ab = [s0 s1 s2 s3 | s0' s1' s2' s3'] (halves of each sum), same for cd.
-            let lo = _mm256_permute2f128_ps::<0x20>(ab, cd);
-            let hi = _mm256_permute2f128_ps::<0x31>(ab, cd);
-            _mm256_add_ps(lo, hi)
+            join(
+                hsum4(&[v[0], v[1], v[2], v[3]]),
+                hsum4(&[v[4], v[5], v[6], v[7]]),
+            )
         }
     }
 
@@ -107,16 +101,6 @@ mod x86 {
             let m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
             let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
             let m = _mm_max_ss(m, _mm_movehdup_ps(m));
-            _mm_cvtss_f32(m)
-        }
-    }
-
-    #[inline(always)]
-    unsafe fn hsum(v: __m256) -> f32 {
-        unsafe {
-            let m = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-            let m = _mm_add_ps(m, _mm_movehl_ps(m, m));
-            let m = _mm_add_ss(m, _mm_movehdup_ps(m));
             _mm_cvtss_f32(m)
         }
     }

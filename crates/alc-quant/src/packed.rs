@@ -139,7 +139,7 @@ fn ungroup_qh(g: u32) -> u32 {
 }
 
 /// Whether [`pack`] builds a layout for weight type `w` that this CPU's kernels
-/// run (Q4_0, Q4_1 and Q5_0 with AVX2; nothing on the scalar path).
+/// run ([`TYPES`] with AVX2; nothing on the scalar path).
 pub fn supports(w: DType) -> bool {
     packable(w) && isa_cached() != Isa::Scalar
 }
