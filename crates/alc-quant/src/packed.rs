@@ -35,6 +35,7 @@
 //! [`act_sums`] precomputes (exact, in integers, as llama.cpp's integer dot).
 
 use crate::blocks::{cast_blocks, pack_k_scales, unpack_k_scales, BlockQ4K, BlockQ8K, BlockQ8_0};
+use crate::reference::check_len;
 use crate::{act_row_bytes, isa_cached, DType, Isa, QuantError};
 
 /// Rows interleaved per packed group.
@@ -174,28 +175,10 @@ fn sizes(w: DType, n: usize, rows: usize) -> Result<(usize, usize), QuantError> 
     Ok((rb, packed_row_bytes(w, rb).saturating_mul(rows)))
 }
 
-/// `got` bytes where `expected` are needed: an error naming `what`.
-fn need(what: &'static str, expected: usize, got: usize) -> Result<(), QuantError> {
-    if got < expected {
-        return Err(QuantError::LengthMismatch {
-            what,
-            expected,
-            got,
-        });
-    }
-    Ok(())
-}
-
 /// Repack `rows` row-major rows of `n` elements of type `w` (`src`, as in a GGUF
 /// tensor) into the interleaved layout. `rows` must be a multiple of [`ROWS`].
 pub fn pack(w: DType, n: usize, rows: usize, src: &[u8]) -> Result<Vec<u8>, QuantError> {
-    let (rb, plen) = sizes(w, n, rows)?;
-    need(
-        "packed::pack source bytes",
-        rb.saturating_mul(rows),
-        src.len(),
-    )?;
-    let mut out = vec![0u8; plen];
+    let mut out = vec![0u8; sizes(w, n, rows)?.1];
     pack_into(w, n, rows, src, &mut out)?;
     Ok(out)
 }
@@ -210,12 +193,12 @@ pub fn pack_into(
     out: &mut [u8],
 ) -> Result<(), QuantError> {
     let (rb, plen) = sizes(w, n, rows)?;
-    need(
+    check_len(
         "packed::pack source bytes",
         rb.saturating_mul(rows),
         src.len(),
     )?;
-    need("packed::pack output bytes", plen, out.len())?;
+    check_len("packed::pack output bytes", plen, out.len())?;
     let (src, out) = (&src[..rb * rows], &mut out[..plen]);
     match w {
         DType::Q4_1 => pack_groups::<20, 2, false>(rb, src, out),
@@ -332,7 +315,7 @@ fn pack_groups<const BB: usize, const F16S: usize, const QH: bool>(
 /// packed matrix).
 pub fn unpack(w: DType, n: usize, rows: usize, packed: &[u8]) -> Result<Vec<u8>, QuantError> {
     let (rb, plen) = sizes(w, n, rows)?;
-    need("packed::unpack packed bytes", plen, packed.len())?;
+    check_len("packed::unpack packed bytes", plen, packed.len())?;
     let mut out = vec![0u8; rb * rows];
     if w == DType::Q4_K {
         unpack_q4k(rb, &packed[..plen], &mut out);

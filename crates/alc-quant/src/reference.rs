@@ -43,7 +43,8 @@ fn nblocks(ty: DType, n: usize, what: &'static str) -> Result<usize, QuantError>
     Ok(n / bs)
 }
 
-fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), QuantError> {
+/// `got` bytes where `expected` are needed: an error naming `what`.
+pub(crate) fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), QuantError> {
     if got < expected {
         return Err(QuantError::LengthMismatch {
             what,
