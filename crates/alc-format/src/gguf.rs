@@ -12,7 +12,7 @@ pub const MAX_DIMS: u32 = 4;
 /// Default alignment of the tensor data section.
 pub const DEFAULT_ALIGNMENT: u64 = 32;
 /// Nesting limit for arrays of arrays (GGUF writers use at most one level).
-const MAX_ARRAY_DEPTH: u32 = 4;
+pub(crate) const MAX_ARRAY_DEPTH: u32 = 4;
 /// Limit on the metadata array elements of one file, all arrays (nested ones included)
 /// together. Each element becomes a 32-byte [`Value`], so without it a file could make
 /// the parser allocate 32 times its own size (a 1 GiB array of u8 would ask for 32 GiB).
@@ -391,26 +391,9 @@ impl GgufFile {
     /// not double the resident set. The bytes stay valid: a later read faults them
     /// back in from the file, unchanged. A no-op for owned buffers and off Unix.
     pub fn release_tensor_pages(&self, t: &TensorInfo) {
-        #[cfg(unix)]
         if let Bytes::Mmap(m) = &self.bytes {
-            // The system's page size (4 KiB on x86-64 Linux, 16 KiB on Apple
-            // silicon and some Android kernels); only whole pages are advised.
-            // SAFETY: sysconf has no preconditions.
-            let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-            let page = if page > 0 { page as usize } else { 4096 };
             let start = (self.data_offset + t.offset) as usize;
-            let end = start + t.bytes as usize;
-            let (a, b) = (start.div_ceil(page) * page, end / page * page);
-            if b > a {
-                // SAFETY: the map is a read-only shared file mapping, never written;
-                // after MADV_DONTNEED its pages refault from the file with the same
-                // contents, so outstanding borrows keep reading the same bytes. The
-                // range is inside the map (bounds checked at open). A failure only
-                // leaves the pages resident.
-                let _ = unsafe {
-                    m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, a, b - a)
-                };
-            }
+            crate::pages::release_range(m, start, t.bytes as usize);
         }
     }
 
