@@ -1,6 +1,7 @@
 //! `alc`: the command-line front end. The only crate that uses anyhow; every error
 //! reaches the user as one line on stderr with a non-zero exit code.
 
+mod compile;
 mod inspect;
 
 use alc_engine::{
@@ -34,6 +35,8 @@ enum Cmd {
     Bench(BenchArgs),
     /// Architecture, hyperparameters, tensors, tokenizer and memory plan of a model.
     Inspect(InspectArgs),
+    /// Compile a Hugging Face checkpoint into one verified, named package.
+    Compile(compile::CompileArgs),
 }
 
 #[derive(Args, Clone)]
@@ -220,6 +223,7 @@ fn main() {
         Cmd::Chat(a) => chat(a),
         Cmd::Bench(a) => bench(a),
         Cmd::Inspect(a) => inspect::inspect(&a.model, a.ctx, a.json, a.tensors),
+        Cmd::Compile(a) => compile::compile(a),
     };
     if let Err(e) = r {
         // One line: the chain of causes joined.

@@ -128,6 +128,17 @@ impl DType {
         }
     }
 
+    /// The type named `name` (as [`DType::name`] spells it, any case).
+    pub fn from_name(name: &str) -> Option<DType> {
+        use DType::*;
+        [
+            F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K, I8,
+            I16, I32, I64, F64, BF16,
+        ]
+        .into_iter()
+        .find(|t| t.name().eq_ignore_ascii_case(name))
+    }
+
     pub fn is_executed(self) -> bool {
         EXECUTED_TYPES.contains(&self)
     }

@@ -86,7 +86,13 @@ pub struct ArchSpec {
 }
 
 /// The architecture registry.
-pub const ARCHS: &[fn() -> ArchSpec] = &[arch::llama::spec, arch::qwen2::spec, arch::gemma3::spec];
+pub const ARCHS: &[fn() -> ArchSpec] = &[
+    arch::llama::spec,
+    arch::qwen2::spec,
+    arch::qwen3::spec,
+    arch::gemma2::spec,
+    arch::gemma3::spec,
+];
 
 /// Look up an architecture by its GGUF name.
 pub fn arch_spec(name: &str) -> Option<ArchSpec> {

@@ -93,6 +93,7 @@ impl Model {
         })?;
         let mut hp = HParams::read(&f, &arch)?;
         (spec.configure)(&f, &mut hp)?;
+        crate::arch::package_overrides(&f, &mut hp)?;
         let (d, ff, hd) = (hp.n_embd as u64, hp.n_ff as u64, hp.head_dim as u64);
         let (nq, nkv) = (hp.n_head as u64 * hd, hp.n_kv_head as u64 * hd);
         let tok_embd =

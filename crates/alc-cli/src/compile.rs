@@ -1,0 +1,161 @@
+//! `alc compile`: a Hugging Face checkpoint to one verified, named package.
+
+use alc_convert::naming::NameScheme;
+use alc_convert::{CompileOptions, Outcome, Progress};
+use anyhow::Result;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct CompileArgs {
+    /// Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json).
+    input: PathBuf,
+    /// Backend the package is for: cpu, cuda, vulkan or metal (decides the defaults
+    /// and which tensor types are allowed).
+    #[arg(long, default_value = "cpu")]
+    target: String,
+    /// f32, f16, bf16, q8f16_1, q4f16_1, q4_k_m or q6_k (default: the target's).
+    #[arg(long)]
+    quant: Option<String>,
+    /// Context length recorded in the package (default: the model's, capped by the
+    /// target's default).
+    #[arg(long)]
+    ctx: Option<usize>,
+    /// ava (AVA-{CODE}-{SIZE}{BITS}.ALM) or plain ({arch}-{size}-{quant}.alm).
+    #[arg(long, default_value = "ava")]
+    name_scheme: String,
+    /// Package file name (overrides the naming scheme).
+    #[arg(long)]
+    name: Option<String>,
+    /// Output directory.
+    #[arg(long, default_value = ".")]
+    out: PathBuf,
+    /// Per-tensor type override, PATTERN=TYPE with `*` wildcards over package tensor
+    /// names (e.g. 'blk.*.ffn_down.weight=q8_0'); repeatable, first match wins.
+    #[arg(long = "tensor-type")]
+    tensor_type: Vec<String>,
+    /// Threads for quantisation and the self-check (default: all cores).
+    #[arg(short = 't', long)]
+    threads: Option<usize>,
+    /// Replace a package of the same name that was built from other inputs.
+    #[arg(long)]
+    force: bool,
+    /// Print the report as JSON on stdout (progress stays on stderr).
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn compile(a: CompileArgs) -> Result<()> {
+    let opts = CompileOptions {
+        input: a.input,
+        target: a.target,
+        quant: a.quant,
+        ctx: a.ctx,
+        name_scheme: NameScheme::parse(&a.name_scheme)?,
+        name: a.name,
+        out_dir: a.out,
+        overrides: a.tensor_type,
+        threads: a
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        force: a.force,
+    };
+    let tty = std::io::stderr().is_terminal();
+    let bar = ProgressBar::new(0);
+    if tty {
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{msg:>24} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+    } else {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut last_stage = String::new();
+    let mut on_progress = |p: Progress<'_>| match p {
+        Progress::Stage(s) => {
+            if tty {
+                bar.set_message(s.to_string());
+            } else if s != last_stage {
+                eprintln!("compile: {s}");
+            }
+            last_stage = s.to_string();
+        }
+        Progress::Tensor {
+            index,
+            count,
+            name,
+            bytes_done,
+            bytes_total,
+            ..
+        } => {
+            if tty {
+                bar.set_length(bytes_total);
+                bar.set_position(bytes_done);
+                bar.set_message(format!("{}/{count} {name}", index + 1));
+            } else if (index + 1) % 50 == 0 || index + 1 == count {
+                eprintln!("compile: tensor {}/{count} ({name})", index + 1);
+            }
+        }
+    };
+    let outcome = alc_convert::compile(&opts, &mut on_progress);
+    bar.finish_and_clear();
+    match outcome? {
+        Outcome::UpToDate { path, build_key } => {
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"package": path, "build_key": build_key, "up_to_date": true})
+                );
+            } else {
+                println!("{}: up to date (build key {build_key})", path.display());
+            }
+        }
+        Outcome::Built(r) => {
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                let worst = r
+                    .tensors
+                    .iter()
+                    .max_by(|x, y| x.rmse.total_cmp(&y.rmse))
+                    .map(|t| format!("{} rmse {:.3e}", t.name, t.rmse))
+                    .unwrap_or_default();
+                println!("package   {}", r.package.display());
+                println!(
+                    "model     {} ({}), {} parameters, quant {}, context {}, target {}",
+                    r.architecture, r.gguf_architecture, r.parameters, r.quant, r.context, r.target
+                );
+                println!(
+                    "size      {:.1} MiB from {:.1} MiB of checkpoint",
+                    r.output_bytes as f64 / 1048576.0,
+                    r.input_bytes as f64 / 1048576.0
+                );
+                println!(
+                    "time      {:.2} s total, peak RSS {:.0} MiB{}",
+                    r.stages_ms.get("total").copied().unwrap_or(0.0) / 1e3,
+                    r.peak_rss_bytes as f64 / 1048576.0,
+                    if r.tensors_resumed > 0 {
+                        format!(", {} tensors resumed", r.tensors_resumed)
+                    } else {
+                        String::new()
+                    }
+                );
+                println!("worst     {worst}");
+                println!(
+                    "check     {} (prompt {:?} → {:?})",
+                    r.verification, r.self_check.prompt, r.self_check.got
+                );
+                for n in &r.notes {
+                    println!("note      {n}");
+                }
+                println!("report    {}.report.json", r.name);
+            }
+        }
+    }
+    Ok(())
+}

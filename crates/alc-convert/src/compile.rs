@@ -1,0 +1,1109 @@
+//! The compile pipeline: plan, per-tensor work files, assembly, self-check, commit.
+
+use crate::arch::{self, Arch, Hp, TensorPlan, Transform};
+use crate::config::HfConfig;
+use crate::naming::{self, NameScheme};
+use crate::quant::{self, Override, Reason, Scheme};
+use crate::vocab::HfTokenizer;
+use crate::ConvertError;
+use alc_core::DType;
+use alc_format::safetensors::Dtype as StDtype;
+use alc_format::{AtomicFile, GgufFile, GgufWriter, HfTensors, Value};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Version of the package manifest (`alc.format_version`).
+pub const FORMAT_VERSION: u32 = 1;
+/// Rows converted and quantised per step (bounds the memory of big tensors).
+const ROW_BLOCK: usize = 4096;
+/// Self-check prompt tokens.
+pub const SELF_CHECK_TOKENS: usize = 8;
+const SELF_CHECK_TEXT: &str =
+    "The quick brown fox jumps over the lazy dog, then 12 more dogs ran home.";
+/// Contexts the manifest's memory plan covers (those up to the package's context,
+/// plus the context itself).
+const PLAN_CONTEXTS: [usize; 4] = [512, 2048, 8192, 32768];
+/// Width of `alc.verification` (padded with spaces so it can be patched in place).
+const STATUS_WIDTH: usize = 8;
+
+/// What to compile and how.
+#[derive(Clone, Debug)]
+pub struct CompileOptions {
+    /// A Hugging Face checkpoint directory.
+    pub input: PathBuf,
+    /// `cpu`, `cuda`, `vulkan` or `metal`.
+    pub target: String,
+    /// `--quant`; `None` takes the target's default.
+    pub quant: Option<String>,
+    /// `--ctx`; `None`: the model's trained context, capped by the target default.
+    pub ctx: Option<usize>,
+    pub name_scheme: NameScheme,
+    /// `--name` (file name of the package).
+    pub name: Option<String>,
+    pub out_dir: PathBuf,
+    /// `--tensor-type PATTERN=TYPE` overrides.
+    pub overrides: Vec<String>,
+    pub threads: usize,
+    /// Replace a package of the same name built from other inputs.
+    pub force: bool,
+}
+
+/// Progress events for the CLI's bars.
+#[derive(Clone, Debug)]
+pub enum Progress<'a> {
+    Stage(&'a str),
+    Tensor {
+        index: usize,
+        count: usize,
+        name: &'a str,
+        bytes_done: u64,
+        bytes_total: u64,
+        resumed: bool,
+    },
+}
+
+/// Per-tensor line of the report.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct TensorReport {
+    pub name: String,
+    pub source: String,
+    pub dtype: String,
+    pub reason: String,
+    pub shape: Vec<usize>,
+    pub bytes: u64,
+    pub rmse: f64,
+    pub max_abs: f64,
+    pub sha256: String,
+}
+
+/// Memory needed at one context.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PlanLine {
+    pub ctx: usize,
+    pub total_bytes: u64,
+}
+
+/// Outcome of the self-check.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SelfCheck {
+    pub prompt: Vec<u32>,
+    pub expected: Vec<u32>,
+    pub got: Vec<u32>,
+    pub passed: bool,
+}
+
+/// The compile report (also written as `<package>.report.json`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Report {
+    pub package: PathBuf,
+    pub name: String,
+    pub architecture: String,
+    pub gguf_architecture: String,
+    pub target: String,
+    pub quant: String,
+    pub context: usize,
+    pub parameters: u64,
+    pub build_key: String,
+    pub source_sha256: String,
+    pub input_bytes: u64,
+    pub output_bytes: u64,
+    pub stages_ms: BTreeMap<String, f64>,
+    pub peak_rss_bytes: u64,
+    pub tensors_resumed: usize,
+    pub memory_plan: Vec<PlanLine>,
+    pub self_check: SelfCheck,
+    pub verification: String,
+    pub notes: Vec<String>,
+    pub tensors: Vec<TensorReport>,
+}
+
+/// Result of [`compile`].
+#[derive(Debug)]
+pub enum Outcome {
+    Built(Box<Report>),
+    /// A package built from the same inputs and options is already there.
+    UpToDate {
+        path: PathBuf,
+        build_key: String,
+    },
+}
+
+/// Tensor types a target's backend executes, its default quantisation and context.
+struct Target {
+    name: &'static str,
+    types: &'static [DType],
+    default_quant: Scheme,
+    default_ctx: usize,
+}
+
+const GPU_TYPES: &[DType] = &[DType::F32, DType::F16, DType::Q8_0, DType::Q4_0];
+const TARGETS: &[Target] = &[
+    Target {
+        name: "cpu",
+        types: &alc_core::EXECUTED_TYPES,
+        default_quant: Scheme::Q4f16_1,
+        default_ctx: 4096,
+    },
+    Target {
+        name: "cuda",
+        types: &[
+            DType::F32,
+            DType::F16,
+            DType::BF16,
+            DType::Q8_0,
+            DType::Q4_0,
+        ],
+        default_quant: Scheme::Q4f16_1,
+        default_ctx: 8192,
+    },
+    Target {
+        name: "vulkan",
+        types: GPU_TYPES,
+        default_quant: Scheme::Q4f16_1,
+        default_ctx: 4096,
+    },
+    Target {
+        name: "metal",
+        types: GPU_TYPES,
+        default_quant: Scheme::Q4f16_1,
+        default_ctx: 4096,
+    },
+];
+
+fn target(name: &str) -> Result<&'static Target, ConvertError> {
+    TARGETS.iter().find(|t| t.name == name).ok_or_else(|| {
+        ConvertError::Unsupported(format!(
+            "unknown --target '{name}'; supported: {}",
+            TARGETS
+                .iter()
+                .map(|t| t.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ConvertError + '_ {
+    move |source| ConvertError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn hex(d: &[u8]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// sha256 of a file, streamed.
+fn file_sha256(path: &Path) -> Result<[u8; 32], ConvertError> {
+    let mut f = std::fs::File::open(path).map_err(io_err(path))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(io_err(path))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().into())
+}
+
+/// A date (YYYY-MM-DD) from seconds since the epoch (civil calendar).
+fn iso_date(secs: u64) -> String {
+    let z = (secs / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Everything decided before any tensor is converted.
+struct Plan {
+    hp: Hp,
+    scheme: Scheme,
+    ctx: usize,
+    tied: bool,
+    tensors: Vec<(TensorPlan, DType, Reason)>,
+    notes: Vec<String>,
+}
+
+fn tensor_order(name: &str) -> (usize, usize, String) {
+    // token_embd first, the layers in order, output_norm and output last.
+    match name {
+        "token_embd.weight" => (0, 0, String::new()),
+        "output_norm.weight" => (2, 0, String::new()),
+        "output.weight" => (2, 1, String::new()),
+        _ => {
+            let layer = name
+                .strip_prefix("blk.")
+                .and_then(|r| r.split('.').next())
+                .and_then(|i| i.parse().ok())
+                .unwrap_or(usize::MAX);
+            (1, layer, name.to_string())
+        }
+    }
+}
+
+/// Package tensors every layer of `hp`'s architecture must have.
+fn required(hp: &Hp, tied: bool) -> Vec<String> {
+    let mut names = vec!["token_embd.weight".to_string(), "output_norm.weight".into()];
+    if !tied {
+        names.push("output.weight".into());
+    }
+    for i in 0..hp.n_layer {
+        let mut per = vec![
+            "attn_norm.weight",
+            "attn_q.weight",
+            "attn_k.weight",
+            "attn_v.weight",
+            "attn_output.weight",
+            "ffn_norm.weight",
+            "ffn_gate.weight",
+            "ffn_up.weight",
+            "ffn_down.weight",
+        ];
+        if matches!(hp.arch, Arch::Qwen3 | Arch::Gemma3) {
+            per.extend(["attn_q_norm.weight", "attn_k_norm.weight"]);
+        }
+        if matches!(hp.arch, Arch::Gemma2 | Arch::Gemma3) {
+            per.extend(["post_attention_norm.weight", "post_ffw_norm.weight"]);
+        }
+        names.extend(per.iter().map(|s| format!("blk.{i}.{s}")));
+    }
+    names
+}
+
+fn make_plan(
+    opts: &CompileOptions,
+    cfg: &HfConfig,
+    st: &HfTensors,
+    tgt: &Target,
+) -> Result<Plan, ConvertError> {
+    let hp = Hp::read(cfg)?;
+    let scheme = match &opts.quant {
+        Some(q) => Scheme::parse(q)?,
+        None => tgt.default_quant,
+    };
+    let overrides = opts
+        .overrides
+        .iter()
+        .map(|o| Override::parse(o))
+        .collect::<Result<Vec<_>, _>>()?;
+    let ctx = match opts.ctx {
+        Some(0) => {
+            return Err(ConvertError::Unsupported(
+                "--ctx 0: the context must be at least 1 token".into(),
+            ))
+        }
+        Some(c) if c > hp.ctx_train => {
+            return Err(ConvertError::Unsupported(format!(
+                "--ctx {c} exceeds the model's trained context of {} tokens (max_position_embeddings); pass --ctx {} or less",
+                hp.ctx_train, hp.ctx_train
+            )))
+        }
+        Some(c) => c,
+        None => hp.ctx_train.min(tgt.default_ctx),
+    };
+    let mut notes = Vec::new();
+    let mut plans: Vec<TensorPlan> = Vec::new();
+    let mut skipped = 0usize;
+    for t in st.tensors() {
+        let Some(name) = arch::text_name(&t.name) else {
+            skipped += 1;
+            continue;
+        };
+        let Some(ps) = arch::map_tensor(&hp, &name)? else {
+            continue;
+        };
+        let got: Vec<usize> = t.shape.iter().map(|&d| d as usize).collect();
+        for mut p in ps {
+            if got != p.source_shape {
+                return Err(ConvertError::ShapeMismatch {
+                    tensor: t.name.clone(),
+                    expected: format!("{:?}", p.source_shape),
+                    got: format!("{got:?}"),
+                });
+            }
+            p.source = t.name.clone();
+            plans.push(p);
+        }
+    }
+    if skipped > 0 {
+        notes.push(format!(
+            "{skipped} tensors of other towers (vision encoder, projector) left out: text-only package"
+        ));
+    }
+    let tied = !plans.iter().any(|p| p.name == "output.weight");
+    for want in required(&hp, tied) {
+        if !plans.iter().any(|p| p.name == want) {
+            return Err(ConvertError::MissingTensor {
+                tensor: want,
+                why: format!("a {} layer needs it", hp.arch.name()),
+            });
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for p in &plans {
+        if !seen.insert(p.name.clone()) {
+            return Err(ConvertError::Unsupported(format!(
+                "two checkpoint tensors map to '{}'",
+                p.name
+            )));
+        }
+    }
+    plans.sort_by_key(|p| tensor_order(&p.name));
+    let mut tensors = Vec::with_capacity(plans.len());
+    for p in plans {
+        let cols = *p.shape.last().unwrap_or(&1);
+        let (dt, why) = quant::choose(
+            scheme,
+            &overrides,
+            &p.name,
+            p.is_matrix(),
+            cols,
+            hp.n_layer,
+            tied,
+        )?;
+        if !tgt.types.contains(&dt) {
+            return Err(ConvertError::Unsupported(format!(
+                "tensor {} would be {dt}, which the {} backend does not run (it runs {}); use --quant {}",
+                p.name,
+                tgt.name,
+                tgt.types.iter().map(|t| t.name()).collect::<Vec<_>>().join(", "),
+                tgt.default_quant.name()
+            )));
+        }
+        if why == Reason::Fallback {
+            notes.push(format!(
+                "{}: rows of {cols} are not a multiple of the scheme's block; stored as {dt}",
+                p.name
+            ));
+        }
+        tensors.push((p, dt, why));
+    }
+    Ok(Plan {
+        hp,
+        scheme,
+        ctx,
+        tied,
+        tensors,
+        notes,
+    })
+}
+
+/// Rows `r0..r1` of source tensor `name` as f32 (whole rows of `cols`).
+fn source_rows(
+    st: &HfTensors,
+    name: &str,
+    cols: usize,
+    r0: usize,
+    r1: usize,
+    out: &mut Vec<f32>,
+) -> Result<(), ConvertError> {
+    let (dt, bytes) = st.raw(name)?;
+    let esize = match dt {
+        StDtype::F32 => 4,
+        StDtype::F16 | StDtype::BF16 => 2,
+        _ => {
+            // Rare dtypes (F64): convert the whole tensor once.
+            let all = st.to_f32(name)?;
+            out.clear();
+            out.extend_from_slice(&all[r0 * cols..r1 * cols]);
+            return Ok(());
+        }
+    };
+    let b = &bytes[r0 * cols * esize..r1 * cols * esize];
+    out.clear();
+    match dt {
+        StDtype::F32 => out.extend(
+            b.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        ),
+        StDtype::BF16 => out.extend(
+            b.chunks_exact(2)
+                .map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16)),
+        ),
+        _ => {
+            let mut tmp = vec![0f32; b.len() / 2];
+            alc_quant::dequantize(DType::F16, b, &mut tmp).map_err(|e| ConvertError::Quant {
+                tensor: name.to_string(),
+                source: e,
+            })?;
+            out.extend_from_slice(&tmp);
+        }
+    }
+    Ok(())
+}
+
+/// Quantise `x` (whole rows of `cols`) to `dt` on `threads` threads; appends the
+/// bytes to `out` and adds the squared error and max abs error to `err`.
+fn quantize_rows(
+    name: &str,
+    dt: DType,
+    x: &[f32],
+    cols: usize,
+    threads: usize,
+    out: &mut Vec<u8>,
+    err: &mut (f64, f64),
+) -> Result<(), ConvertError> {
+    let rows = x.len() / cols;
+    let rb = dt.row_bytes(cols as u64).expect("block-checked") as usize;
+    let start = out.len();
+    out.resize(start + rows * rb, 0);
+    let nth = threads.clamp(1, rows.max(1));
+    let per = rows.div_ceil(nth);
+    let dst = &mut out[start..];
+    let results: Vec<Result<(f64, f64), alc_quant::QuantError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = dst
+            .chunks_mut(per * rb)
+            .zip(x.chunks(per * cols))
+            .map(|(o, xs)| {
+                s.spawn(move || -> Result<(f64, f64), alc_quant::QuantError> {
+                    alc_quant::quantize(dt, xs, o)?;
+                    let mut back = vec![0f32; xs.len()];
+                    alc_quant::dequantize(dt, o, &mut back)?;
+                    let mut se = 0f64;
+                    let mut mx = 0f64;
+                    for (a, b) in xs.iter().zip(&back) {
+                        let d = f64::from(a - b).abs();
+                        se += d * d;
+                        mx = mx.max(d);
+                    }
+                    Ok((se, mx))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("quantize thread panicked"))
+            .collect()
+    });
+    for r in results {
+        let (se, mx) = r.map_err(|e| ConvertError::Quant {
+            tensor: name.to_string(),
+            source: e,
+        })?;
+        err.0 += se;
+        err.1 = err.1.max(mx);
+    }
+    Ok(())
+}
+
+/// Convert one package tensor into its bytes (and error statistics).
+fn convert_tensor(
+    st: &HfTensors,
+    p: &TensorPlan,
+    dt: DType,
+    threads: usize,
+) -> Result<(Vec<u8>, f64, f64), ConvertError> {
+    let cols = if p.is_matrix() { p.shape[1] } else { 1 };
+    let rows = p.n_elements() / cols;
+    let mut out =
+        Vec::with_capacity(dt.tensor_bytes(&[cols as u64, rows as u64]).unwrap_or(0) as usize);
+    let mut err = (0f64, 0f64);
+    let streaming = match &p.transform {
+        Transform::None | Transform::AddOne => Some((0usize, &p.transform)),
+        Transform::Rows { start, then, .. } if matches!(**then, Transform::None) => {
+            Some((*start, &**then))
+        }
+        _ => None,
+    };
+    let mut buf = Vec::new();
+    match streaming {
+        Some((first, t)) => {
+            // Row blocks straight from the map: memory stays at one block.
+            let mut r = 0;
+            while r < rows {
+                let r1 = (r + ROW_BLOCK).min(rows);
+                source_rows(st, &p.source, cols, first + r, first + r1, &mut buf)?;
+                let x = arch::apply(t, std::mem::take(&mut buf), cols);
+                quantize_rows(&p.name, dt, &x, cols, threads, &mut out, &mut err)?;
+                buf = x;
+                r = r1;
+            }
+        }
+        None => {
+            let src_rows = p.source_shape.iter().product::<usize>() / cols;
+            source_rows(st, &p.source, cols, 0, src_rows, &mut buf)?;
+            let x = arch::apply(&p.transform, buf, cols);
+            quantize_rows(&p.name, dt, &x, cols, threads, &mut out, &mut err)?;
+        }
+    }
+    let n = p.n_elements().max(1) as f64;
+    Ok((out, (err.0 / n).sqrt(), err.1))
+}
+
+/// The work directory's record of one finished tensor.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Done {
+    bytes: u64,
+    sha256: String,
+    rmse: f64,
+    max_abs: f64,
+}
+
+/// Write `bytes` to `path` atomically.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ConvertError> {
+    let mut f = AtomicFile::create(path)?;
+    f.write_all(bytes)
+        .map_err(|e| ConvertError::Format(f.error("writing", e)))?;
+    f.commit()?;
+    Ok(())
+}
+
+/// A finished tensor in the work directory, if its record and bytes agree.
+fn resume(work: &Path, i: usize) -> Option<Done> {
+    let rec = std::fs::read(work.join(format!("{i:05}.json"))).ok()?;
+    let done: Done = serde_json::from_slice(&rec).ok()?;
+    let bin = work.join(format!("{i:05}.bin"));
+    let len = std::fs::metadata(&bin).ok()?.len();
+    if len != done.bytes {
+        return None;
+    }
+    (hex(&file_sha256(&bin).ok()?) == done.sha256).then_some(done)
+}
+
+/// Serialized size of a metadata value (GGUF v3).
+fn value_len(v: &Value) -> u64 {
+    match v {
+        Value::U8(_) | Value::I8(_) | Value::Bool(_) => 1,
+        Value::U16(_) | Value::I16(_) => 2,
+        Value::U32(_) | Value::I32(_) | Value::F32(_) => 4,
+        Value::U64(_) | Value::I64(_) | Value::F64(_) => 8,
+        Value::String(s) => 8 + s.len() as u64,
+        Value::Array(a) => 12 + a.iter().map(value_len).sum::<u64>(),
+    }
+}
+
+/// File offset of the payload of metadata `key` (for arrays: of the first
+/// element).
+fn value_offset(w: &GgufWriter, key: &str) -> u64 {
+    let mut at = 24u64; // magic, version, tensor count, kv count
+    for (k, v) in w.metadata() {
+        at += 8 + k.len() as u64 + 4;
+        if k == key {
+            return at
+                + match v {
+                    Value::Array(_) => 12,
+                    Value::String(_) => 8,
+                    _ => 0,
+                };
+        }
+        at += value_len(v);
+    }
+    panic!("value_offset: key {key} not in the writer");
+}
+
+fn patch(file: &mut std::fs::File, path: &Path, at: u64, bytes: &[u8]) -> Result<(), ConvertError> {
+    file.seek(SeekFrom::Start(at)).map_err(io_err(path))?;
+    file.write_all(bytes).map_err(io_err(path))
+}
+
+fn argmax(x: &[f32]) -> u32 {
+    x.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i as u32)
+}
+
+/// Teacher-forced next-token argmax over the prompt: the scalar reference backend
+/// gives the expectation, the optimised CPU backend must agree (a position may
+/// differ only where its logits tie within 1e-3 relative).
+pub fn self_check(path: &Path, threads: usize) -> Result<SelfCheck, ConvertError> {
+    let sc = |e: String| ConvertError::SelfCheck(e);
+    let file = Arc::new(GgufFile::open(path)?);
+    let tok = alc_tokenizer::Tokenizer::from_gguf(&file).map_err(|e| sc(e.to_string()))?;
+    let mut prompt = tok
+        .encode(SELF_CHECK_TEXT, true, false)
+        .map_err(|e| sc(e.to_string()))?;
+    let vocab = tok.vocab_size() as u32;
+    while prompt.len() < SELF_CHECK_TOKENS {
+        prompt.push(
+            prompt
+                .last()
+                .copied()
+                .unwrap_or(0)
+                .min(vocab.saturating_sub(1)),
+        );
+    }
+    prompt.truncate(SELF_CHECK_TOKENS);
+    let run = |be: &dyn alc_kernels::Backend, pack: bool| -> Result<Vec<Vec<f32>>, ConvertError> {
+        let mut m = alc_models::Model::from_gguf(file.clone()).map_err(|e| sc(e.to_string()))?;
+        if pack {
+            m.pack_weights(be);
+        }
+        let mut state = m
+            .new_state(SELF_CHECK_TOKENS, SELF_CHECK_TOKENS)
+            .map_err(|e| sc(e.to_string()))?;
+        let n_vocab = m.hp.n_vocab;
+        let all = m
+            .forward(be, &mut state, &prompt, alc_models::Logits::All)
+            .map_err(|e| sc(e.to_string()))?
+            .to_vec();
+        Ok(all.chunks(n_vocab).map(|c| c.to_vec()).collect())
+    };
+    let reference = run(&alc_kernels::reference::ReferenceBackend, false)?;
+    let cpu = run(&alc_kernels::cpu::CpuBackend::new(threads.max(1)), true)?;
+    let expected: Vec<u32> = reference.iter().map(|l| argmax(l)).collect();
+    let got: Vec<u32> = cpu.iter().map(|l| argmax(l)).collect();
+    let passed = expected.iter().zip(&got).zip(&cpu).all(|((&e, &g), l)| {
+        let top = l[g as usize];
+        e == g || l[e as usize] >= top - 1e-3 * (1.0 + top.abs())
+    });
+    Ok(SelfCheck {
+        prompt,
+        expected,
+        got,
+        passed,
+    })
+}
+
+/// Compile a checkpoint into a package in `opts.out_dir`.
+pub fn compile(
+    opts: &CompileOptions,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<Outcome, ConvertError> {
+    let t_all = Instant::now();
+    let mut stages: BTreeMap<String, f64> = BTreeMap::new();
+    let mut stage = |name: &str, t: Instant| {
+        stages.insert(name.to_string(), t.elapsed().as_secs_f64() * 1e3);
+    };
+    let tgt = target(&opts.target)?;
+    let dir = &opts.input;
+    if dir.is_file() {
+        return Err(ConvertError::Unsupported(format!(
+            "{}: compiling a single file is not supported yet; pass a Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json)",
+            dir.display()
+        )));
+    }
+    if !dir.is_dir() {
+        return Err(ConvertError::MissingFile {
+            path: dir.clone(),
+            what: "the checkpoint directory",
+        });
+    }
+
+    // ---- read and plan ----
+    progress(Progress::Stage("reading the checkpoint"));
+    let t = Instant::now();
+    let cfg = HfConfig::read(dir)?;
+    let tokenizer = HfTokenizer::read(dir)?;
+    let st = HfTensors::open(dir)?;
+    let plan = make_plan(opts, &cfg, &st, tgt)?;
+    let hp = &plan.hp;
+    let tok_meta = tokenizer.metadata(hp.n_vocab)?;
+    stage("plan", t);
+
+    // Source digest: config, tokenizer files and every shard, in a fixed order.
+    progress(Progress::Stage("hashing the source"));
+    let t = Instant::now();
+    let mut sources: Vec<PathBuf> = [
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "generation_config.json",
+        "chat_template.jinja",
+        "model.safetensors.index.json",
+    ]
+    .iter()
+    .map(|f| dir.join(f))
+    .filter(|p| p.is_file())
+    .collect();
+    sources.extend(st.shards().iter().map(|p| p.to_path_buf()));
+    let mut src_hash = Sha256::new();
+    let mut input_bytes = 0u64;
+    let mut newest = 0u64;
+    for p in &sources {
+        let d = file_sha256(p)?;
+        src_hash.update(p.file_name().map(|n| n.as_encoded_bytes()).unwrap_or(b""));
+        src_hash.update(d);
+        let md = std::fs::metadata(p).map_err(io_err(p))?;
+        input_bytes += md.len();
+        if let Some(m) = md
+            .modified()
+            .ok()
+            .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+        {
+            newest = newest.max(m.as_secs());
+        }
+    }
+    let source_sha256 = hex(&src_hash.finalize());
+    stage("hash_source", t);
+
+    // Build key: source, options that change bytes, and this alc version.
+    let mut key = Sha256::new();
+    key.update(source_sha256.as_bytes());
+    key.update(
+        format!(
+            "{}|{}|{}|{:?}|{}|{}",
+            tgt.name,
+            plan.scheme.name(),
+            plan.ctx,
+            opts.overrides,
+            env!("CARGO_PKG_VERSION"),
+            FORMAT_VERSION
+        )
+        .as_bytes(),
+    );
+    let build_key = hex(&key.finalize())[..16].to_string();
+
+    let params: u64 = plan
+        .tensors
+        .iter()
+        .map(|(p, _, _)| p.n_elements() as u64)
+        .sum();
+    let dir_name = dir
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let name = match &opts.name {
+        Some(n) => {
+            if n.is_empty() || n.contains('/') || n.contains('\\') || n.starts_with('.') {
+                return Err(ConvertError::Unsupported(format!(
+                    "--name '{n}' must be a plain file name (no path separators, not hidden)"
+                )));
+            }
+            n.clone()
+        }
+        None => naming::package_name(opts.name_scheme, hp.arch, &dir_name, params, plan.scheme),
+    };
+    std::fs::create_dir_all(&opts.out_dir).map_err(io_err(&opts.out_dir))?;
+    let out_path = opts.out_dir.join(&name);
+
+    // ---- up to date, or a collision? ----
+    if out_path.exists() {
+        let existing = GgufFile::open(&out_path).ok().and_then(|f| {
+            f.get_str("alc.build_key")
+                .ok()
+                .flatten()
+                .map(str::to_string)
+        });
+        match existing {
+            Some(k) if k == build_key => {
+                return Ok(Outcome::UpToDate {
+                    path: out_path,
+                    build_key,
+                })
+            }
+            other if !opts.force => {
+                return Err(ConvertError::NameCollision {
+                    path: out_path,
+                    existing: other.unwrap_or_else(|| "none: not an alc package".into()),
+                    wanted: build_key,
+                })
+            }
+            _ => {}
+        }
+    }
+
+    // ---- per-tensor work files ----
+    let work = opts.out_dir.join(format!(".{name}.work"));
+    let stamp = work.join("build_key");
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(build_key.as_str()) {
+        if work.exists() {
+            std::fs::remove_dir_all(&work).map_err(io_err(&work))?;
+        }
+        std::fs::create_dir_all(&work).map_err(io_err(&work))?;
+        write_atomic(&stamp, build_key.as_bytes())?;
+    }
+    let t = Instant::now();
+    let bytes_total: u64 = plan
+        .tensors
+        .iter()
+        .map(|(p, dt, _)| {
+            let cols = if p.is_matrix() { p.shape[1] } else { 1 };
+            dt.tensor_bytes(&[cols as u64, (p.n_elements() / cols) as u64])
+                .unwrap_or(0)
+        })
+        .sum();
+    let mut bytes_done = 0u64;
+    let mut resumed = 0usize;
+    let mut reports = Vec::with_capacity(plan.tensors.len());
+    let count = plan.tensors.len();
+    for (i, (p, dt, why)) in plan.tensors.iter().enumerate() {
+        let done = match resume(&work, i) {
+            Some(d) => {
+                resumed += 1;
+                d
+            }
+            None => {
+                let (bytes, rmse, max_abs) = convert_tensor(&st, p, *dt, opts.threads)?;
+                let sha = hex(&Sha256::digest(&bytes));
+                write_atomic(&work.join(format!("{i:05}.bin")), &bytes)?;
+                let d = Done {
+                    bytes: bytes.len() as u64,
+                    sha256: sha,
+                    rmse,
+                    max_abs,
+                };
+                let rec = serde_json::to_vec(&d).expect("serialisable");
+                write_atomic(&work.join(format!("{i:05}.json")), &rec)?;
+                st.release(&p.source)?;
+                d
+            }
+        };
+        bytes_done += done.bytes;
+        progress(Progress::Tensor {
+            index: i,
+            count,
+            name: &p.name,
+            bytes_done,
+            bytes_total,
+            resumed: resumed > 0 && reports.len() < resumed,
+        });
+        reports.push(TensorReport {
+            name: p.name.clone(),
+            source: p.source.clone(),
+            dtype: dt.name().to_string(),
+            reason: serde_json::to_value(why)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            shape: p.shape.clone(),
+            bytes: done.bytes,
+            rmse: done.rmse,
+            max_abs: done.max_abs,
+            sha256: done.sha256,
+        });
+    }
+    stage("convert", t);
+
+    // ---- header ----
+    let date = match std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        Some(s) => iso_date(s),
+        None => iso_date(newest),
+    };
+    let mut w = GgufWriter::new();
+    let mut set = |k: &str, v: Value| w.set(k, v);
+    set(
+        "general.architecture",
+        Value::String(hp.arch.gguf_arch().into()),
+    )?;
+    set(
+        "general.name",
+        Value::String(
+            name.trim_end_matches(".ALM")
+                .trim_end_matches(".alm")
+                .into(),
+        ),
+    )?;
+    set("general.file_type", Value::U32(plan.scheme.file_type()))?;
+    set("general.quantization_version", Value::U32(2))?;
+    for (k, v) in hp.metadata(plan.ctx) {
+        set(&k, v)?;
+    }
+    for (k, v) in tok_meta {
+        set(&k, v)?;
+    }
+    let contexts: Vec<usize> = PLAN_CONTEXTS
+        .iter()
+        .copied()
+        .filter(|&c| c < plan.ctx)
+        .chain([plan.ctx])
+        .collect();
+    let u32s = |v: &[u32]| Value::Array(v.iter().map(|&x| Value::U32(x)).collect());
+    set("alc.format_version", Value::U32(FORMAT_VERSION))?;
+    set(
+        "alc.version",
+        Value::String(env!("CARGO_PKG_VERSION").into()),
+    )?;
+    set("alc.build_key", Value::String(build_key.clone()))?;
+    set(
+        "alc.source.architecture",
+        Value::String(cfg.architecture.clone()),
+    )?;
+    set("alc.source.sha256", Value::String(source_sha256.clone()))?;
+    set("alc.target", Value::String(tgt.name.into()))?;
+    set("alc.quant", Value::String(plan.scheme.name().into()))?;
+    set("alc.context", Value::U32(plan.ctx as u32))?;
+    set("alc.vocab_size", Value::U32(hp.n_vocab as u32))?;
+    set("alc.parameter_count", Value::U64(params))?;
+    set("alc.prefill_variants", u32s(&[1, 32, 128, 512]))?;
+    set("alc.compile_date", Value::String(date))?;
+    set(
+        "alc.memory_plan.ctx",
+        Value::Array(contexts.iter().map(|&c| Value::U32(c as u32)).collect()),
+    )?;
+    set(
+        "alc.memory_plan.bytes",
+        Value::Array(contexts.iter().map(|_| Value::U64(0)).collect()),
+    )?;
+    set("alc.selfcheck.prompt", u32s(&[0; SELF_CHECK_TOKENS]))?;
+    set("alc.selfcheck.expected", u32s(&[0; SELF_CHECK_TOKENS]))?;
+    set(
+        "alc.verification",
+        Value::String(format!("{:STATUS_WIDTH$}", "pending")),
+    )?;
+    set(
+        "alc.tokenizer.hf_json",
+        Value::String(tokenizer.json_text.clone()),
+    )?;
+    set(
+        "alc.tensor_sha256",
+        Value::Array(
+            reports
+                .iter()
+                .map(|r| Value::String(r.sha256.clone()))
+                .collect(),
+        ),
+    )?;
+    for ((p, dt, _), r) in plan.tensors.iter().zip(&reports) {
+        let dims: Vec<u64> = p.shape.iter().rev().map(|&d| d as u64).collect();
+        w.add_tensor(&r.name, *dt, &dims)?;
+    }
+
+    // ---- assemble into a temp file ----
+    progress(Progress::Stage("assembling the package"));
+    let t = Instant::now();
+    let mut file = AtomicFile::create(&out_path)?;
+    {
+        let mut bw = std::io::BufWriter::with_capacity(1 << 20, &mut file);
+        w.write_to(&mut bw, |i, _, sink| -> Result<(), ConvertError> {
+            let path = work.join(format!("{i:05}.bin"));
+            let mut f = std::fs::File::open(&path).map_err(io_err(&path))?;
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = f.read(&mut buf).map_err(io_err(&path))?;
+                if n == 0 {
+                    break;
+                }
+                sink.put(&buf[..n])?;
+            }
+            Ok(())
+        })?;
+    }
+    stage("assemble", t);
+
+    // ---- self-check and the values only known now ----
+    progress(Progress::Stage("self-check"));
+    let t = Instant::now();
+    let tmp = file.temp_path().to_path_buf();
+    let check = self_check(&tmp, opts.threads)?;
+    let plan_lines: Vec<PlanLine> = {
+        let m = alc_models::load(&tmp).map_err(|e| ConvertError::SelfCheck(e.to_string()))?;
+        contexts
+            .iter()
+            .map(|&c| PlanLine {
+                ctx: c,
+                total_bytes: m.memory_plan(c, c.min(512)).total_bytes,
+            })
+            .collect()
+    };
+    let status = if check.passed { "verified" } else { "failed" };
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&tmp)
+            .map_err(io_err(&tmp))?;
+        let le32 = |v: &[u32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let mut plan_bytes = Vec::new();
+        for l in &plan_lines {
+            plan_bytes.extend_from_slice(&l.total_bytes.to_le_bytes());
+        }
+        patch(
+            &mut f,
+            &tmp,
+            value_offset(&w, "alc.memory_plan.bytes"),
+            &plan_bytes,
+        )?;
+        patch(
+            &mut f,
+            &tmp,
+            value_offset(&w, "alc.selfcheck.prompt"),
+            &le32(&check.prompt),
+        )?;
+        patch(
+            &mut f,
+            &tmp,
+            value_offset(&w, "alc.selfcheck.expected"),
+            &le32(&check.expected),
+        )?;
+        patch(
+            &mut f,
+            &tmp,
+            value_offset(&w, "alc.verification"),
+            format!("{status:STATUS_WIDTH$}").as_bytes(),
+        )?;
+        f.sync_all().map_err(io_err(&tmp))?;
+    }
+    stage("self_check", t);
+    if !check.passed {
+        return Err(ConvertError::SelfCheck(format!(
+            "the optimised CPU backend disagrees with the reference on the package's own prompt (expected {:?}, got {:?}); the package was not written. Report this with the checkpoint",
+            check.expected, check.got
+        )));
+    }
+    let output_bytes = w.total_len();
+    file.commit()?;
+    std::fs::remove_dir_all(&work).map_err(io_err(&work))?;
+    stages.insert("total".into(), t_all.elapsed().as_secs_f64() * 1e3);
+
+    let report = Report {
+        package: out_path.clone(),
+        name,
+        architecture: cfg.architecture.clone(),
+        gguf_architecture: hp.arch.gguf_arch().into(),
+        target: tgt.name.into(),
+        quant: plan.scheme.name().into(),
+        context: plan.ctx,
+        parameters: params,
+        build_key,
+        source_sha256,
+        input_bytes,
+        output_bytes,
+        stages_ms: stages,
+        peak_rss_bytes: peak_rss_bytes(),
+        tensors_resumed: resumed,
+        memory_plan: plan_lines,
+        self_check: check,
+        verification: status.into(),
+        notes: plan.notes.clone(),
+        tensors: reports,
+    };
+    let rpath = opts.out_dir.join(format!("{}.report.json", report.name));
+    write_atomic(
+        &rpath,
+        &serde_json::to_vec_pretty(&report).expect("serialisable"),
+    )?;
+    let _ = plan.tied;
+    Ok(Outcome::Built(Box::new(report)))
+}
+
+/// Peak resident set size of this process (VmHWM), 0 where unknown.
+pub fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(iso_date(0), "1970-01-01");
+        assert_eq!(iso_date(951_782_400), "2000-02-29");
+        assert_eq!(iso_date(1_795_392_000), "2026-11-22");
+    }
+}

@@ -1,0 +1,377 @@
+//! Hugging Face tokenizer files → GGUF `tokenizer.*` metadata that alc's tokenizer
+//! (and llama.cpp's) reads back to the same ids as the `tokenizers` library.
+//!
+//! Supported: byte-level BPE (`model.type` "BPE" with a ByteLevel pre-tokenizer
+//! or decoder), with one of the pre-tokenizer shapes in [`PRE_SHAPES`]. Token
+//! strings are stored as tokenizer.json spells them (GPT-2's byte-to-unicode
+//! alphabet), merges as "left right" lines, ids beyond the tokenizer up to the
+//! model's vocabulary as `[PAD{id}]` unused tokens.
+
+use crate::ConvertError;
+use alc_format::Value;
+use serde_json::Value as Json;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Llama 3's split regex (tokenizer.json spelling).
+const LLAMA3_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// Qwen 2's split regex: Llama 3's with single digits.
+const QWEN2_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// Recognised pre-tokenizer shapes and the `tokenizer.ggml.pre` each becomes.
+pub const PRE_SHAPES: &[(&str, &str)] = &[
+    ("ByteLevel(use_regex)", "gpt-2"),
+    ("Digits(individual) + ByteLevel(use_regex)", "smollm"),
+    ("Split(Llama 3 regex) + ByteLevel", "llama-bpe"),
+    ("Split(Qwen 2 regex) + ByteLevel", "qwen2"),
+];
+
+// llama.cpp token types.
+const NORMAL: i32 = 1;
+const CONTROL: i32 = 3;
+const USER_DEFINED: i32 = 4;
+const UNUSED: i32 = 5;
+
+/// The tokenizer files of a checkpoint directory.
+pub struct HfTokenizer {
+    pub json_path: PathBuf,
+    /// tokenizer.json as read (embedded in the package).
+    pub json_text: String,
+    json: Json,
+    config: Json,
+    generation: Json,
+    /// A `chat_template.jinja` file, if present (transformers 5 writes it there).
+    template_file: Option<String>,
+}
+
+fn read_json(path: &Path) -> Result<Option<(String, Json)>, ConvertError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(ConvertError::Io {
+                path: path.to_path_buf(),
+                source: e,
+            })
+        }
+    };
+    let json = serde_json::from_str(&text).map_err(|e| ConvertError::Json {
+        path: path.to_path_buf(),
+        why: e.to_string(),
+    })?;
+    Ok(Some((text, json)))
+}
+
+/// A token given as a string or as `{"content": ...}`.
+fn token_str(v: &Json) -> Option<&str> {
+    v.as_str()
+        .or_else(|| v.get("content").and_then(|c| c.as_str()))
+}
+
+impl HfTokenizer {
+    pub fn read(dir: &Path) -> Result<HfTokenizer, ConvertError> {
+        let json_path = dir.join("tokenizer.json");
+        let (json_text, json) = read_json(&json_path)?.ok_or(ConvertError::MissingFile {
+            path: json_path.clone(),
+            what: "the tokenizer (tokenizer.json from the model's repository)",
+        })?;
+        let config = read_json(&dir.join("tokenizer_config.json"))?
+            .map(|(_, j)| j)
+            .unwrap_or(Json::Null);
+        let generation = read_json(&dir.join("generation_config.json"))?
+            .map(|(_, j)| j)
+            .unwrap_or(Json::Null);
+        let tpath = dir.join("chat_template.jinja");
+        let template_file = match std::fs::read_to_string(&tpath) {
+            Ok(t) => Some(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(ConvertError::Io {
+                    path: tpath,
+                    source: e,
+                })
+            }
+        };
+        Ok(HfTokenizer {
+            json_path,
+            json_text,
+            json,
+            config,
+            generation,
+            template_file,
+        })
+    }
+
+    fn bad(&self, why: impl Into<String>) -> ConvertError {
+        ConvertError::Tokenizer {
+            path: self.json_path.clone(),
+            why: why.into(),
+        }
+    }
+
+    /// The chat template: tokenizer_config.json's `chat_template` (a string, or the
+    /// "default" entry of a list), else chat_template.jinja.
+    pub fn chat_template(&self) -> Option<String> {
+        match self.config.get("chat_template") {
+            Some(Json::String(s)) => return Some(s.clone()),
+            Some(Json::Array(list)) => {
+                let pick = list
+                    .iter()
+                    .find(|e| e.get("name").and_then(|n| n.as_str()) == Some("default"))
+                    .or_else(|| list.first());
+                if let Some(t) = pick
+                    .and_then(|e| e.get("template"))
+                    .and_then(|t| t.as_str())
+                {
+                    return Some(t.to_string());
+                }
+            }
+            _ => {}
+        }
+        self.template_file.clone()
+    }
+
+    /// `tokenizer.ggml.pre` for the pre-tokenizer, or an error naming its shape.
+    fn pre_name(&self) -> Result<&'static str, ConvertError> {
+        let pt = self.json.get("pre_tokenizer").unwrap_or(&Json::Null);
+        let steps: Vec<&Json> = match pt.get("type").and_then(|t| t.as_str()) {
+            Some("Sequence") => pt
+                .get("pretokenizers")
+                .and_then(|p| p.as_array())
+                .map(|a| a.iter().collect())
+                .unwrap_or_default(),
+            Some(_) => vec![pt],
+            None => vec![],
+        };
+        fn ty(s: &Json) -> &str {
+            s.get("type").and_then(|t| t.as_str()).unwrap_or("")
+        }
+        let flag = |s: &Json, k: &str, default: bool| {
+            s.get(k).and_then(|v| v.as_bool()).unwrap_or(default)
+        };
+        let kinds: Vec<&str> = steps.iter().map(|s| ty(s)).collect();
+        let name = match kinds.as_slice() {
+            ["ByteLevel"] if flag(steps[0], "use_regex", true) => Some("gpt-2"),
+            ["Digits", "ByteLevel"]
+                if flag(steps[0], "individual_digits", false)
+                    && flag(steps[1], "use_regex", true) =>
+            {
+                Some("smollm")
+            }
+            ["Split", "ByteLevel"] if !flag(steps[1], "use_regex", true) => {
+                let re = steps[0]
+                    .get("pattern")
+                    .and_then(|p| p.get("Regex"))
+                    .and_then(|r| r.as_str());
+                match re {
+                    Some(LLAMA3_REGEX) => Some("llama-bpe"),
+                    Some(QWEN2_REGEX) => Some("qwen2"),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        name.ok_or_else(|| {
+            self.bad(format!(
+                "pre-tokenizer [{}] is not one alc converts (supported: {})",
+                kinds.join(", "),
+                PRE_SHAPES
+                    .iter()
+                    .map(|(s, _)| *s)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ))
+        })
+    }
+
+    /// GGUF tokenizer metadata for a model with `n_vocab` embedding rows.
+    pub fn metadata(&self, n_vocab: usize) -> Result<Vec<(String, Value)>, ConvertError> {
+        let model = self
+            .json
+            .get("model")
+            .ok_or_else(|| self.bad("no \"model\" section"))?;
+        let mtype = model.get("type").and_then(|t| t.as_str()).unwrap_or("");
+        if mtype != "BPE" {
+            return Err(self.bad(format!(
+                "tokenizer model '{mtype}' is not supported (supported: byte-level BPE)"
+            )));
+        }
+        if model.get("byte_fallback").and_then(|b| b.as_bool()) == Some(true) {
+            return Err(self.bad(
+                "BPE with byte fallback (SentencePiece-style) is not supported yet; \
+                 compile the GGUF made by llama.cpp's converter instead",
+            ));
+        }
+        match self.json.get("normalizer") {
+            None | Some(Json::Null) => {}
+            Some(n) if n.get("type").and_then(|t| t.as_str()) == Some("NFC") => {}
+            Some(n) => {
+                return Err(self.bad(format!(
+                    "normalizer {} is not supported (supported: none, NFC)",
+                    n.get("type").unwrap_or(&Json::Null)
+                )))
+            }
+        }
+        let pre = self.pre_name()?;
+
+        let vocab = model
+            .get("vocab")
+            .and_then(|v| v.as_object())
+            .ok_or_else(|| self.bad("model.vocab is missing or not an object"))?;
+        let mut by_id: HashMap<usize, (String, i32)> = HashMap::with_capacity(vocab.len());
+        for (tok, id) in vocab {
+            let id = id
+                .as_u64()
+                .ok_or_else(|| self.bad(format!("vocab entry {tok:?} has no integer id")))?
+                as usize;
+            by_id.insert(id, (tok.clone(), NORMAL));
+        }
+        if let Some(added) = self.json.get("added_tokens").and_then(|a| a.as_array()) {
+            for t in added {
+                let id = t
+                    .get("id")
+                    .and_then(|v| v.as_u64())
+                    .ok_or_else(|| self.bad("an added_tokens entry has no integer id"))?
+                    as usize;
+                let content = t
+                    .get("content")
+                    .and_then(|c| c.as_str())
+                    .ok_or_else(|| self.bad(format!("added token {id} has no content")))?;
+                let special = t.get("special").and_then(|s| s.as_bool()).unwrap_or(false);
+                by_id.insert(
+                    id,
+                    (
+                        content.to_string(),
+                        if special { CONTROL } else { USER_DEFINED },
+                    ),
+                );
+            }
+        }
+        let max_id = by_id.keys().copied().max().unwrap_or(0);
+        if max_id >= n_vocab {
+            return Err(ConvertError::ShapeMismatch {
+                tensor: "model.embed_tokens.weight".into(),
+                expected: format!(
+                    "at least {} rows (the tokenizer's largest id is {max_id})",
+                    max_id + 1
+                ),
+                got: format!("vocab_size {n_vocab}"),
+            });
+        }
+        let mut tokens = Vec::with_capacity(n_vocab);
+        let mut types = Vec::with_capacity(n_vocab);
+        let mut ids: HashMap<String, u32> = HashMap::with_capacity(n_vocab);
+        for i in 0..n_vocab {
+            let (s, t) = by_id
+                .remove(&i)
+                .unwrap_or_else(|| (format!("[PAD{i}]"), UNUSED));
+            ids.entry(s.clone()).or_insert(i as u32);
+            tokens.push(Value::String(s));
+            types.push(Value::I32(t));
+        }
+
+        let merges = model
+            .get("merges")
+            .and_then(|m| m.as_array())
+            .ok_or_else(|| self.bad("model.merges is missing"))?
+            .iter()
+            .map(|m| match m {
+                Json::String(s) => Ok(s.clone()),
+                Json::Array(p) if p.len() == 2 => match (p[0].as_str(), p[1].as_str()) {
+                    (Some(a), Some(b)) => Ok(format!("{a} {b}")),
+                    _ => Err(self.bad("a merge pair is not two strings")),
+                },
+                _ => Err(self.bad("a merge is neither \"a b\" nor [a, b]")),
+            })
+            .map(|r| r.map(Value::String))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let mut m = vec![
+            (
+                "tokenizer.ggml.model".to_string(),
+                Value::String("gpt2".into()),
+            ),
+            ("tokenizer.ggml.pre".to_string(), Value::String(pre.into())),
+            ("tokenizer.ggml.tokens".to_string(), Value::Array(tokens)),
+            ("tokenizer.ggml.token_type".to_string(), Value::Array(types)),
+            ("tokenizer.ggml.merges".to_string(), Value::Array(merges)),
+        ];
+        let special = |key: &str| -> Option<u32> {
+            self.config
+                .get(key)
+                .and_then(token_str)
+                .and_then(|s| ids.get(s).copied())
+        };
+        let gen_id = |key: &str| -> Option<u32> {
+            let v = self.generation.get(key)?;
+            let id = v.as_u64().or_else(|| v.as_array()?.first()?.as_u64())?;
+            (id < n_vocab as u64).then_some(id as u32)
+        };
+        let bos = special("bos_token").or_else(|| gen_id("bos_token_id"));
+        let eos = special("eos_token").or_else(|| gen_id("eos_token_id"));
+        for (key, id) in [
+            ("tokenizer.ggml.bos_token_id", bos),
+            ("tokenizer.ggml.eos_token_id", eos),
+            ("tokenizer.ggml.unknown_token_id", special("unk_token")),
+            ("tokenizer.ggml.padding_token_id", special("pad_token")),
+        ] {
+            if let Some(id) = id {
+                m.push((key.to_string(), Value::U32(id)));
+            }
+        }
+        let add_bos = match self.config.get("add_bos_token").and_then(|b| b.as_bool()) {
+            Some(b) => b,
+            None => self.post_processor_adds(bos),
+        };
+        let add_eos = self
+            .config
+            .get("add_eos_token")
+            .and_then(|b| b.as_bool())
+            .unwrap_or(false);
+        m.push((
+            "tokenizer.ggml.add_bos_token".to_string(),
+            Value::Bool(add_bos && bos.is_some()),
+        ));
+        m.push((
+            "tokenizer.ggml.add_eos_token".to_string(),
+            Value::Bool(add_eos && eos.is_some()),
+        ));
+        if let Some(t) = self.chat_template() {
+            m.push(("tokenizer.chat_template".to_string(), Value::String(t)));
+        }
+        Ok(m)
+    }
+
+    /// Whether tokenizer.json's post-processor puts `bos` in front of a single
+    /// sequence (TemplateProcessing), which is how Llama 3 style tokenizers add it.
+    fn post_processor_adds(&self, bos: Option<u32>) -> bool {
+        let Some(bos) = bos else { return false };
+        let pp = self.json.get("post_processor").unwrap_or(&Json::Null);
+        let procs: Vec<&Json> = match pp.get("type").and_then(|t| t.as_str()) {
+            Some("Sequence") => pp
+                .get("processors")
+                .and_then(|p| p.as_array())
+                .map(|a| a.iter().collect())
+                .unwrap_or_default(),
+            _ => vec![pp],
+        };
+        procs.iter().any(|p| {
+            p.get("type").and_then(|t| t.as_str()) == Some("TemplateProcessing")
+                && p.get("single")
+                    .and_then(|s| s.as_array())
+                    .and_then(|s| s.first())
+                    .and_then(|first| first.get("SpecialToken"))
+                    .and_then(|st| st.get("id"))
+                    .and_then(|id| id.as_str())
+                    .and_then(|name| {
+                        p.get("special_tokens")
+                            .and_then(|t| t.get(name))
+                            .and_then(|t| t.get("ids"))
+                            .and_then(|ids| ids.as_array())
+                            .and_then(|ids| ids.first())
+                            .and_then(|v| v.as_u64())
+                    })
+                    == Some(u64::from(bos))
+        })
+    }
+}
