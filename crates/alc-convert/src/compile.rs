@@ -93,6 +93,9 @@ pub struct SelfCheck {
     pub prompt: Vec<u32>,
     pub expected: Vec<u32>,
     pub got: Vec<u32>,
+    /// Largest per-position relative L2 difference of the CPU backend's logits from
+    /// the reference's.
+    pub max_rel_err: f64,
     pub passed: bool,
 }
 
@@ -232,7 +235,6 @@ struct Plan {
     hp: Hp,
     scheme: Scheme,
     ctx: usize,
-    tied: bool,
     tensors: Vec<(TensorPlan, DType, Reason)>,
     notes: Vec<String>,
 }
@@ -294,26 +296,8 @@ fn make_plan(
         Some(q) => Scheme::parse(q)?,
         None => tgt.default_quant,
     };
-    let overrides = opts
-        .overrides
-        .iter()
-        .map(|o| Override::parse(o))
-        .collect::<Result<Vec<_>, _>>()?;
-    let ctx = match opts.ctx {
-        Some(0) => {
-            return Err(ConvertError::Unsupported(
-                "--ctx 0: the context must be at least 1 token".into(),
-            ))
-        }
-        Some(c) if c > hp.ctx_train => {
-            return Err(ConvertError::Unsupported(format!(
-                "--ctx {c} exceeds the model's trained context of {} tokens (max_position_embeddings); pass --ctx {} or less",
-                hp.ctx_train, hp.ctx_train
-            )))
-        }
-        Some(c) => c,
-        None => hp.ctx_train.min(tgt.default_ctx),
-    };
+    let overrides = parse_overrides(opts)?;
+    let ctx = check_ctx(opts, hp.ctx_train, tgt)?;
     let mut notes = Vec::new();
     let mut plans: Vec<TensorPlan> = Vec::new();
     let mut skipped = 0usize;
@@ -374,15 +358,12 @@ fn make_plan(
             hp.n_layer,
             tied,
         )?;
-        if !tgt.types.contains(&dt) {
-            return Err(ConvertError::Unsupported(format!(
-                "tensor {} would be {dt}, which the {} backend does not run (it runs {}); use --quant {}",
-                p.name,
-                tgt.name,
-                tgt.types.iter().map(|t| t.name()).collect::<Vec<_>>().join(", "),
-                tgt.default_quant.name()
-            )));
-        }
+        check_target(
+            tgt,
+            &p.name,
+            dt,
+            &format!("use --quant {}", tgt.default_quant.name()),
+        )?;
         if why == Reason::Fallback {
             notes.push(format!(
                 "{}: rows of {cols} are not a multiple of the scheme's block; stored as {dt}",
@@ -395,7 +376,6 @@ fn make_plan(
         hp,
         scheme,
         ctx,
-        tied,
         tensors,
         notes,
     })
@@ -616,9 +596,10 @@ fn argmax(x: &[f32]) -> u32 {
         .map_or(0, |(i, _)| i as u32)
 }
 
-/// Teacher-forced next-token argmax over the prompt: the scalar reference backend
-/// gives the expectation, the optimised CPU backend must agree (a position may
-/// differ only where its logits tie within 1e-3 relative).
+/// Teacher-forced next-token logits over the prompt: the scalar reference backend
+/// gives the expectation (its top-1 ids are recorded), the optimised CPU backend
+/// must agree: logits within 15 % relative L2 at every position, the same top-1
+/// except where the reference ranks both within 1 % of its logit range.
 pub fn self_check(path: &Path, threads: usize) -> Result<SelfCheck, ConvertError> {
     let sc = |e: String| ConvertError::SelfCheck(e);
     let file = Arc::new(GgufFile::open(path)?);
@@ -656,57 +637,128 @@ pub fn self_check(path: &Path, threads: usize) -> Result<SelfCheck, ConvertError
     let cpu = run(&alc_kernels::cpu::CpuBackend::new(threads.max(1)), true)?;
     let expected: Vec<u32> = reference.iter().map(|l| argmax(l)).collect();
     let got: Vec<u32> = cpu.iter().map(|l| argmax(l)).collect();
-    let passed = expected.iter().zip(&got).zip(&cpu).all(|((&e, &g), l)| {
-        let top = l[g as usize];
-        e == g || l[e as usize] >= top - 1e-3 * (1.0 + top.abs())
-    });
+    // Per position: the logits agree within 15 % (relative L2: the CPU backend
+    // quantises activations to 8 bits as llama.cpp does, the reference does not;
+    // SmolLM2 shows up to 6 %, a broken package ~100 %), and a different top-1 is
+    // allowed only where the reference ranks both within 1 % of its logit range.
+    let mut max_rel = 0f64;
+    let mut passed = true;
+    for ((r, c), (&e, &g)) in reference.iter().zip(&cpu).zip(expected.iter().zip(&got)) {
+        let (mut num, mut den) = (0f64, 0f64);
+        for (&a, &b) in c.iter().zip(r) {
+            num += f64::from(a - b).powi(2);
+            den += f64::from(b).powi(2);
+        }
+        let rel = (num / den.max(f64::MIN_POSITIVE)).sqrt();
+        max_rel = max_rel.max(rel);
+        let (lo, hi) = r
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        let near_tie = (r[e as usize] - r[g as usize]).abs() <= 0.01 * (hi - lo);
+        passed &= rel <= 0.15 && (e == g || near_tie);
+    }
     Ok(SelfCheck {
         prompt,
         expected,
         got,
+        max_rel_err: max_rel,
         passed,
     })
 }
 
-/// Compile a checkpoint into a package in `opts.out_dir`.
-pub fn compile(
-    opts: &CompileOptions,
-    progress: &mut dyn FnMut(Progress<'_>),
-) -> Result<Outcome, ConvertError> {
-    let t_all = Instant::now();
-    let mut stages: BTreeMap<String, f64> = BTreeMap::new();
-    let mut stage = |name: &str, t: Instant| {
-        stages.insert(name.to_string(), t.elapsed().as_secs_f64() * 1e3);
-    };
-    let tgt = target(&opts.target)?;
-    let dir = &opts.input;
-    if dir.is_file() {
-        return Err(ConvertError::Unsupported(format!(
-            "{}: compiling a single file is not supported yet; pass a Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json)",
-            dir.display()
-        )));
-    }
-    if !dir.is_dir() {
-        return Err(ConvertError::MissingFile {
-            path: dir.clone(),
-            what: "the checkpoint directory",
-        });
-    }
+/// One package tensor, ready to convert.
+struct OutTensor {
+    name: String,
+    source: String,
+    dtype: DType,
+    reason: Reason,
+    /// PyTorch order (outermost first); ggml dims are the reverse.
+    shape: Vec<usize>,
+}
 
-    // ---- read and plan ----
-    progress(Progress::Stage("reading the checkpoint"));
-    let t = Instant::now();
+impl OutTensor {
+    fn dims(&self) -> Vec<u64> {
+        self.shape.iter().rev().map(|&d| d as u64).collect()
+    }
+    fn bytes(&self) -> u64 {
+        self.dtype.tensor_bytes(&self.dims()).unwrap_or(0)
+    }
+}
+
+type ConvertFn<'a> = Box<dyn Fn(usize) -> Result<(Vec<u8>, f64, f64), ConvertError> + 'a>;
+
+/// What a front end (HF directory or GGUF file) hands the back end.
+struct Prepared<'a> {
+    arch: Arch,
+    /// The source's architecture (HF class, or the GGUF's general.architecture).
+    source_arch: String,
+    quant_name: String,
+    ava_bits: String,
+    file_type: u32,
+    ctx: usize,
+    n_vocab: usize,
+    /// Hyperparameter and tokenizer keys (general.architecture first).
+    meta: Vec<(String, Value)>,
+    tokenizer_json: Option<String>,
+    tensors: Vec<OutTensor>,
+    convert: ConvertFn<'a>,
+    release: Box<dyn Fn(usize) + 'a>,
+    /// Files hashed into the source digest.
+    sources: Vec<PathBuf>,
+    /// Directory or file stem the published size may be read from.
+    stem: String,
+    notes: Vec<String>,
+}
+
+fn check_ctx(opts: &CompileOptions, ctx_train: usize, tgt: &Target) -> Result<usize, ConvertError> {
+    match opts.ctx {
+        Some(0) => Err(ConvertError::Unsupported(
+            "--ctx 0: the context must be at least 1 token".into(),
+        )),
+        Some(c) if c > ctx_train => Err(ConvertError::Unsupported(format!(
+            "--ctx {c} exceeds the model's trained context of {ctx_train} tokens; pass --ctx {ctx_train} or less"
+        ))),
+        Some(c) => Ok(c),
+        None => Ok(ctx_train.min(tgt.default_ctx)),
+    }
+}
+
+fn parse_overrides(opts: &CompileOptions) -> Result<Vec<Override>, ConvertError> {
+    opts.overrides.iter().map(|o| Override::parse(o)).collect()
+}
+
+fn check_target(tgt: &Target, name: &str, dt: DType, fix: &str) -> Result<(), ConvertError> {
+    if tgt.types.contains(&dt) {
+        return Ok(());
+    }
+    Err(ConvertError::Unsupported(format!(
+        "tensor {name} would be {dt}, which the {} backend does not run (it runs {}); {fix}",
+        tgt.name,
+        tgt.types
+            .iter()
+            .map(|t| t.name())
+            .collect::<Vec<_>>()
+            .join(", "),
+    )))
+}
+
+/// Front end for a Hugging Face checkpoint directory.
+fn prepare_hf<'a>(
+    opts: &'a CompileOptions,
+    st: &'a HfTensors,
+    tgt: &Target,
+) -> Result<Prepared<'a>, ConvertError> {
+    let dir = &opts.input;
     let cfg = HfConfig::read(dir)?;
     let tokenizer = HfTokenizer::read(dir)?;
-    let st = HfTensors::open(dir)?;
-    let plan = make_plan(opts, &cfg, &st, tgt)?;
-    let hp = &plan.hp;
-    let tok_meta = tokenizer.metadata(hp.n_vocab)?;
-    stage("plan", t);
-
-    // Source digest: config, tokenizer files and every shard, in a fixed order.
-    progress(Progress::Stage("hashing the source"));
-    let t = Instant::now();
+    let plan = make_plan(opts, &cfg, st, tgt)?;
+    let hp = plan.hp.clone();
+    let mut meta = vec![(
+        "general.architecture".to_string(),
+        Value::String(hp.arch.gguf_arch().into()),
+    )];
+    meta.extend(hp.metadata(hp.ctx_train));
+    meta.extend(tokenizer.metadata(hp.n_vocab)?);
     let mut sources: Vec<PathBuf> = [
         "config.json",
         "tokenizer.json",
@@ -720,10 +772,284 @@ pub fn compile(
     .filter(|p| p.is_file())
     .collect();
     sources.extend(st.shards().iter().map(|p| p.to_path_buf()));
+    let tensors: Vec<OutTensor> = plan
+        .tensors
+        .iter()
+        .map(|(p, dt, why)| OutTensor {
+            name: p.name.clone(),
+            source: p.source.clone(),
+            dtype: *dt,
+            reason: why.clone(),
+            shape: p.shape.clone(),
+        })
+        .collect();
+    let plans: Vec<(TensorPlan, DType)> =
+        plan.tensors.into_iter().map(|(p, dt, _)| (p, dt)).collect();
+    let plans = Arc::new(plans);
+    let (pc, pr) = (plans.clone(), plans);
+    let threads = opts.threads;
+    let stem = dir
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    Ok(Prepared {
+        arch: hp.arch,
+        source_arch: cfg.architecture.clone(),
+        quant_name: plan.scheme.name().into(),
+        ava_bits: plan.scheme.ava_bits().into(),
+        file_type: plan.scheme.file_type(),
+        ctx: plan.ctx,
+        n_vocab: hp.n_vocab,
+        meta,
+        tokenizer_json: Some(tokenizer.json_text.clone()),
+        tensors,
+        convert: Box::new(move |i| {
+            let (p, dt) = &pc[i];
+            convert_tensor(st, p, *dt, threads)
+        }),
+        release: Box::new(move |i| {
+            let _ = st.release(&pr[i].0.source);
+        }),
+        sources,
+        stem,
+        notes: plan.notes,
+    })
+}
+
+/// The engine architecture of a GGUF `general.architecture`.
+fn arch_of_gguf(name: &str) -> Result<Arch, ConvertError> {
+    Ok(match name {
+        "llama" => Arch::Llama,
+        "qwen2" => Arch::Qwen2,
+        "qwen3" => Arch::Qwen3,
+        "gemma2" => Arch::Gemma2,
+        "gemma3" => Arch::Gemma3,
+        other => {
+            return Err(ConvertError::UnsupportedArch {
+                got: format!("GGUF architecture {other}"),
+                supported: "llama, qwen2, qwen3, gemma2, gemma3".into(),
+            })
+        }
+    })
+}
+
+/// Front end for a GGUF file: repackage (keep every tensor's type) without
+/// `--quant`, re-quantise with it (tensors already of the chosen type are copied).
+fn prepare_gguf<'a>(
+    opts: &'a CompileOptions,
+    f: &'a GgufFile,
+    tgt: &Target,
+) -> Result<Prepared<'a>, ConvertError> {
+    let arch_name = f.req_str("general.architecture")?.to_string();
+    let arch = arch_of_gguf(&arch_name)?;
+    // The engine must accept it as it is (hyperparameters, tensor shapes).
+    let model = alc_models::Model::from_gguf(Arc::new(GgufFile::open(f.path())?))
+        .map_err(|e| ConvertError::Unsupported(format!("{}: {e}", f.path().display())))?;
+    let hp = model.hp.clone();
+    drop(model);
+    let ctx = check_ctx(opts, hp.ctx_train, tgt)?;
+    let scheme = opts.quant.as_deref().map(Scheme::parse).transpose()?;
+    let overrides = parse_overrides(opts)?;
+    let tied = f.tensor("output.weight").is_none();
+    let mut tensors = Vec::new();
+    let mut notes = Vec::new();
+    for t in f.tensors() {
+        let shape: Vec<usize> = t.dims.iter().rev().map(|&d| d as usize).collect();
+        let matrix = shape.len() == 2;
+        let cols = t.dims.first().copied().unwrap_or(1) as usize;
+        let (dtype, reason) = match scheme {
+            None if overrides.is_empty() => (t.dtype, Reason::Scheme),
+            None => match overrides.iter().find(|o| quant::glob(&o.pattern, &t.name)) {
+                Some(o) if matrix => {
+                    quant::choose(
+                        Scheme::F32,
+                        &overrides,
+                        &t.name,
+                        true,
+                        cols,
+                        hp.n_layer,
+                        tied,
+                    )?;
+                    (o.dtype, Reason::Override)
+                }
+                _ => (t.dtype, Reason::Scheme),
+            },
+            Some(s) => {
+                let (d, r) = quant::choose(s, &overrides, &t.name, matrix, cols, hp.n_layer, tied)?;
+                // Vectors keep their (float) type; matrices of a non-executed type
+                // cannot be dequantised.
+                if !matrix {
+                    (t.dtype, Reason::Vector)
+                } else {
+                    (d, r)
+                }
+            }
+        };
+        if dtype != t.dtype && !alc_quant::DEQUANT_TYPES.contains(&t.dtype) {
+            return Err(ConvertError::Unsupported(format!(
+                "tensor {} is {}, which alc cannot dequantise to re-quantise; compile without --quant to keep it",
+                t.name, t.dtype
+            )));
+        }
+        if reason == Reason::Fallback {
+            notes.push(format!(
+                "{}: rows of {cols} are not a multiple of the scheme's block; stored as {dtype}",
+                t.name
+            ));
+        }
+        check_target(
+            tgt,
+            &t.name,
+            dtype,
+            &format!("use --quant {}", tgt.default_quant.name()),
+        )?;
+        tensors.push(OutTensor {
+            name: t.name.clone(),
+            source: t.name.clone(),
+            dtype,
+            reason,
+            shape,
+        });
+    }
+    // Keep the hyperparameters and tokenizer; drop what the package rewrites.
+    let meta: Vec<(String, Value)> = f
+        .metadata()
+        .iter()
+        .filter(|(k, _)| {
+            !k.starts_with("alc.")
+                && !matches!(
+                    k.as_str(),
+                    "general.file_type" | "general.name" | "general.alignment"
+                )
+        })
+        .cloned()
+        .collect();
+    let (quant_name, ava_bits, file_type) = match scheme {
+        Some(s) => (
+            s.name().to_string(),
+            s.ava_bits().to_string(),
+            s.file_type(),
+        ),
+        None => {
+            // The dominant matrix type names a repackaged file.
+            let mut by_type: BTreeMap<&str, u64> = BTreeMap::new();
+            for t in &tensors {
+                *by_type.entry(t.dtype.name()).or_default() += t.bytes();
+            }
+            let main = by_type
+                .iter()
+                .max_by_key(|(_, &b)| b)
+                .map(|(n, _)| n.to_string())
+                .unwrap_or_else(|| "F32".into());
+            let ft = f.get_u64("general.file_type").ok().flatten().unwrap_or(0) as u32;
+            (main.to_ascii_lowercase(), main.replace('_', ""), ft)
+        }
+    };
+    let infos: Vec<alc_format::TensorInfo> = f.tensors().to_vec();
+    let want: Vec<DType> = tensors.iter().map(|t| t.dtype).collect();
+    let infos = Arc::new(infos);
+    let (ic, ir) = (infos.clone(), infos);
+    let threads = opts.threads;
+    let stem = f
+        .path()
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(Prepared {
+        arch,
+        source_arch: arch_name,
+        quant_name,
+        ava_bits,
+        file_type,
+        ctx,
+        n_vocab: hp.n_vocab,
+        meta,
+        tokenizer_json: None,
+        tensors,
+        convert: Box::new(move |i| {
+            let t = &ic[i];
+            let src = f.tensor_data(t);
+            if want[i] == t.dtype {
+                return Ok((src.to_vec(), 0.0, 0.0));
+            }
+            let n = t.dims.iter().product::<u64>() as usize;
+            let mut x = vec![0f32; n];
+            alc_quant::dequantize(t.dtype, src, &mut x).map_err(|e| ConvertError::Quant {
+                tensor: t.name.clone(),
+                source: e,
+            })?;
+            let cols = t.dims.first().copied().unwrap_or(1) as usize;
+            let mut out = Vec::new();
+            let mut err = (0f64, 0f64);
+            quantize_rows(&t.name, want[i], &x, cols, threads, &mut out, &mut err)?;
+            Ok((out, (err.0 / n.max(1) as f64).sqrt(), err.1))
+        }),
+        release: Box::new(move |i| f.release_tensor_pages(&ir[i])),
+        sources: vec![f.path().to_path_buf()],
+        stem,
+        notes,
+    })
+}
+
+/// Compile a checkpoint directory or a GGUF file into a package in `opts.out_dir`.
+pub fn compile(
+    opts: &CompileOptions,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<Outcome, ConvertError> {
+    let t_all = Instant::now();
+    let tgt = target(&opts.target)?;
+    let input = &opts.input;
+    progress(Progress::Stage("reading the input"));
+    let t = Instant::now();
+    if input.is_file() {
+        let mut magic = [0u8; 4];
+        let _ = std::fs::File::open(input)
+            .and_then(|mut f| f.read_exact(&mut magic))
+            .map_err(io_err(input));
+        if &magic != b"GGUF" {
+            return Err(ConvertError::Unsupported(format!(
+                "{}: not a GGUF file; pass a GGUF file or a Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json)",
+                input.display()
+            )));
+        }
+        let f = GgufFile::open(input)?;
+        let prep = prepare_gguf(opts, &f, tgt)?;
+        return build(opts, tgt, prep, t, t_all, progress);
+    }
+    if !input.is_dir() {
+        return Err(ConvertError::MissingFile {
+            path: input.clone(),
+            what: "the checkpoint directory or GGUF file",
+        });
+    }
+    let st = HfTensors::open(input)?;
+    let prep = prepare_hf(opts, &st, tgt)?;
+    build(opts, tgt, prep, t, t_all, progress)
+}
+
+/// Back end: work files, header, assembly, self-check, commit.
+fn build(
+    opts: &CompileOptions,
+    tgt: &Target,
+    prep: Prepared<'_>,
+    t_plan: Instant,
+    t_all: Instant,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<Outcome, ConvertError> {
+    let mut stages: BTreeMap<String, f64> = BTreeMap::new();
+    let mut stage = |name: &str, t: Instant| {
+        stages.insert(name.to_string(), t.elapsed().as_secs_f64() * 1e3);
+    };
+    stage("plan", t_plan);
+
+    // Source digest: every input file, in a fixed order.
+    progress(Progress::Stage("hashing the source"));
+    let t = Instant::now();
     let mut src_hash = Sha256::new();
     let mut input_bytes = 0u64;
     let mut newest = 0u64;
-    for p in &sources {
+    for p in &prep.sources {
         let d = file_sha256(p)?;
         src_hash.update(p.file_name().map(|n| n.as_encoded_bytes()).unwrap_or(b""));
         src_hash.update(d);
@@ -740,33 +1066,32 @@ pub fn compile(
     let source_sha256 = hex(&src_hash.finalize());
     stage("hash_source", t);
 
-    // Build key: source, options that change bytes, and this alc version.
+    // Build key: the source, everything that changes bytes, this alc version.
     let mut key = Sha256::new();
     key.update(source_sha256.as_bytes());
     key.update(
         format!(
             "{}|{}|{}|{:?}|{}|{}",
             tgt.name,
-            plan.scheme.name(),
-            plan.ctx,
+            prep.quant_name,
+            prep.ctx,
             opts.overrides,
             env!("CARGO_PKG_VERSION"),
             FORMAT_VERSION
         )
         .as_bytes(),
     );
+    for t in &prep.tensors {
+        key.update(t.name.as_bytes());
+        key.update(t.dtype.name().as_bytes());
+    }
     let build_key = hex(&key.finalize())[..16].to_string();
 
-    let params: u64 = plan
+    let params: u64 = prep
         .tensors
         .iter()
-        .map(|(p, _, _)| p.n_elements() as u64)
+        .map(|t| t.shape.iter().product::<usize>() as u64)
         .sum();
-    let dir_name = dir
-        .canonicalize()
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_default();
     let name = match &opts.name {
         Some(n) => {
             if n.is_empty() || n.contains('/') || n.contains('\\') || n.starts_with('.') {
@@ -776,10 +1101,23 @@ pub fn compile(
             }
             n.clone()
         }
-        None => naming::package_name(opts.name_scheme, hp.arch, &dir_name, params, plan.scheme),
+        None => naming::package_name(
+            opts.name_scheme,
+            prep.arch,
+            &prep.stem,
+            params,
+            &prep.quant_name,
+            &prep.ava_bits,
+        ),
     };
     std::fs::create_dir_all(&opts.out_dir).map_err(io_err(&opts.out_dir))?;
     let out_path = opts.out_dir.join(&name);
+    if opts.input.canonicalize().ok() == out_path.canonicalize().ok() {
+        return Err(ConvertError::Unsupported(format!(
+            "{}: the package would replace its own input; pass --out or --name",
+            out_path.display()
+        )));
+    }
 
     // ---- up to date, or a collision? ----
     if out_path.exists() {
@@ -818,27 +1156,16 @@ pub fn compile(
         write_atomic(&stamp, build_key.as_bytes())?;
     }
     let t = Instant::now();
-    let bytes_total: u64 = plan
-        .tensors
-        .iter()
-        .map(|(p, dt, _)| {
-            let cols = if p.is_matrix() { p.shape[1] } else { 1 };
-            dt.tensor_bytes(&[cols as u64, (p.n_elements() / cols) as u64])
-                .unwrap_or(0)
-        })
-        .sum();
+    let bytes_total: u64 = prep.tensors.iter().map(OutTensor::bytes).sum();
     let mut bytes_done = 0u64;
     let mut resumed = 0usize;
-    let mut reports = Vec::with_capacity(plan.tensors.len());
-    let count = plan.tensors.len();
-    for (i, (p, dt, why)) in plan.tensors.iter().enumerate() {
-        let done = match resume(&work, i) {
-            Some(d) => {
-                resumed += 1;
-                d
-            }
-            None => {
-                let (bytes, rmse, max_abs) = convert_tensor(&st, p, *dt, opts.threads)?;
+    let mut reports = Vec::with_capacity(prep.tensors.len());
+    let count = prep.tensors.len();
+    for (i, ot) in prep.tensors.iter().enumerate() {
+        let (done, was_resumed) = match resume(&work, i) {
+            Some(d) if d.bytes == ot.bytes() => (d, true),
+            _ => {
+                let (bytes, rmse, max_abs) = (prep.convert)(i)?;
                 let sha = hex(&Sha256::digest(&bytes));
                 write_atomic(&work.join(format!("{i:05}.bin")), &bytes)?;
                 let d = Done {
@@ -849,28 +1176,29 @@ pub fn compile(
                 };
                 let rec = serde_json::to_vec(&d).expect("serialisable");
                 write_atomic(&work.join(format!("{i:05}.json")), &rec)?;
-                st.release(&p.source)?;
-                d
+                (prep.release)(i);
+                (d, false)
             }
         };
+        resumed += usize::from(was_resumed);
         bytes_done += done.bytes;
         progress(Progress::Tensor {
             index: i,
             count,
-            name: &p.name,
+            name: &ot.name,
             bytes_done,
             bytes_total,
-            resumed: resumed > 0 && reports.len() < resumed,
+            resumed: was_resumed,
         });
         reports.push(TensorReport {
-            name: p.name.clone(),
-            source: p.source.clone(),
-            dtype: dt.name().to_string(),
-            reason: serde_json::to_value(why)
+            name: ot.name.clone(),
+            source: ot.source.clone(),
+            dtype: ot.dtype.name().to_string(),
+            reason: serde_json::to_value(&ot.reason)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default(),
-            shape: p.shape.clone(),
+            shape: ot.shape.clone(),
             bytes: done.bytes,
             rmse: done.rmse,
             max_abs: done.max_abs,
@@ -887,83 +1215,71 @@ pub fn compile(
         Some(s) => iso_date(s),
         None => iso_date(newest),
     };
-    let mut w = GgufWriter::new();
-    let mut set = |k: &str, v: Value| w.set(k, v);
-    set(
-        "general.architecture",
-        Value::String(hp.arch.gguf_arch().into()),
-    )?;
-    set(
-        "general.name",
-        Value::String(
-            name.trim_end_matches(".ALM")
-                .trim_end_matches(".alm")
-                .into(),
-        ),
-    )?;
-    set("general.file_type", Value::U32(plan.scheme.file_type()))?;
-    set("general.quantization_version", Value::U32(2))?;
-    for (k, v) in hp.metadata(plan.ctx) {
-        set(&k, v)?;
-    }
-    for (k, v) in tok_meta {
-        set(&k, v)?;
-    }
     let contexts: Vec<usize> = PLAN_CONTEXTS
         .iter()
         .copied()
-        .filter(|&c| c < plan.ctx)
-        .chain([plan.ctx])
+        .filter(|&c| c < prep.ctx)
+        .chain([prep.ctx])
         .collect();
+    let mut w = GgufWriter::new();
+    let mut meta = prep.meta;
+    let base_name = name
+        .trim_end_matches(".ALM")
+        .trim_end_matches(".alm")
+        .to_string();
+    meta.insert(1, ("general.name".into(), Value::String(base_name)));
+    meta.insert(2, ("general.file_type".into(), Value::U32(prep.file_type)));
+    if !meta
+        .iter()
+        .any(|(k, _)| k == "general.quantization_version")
+    {
+        meta.insert(3, ("general.quantization_version".into(), Value::U32(2)));
+    }
     let u32s = |v: &[u32]| Value::Array(v.iter().map(|&x| Value::U32(x)).collect());
-    set("alc.format_version", Value::U32(FORMAT_VERSION))?;
-    set(
-        "alc.version",
-        Value::String(env!("CARGO_PKG_VERSION").into()),
-    )?;
-    set("alc.build_key", Value::String(build_key.clone()))?;
-    set(
-        "alc.source.architecture",
-        Value::String(cfg.architecture.clone()),
-    )?;
-    set("alc.source.sha256", Value::String(source_sha256.clone()))?;
-    set("alc.target", Value::String(tgt.name.into()))?;
-    set("alc.quant", Value::String(plan.scheme.name().into()))?;
-    set("alc.context", Value::U32(plan.ctx as u32))?;
-    set("alc.vocab_size", Value::U32(hp.n_vocab as u32))?;
-    set("alc.parameter_count", Value::U64(params))?;
-    set("alc.prefill_variants", u32s(&[1, 32, 128, 512]))?;
-    set("alc.compile_date", Value::String(date))?;
-    set(
-        "alc.memory_plan.ctx",
-        Value::Array(contexts.iter().map(|&c| Value::U32(c as u32)).collect()),
-    )?;
-    set(
-        "alc.memory_plan.bytes",
-        Value::Array(contexts.iter().map(|_| Value::U64(0)).collect()),
-    )?;
-    set("alc.selfcheck.prompt", u32s(&[0; SELF_CHECK_TOKENS]))?;
-    set("alc.selfcheck.expected", u32s(&[0; SELF_CHECK_TOKENS]))?;
-    set(
-        "alc.verification",
-        Value::String(format!("{:STATUS_WIDTH$}", "pending")),
-    )?;
-    set(
-        "alc.tokenizer.hf_json",
-        Value::String(tokenizer.json_text.clone()),
-    )?;
-    set(
-        "alc.tensor_sha256",
-        Value::Array(
-            reports
-                .iter()
-                .map(|r| Value::String(r.sha256.clone()))
-                .collect(),
+    let vs = |s: &str| Value::String(s.to_string());
+    meta.extend([
+        ("alc.format_version".to_string(), Value::U32(FORMAT_VERSION)),
+        ("alc.version".into(), vs(env!("CARGO_PKG_VERSION"))),
+        ("alc.build_key".into(), vs(&build_key)),
+        ("alc.source.architecture".into(), vs(&prep.source_arch)),
+        ("alc.source.sha256".into(), vs(&source_sha256)),
+        ("alc.target".into(), vs(tgt.name)),
+        ("alc.quant".into(), vs(&prep.quant_name)),
+        ("alc.context".into(), Value::U32(prep.ctx as u32)),
+        ("alc.vocab_size".into(), Value::U32(prep.n_vocab as u32)),
+        ("alc.parameter_count".into(), Value::U64(params)),
+        ("alc.prefill_variants".into(), u32s(&[1, 32, 128, 512])),
+        ("alc.compile_date".into(), vs(&date)),
+        (
+            "alc.memory_plan.ctx".into(),
+            Value::Array(contexts.iter().map(|&c| Value::U32(c as u32)).collect()),
         ),
-    )?;
-    for ((p, dt, _), r) in plan.tensors.iter().zip(&reports) {
-        let dims: Vec<u64> = p.shape.iter().rev().map(|&d| d as u64).collect();
-        w.add_tensor(&r.name, *dt, &dims)?;
+        (
+            "alc.memory_plan.bytes".into(),
+            Value::Array(contexts.iter().map(|_| Value::U64(0)).collect()),
+        ),
+        ("alc.selfcheck.prompt".into(), u32s(&[0; SELF_CHECK_TOKENS])),
+        (
+            "alc.selfcheck.expected".into(),
+            u32s(&[0; SELF_CHECK_TOKENS]),
+        ),
+        (
+            "alc.verification".into(),
+            vs(&format!("{:STATUS_WIDTH$}", "pending")),
+        ),
+    ]);
+    if let Some(j) = &prep.tokenizer_json {
+        meta.push(("alc.tokenizer.hf_json".into(), vs(j)));
+    }
+    meta.push((
+        "alc.tensor_sha256".into(),
+        Value::Array(reports.iter().map(|r| vs(&r.sha256)).collect()),
+    ));
+    for (k, v) in meta {
+        w.set(&k, v)?;
+    }
+    for ot in &prep.tensors {
+        w.add_tensor(&ot.name, ot.dtype, &ot.dims())?;
     }
 
     // ---- assemble into a temp file ----
@@ -1010,10 +1326,10 @@ pub fn compile(
             .open(&tmp)
             .map_err(io_err(&tmp))?;
         let le32 = |v: &[u32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-        let mut plan_bytes = Vec::new();
-        for l in &plan_lines {
-            plan_bytes.extend_from_slice(&l.total_bytes.to_le_bytes());
-        }
+        let plan_bytes: Vec<u8> = plan_lines
+            .iter()
+            .flat_map(|l| l.total_bytes.to_le_bytes())
+            .collect();
         patch(
             &mut f,
             &tmp,
@@ -1055,11 +1371,11 @@ pub fn compile(
     let report = Report {
         package: out_path.clone(),
         name,
-        architecture: cfg.architecture.clone(),
-        gguf_architecture: hp.arch.gguf_arch().into(),
+        architecture: prep.source_arch.clone(),
+        gguf_architecture: prep.arch.gguf_arch().into(),
         target: tgt.name.into(),
-        quant: plan.scheme.name().into(),
-        context: plan.ctx,
+        quant: prep.quant_name.clone(),
+        context: prep.ctx,
         parameters: params,
         build_key,
         source_sha256,
@@ -1071,7 +1387,7 @@ pub fn compile(
         memory_plan: plan_lines,
         self_check: check,
         verification: status.into(),
-        notes: plan.notes.clone(),
+        notes: prep.notes,
         tensors: reports,
     };
     let rpath = opts.out_dir.join(format!("{}.report.json", report.name));
@@ -1079,7 +1395,6 @@ pub fn compile(
         &rpath,
         &serde_json::to_vec_pretty(&report).expect("serialisable"),
     )?;
-    let _ = plan.tied;
     Ok(Outcome::Built(Box::new(report)))
 }
 
@@ -1104,6 +1419,6 @@ mod tests {
     fn dates() {
         assert_eq!(iso_date(0), "1970-01-01");
         assert_eq!(iso_date(951_782_400), "2000-02-29");
-        assert_eq!(iso_date(1_795_392_000), "2026-11-22");
+        assert_eq!(iso_date(1_795_392_000 + 86_399), "2026-11-23");
     }
 }

@@ -21,7 +21,6 @@
 //! `plain`: `{arch}-{size}-{quant}.alm`, e.g. `llama-135M-q4f16_1.alm`.
 
 use crate::arch::Arch;
-use crate::quant::Scheme;
 use crate::ConvertError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,23 +95,27 @@ pub fn size_from_count(params: u64) -> String {
 }
 
 /// The file name of a package.
+/// The file name of a package (`quant`: the scheme's name, `bits`: its AVA
+/// suffix, see [`Scheme::ava_bits`]).
 pub fn package_name(
     scheme: NameScheme,
     arch: Arch,
-    source_dir_name: &str,
+    source_name: &str,
     params: u64,
-    quant: Scheme,
+    quant: &str,
+    bits: &str,
 ) -> String {
-    let size = size_from_name(source_dir_name).unwrap_or_else(|| size_from_count(params));
+    let size = size_from_name(source_name).unwrap_or_else(|| size_from_count(params));
     match scheme {
-        NameScheme::Ava => format!("AVA-{}-{}{}.ALM", ava_code(arch), size, quant.ava_bits()),
-        NameScheme::Plain => format!("{}-{}-{}.alm", arch.name(), size, quant.name()),
+        NameScheme::Ava => format!("AVA-{}-{}{}.ALM", ava_code(arch), size, bits),
+        NameScheme::Plain => format!("{}-{}-{}.alm", arch.name(), size, quant),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quant::Scheme;
 
     #[test]
     fn sizes_from_names() {
@@ -139,20 +142,24 @@ mod tests {
 
     #[test]
     fn names() {
+        let q = Scheme::Q4f16_1;
         let n = package_name(
             NameScheme::Ava,
             Arch::Gemma3,
             "gemma-3-4b-it",
             0,
-            Scheme::Q4f16_1,
+            q.name(),
+            q.ava_bits(),
         );
         assert_eq!(n, "AVA-GE3-4B16.ALM");
+        let f = Scheme::F16;
         let n = package_name(
             NameScheme::Plain,
             Arch::Llama,
             "x",
             134_515_008,
-            Scheme::F16,
+            f.name(),
+            f.ava_bits(),
         );
         assert_eq!(n, "llama-135M-f16.alm");
     }
