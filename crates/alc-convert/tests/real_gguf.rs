@@ -1,0 +1,119 @@
+//! Real weights through `alc compile`'s GGUF front end: SmolLM2-135M-Instruct
+//! (Q4_1, the default model) repackaged, converted to f16 and re-quantised to
+//! q4f16_1, each checked against the original file's logits in alc's engine over
+//! the fixed text of the llama.cpp logit goldens (scripts/goldens/logits_text.txt).
+
+use alc_convert::naming::NameScheme;
+use alc_convert::{compile, CompileOptions, Outcome};
+use alc_models::Logits;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const TOKENS: usize = 512;
+
+fn build(input: &Path, out: &Path, quant: Option<&str>) -> PathBuf {
+    let opts = CompileOptions {
+        input: input.to_path_buf(),
+        target: "cpu".into(),
+        quant: quant.map(str::to_string),
+        ctx: Some(1024),
+        name_scheme: NameScheme::Ava,
+        name: None,
+        out_dir: out.to_path_buf(),
+        overrides: vec![],
+        threads: 2,
+        force: false,
+    };
+    match compile(&opts, &mut |_| {}).unwrap() {
+        Outcome::Built(r) => {
+            assert_eq!(r.verification, "verified");
+            r.package
+        }
+        Outcome::UpToDate { .. } => panic!("fresh directory reported up to date"),
+    }
+}
+
+/// Log-softmax rows of all positions of `tokens`.
+fn log_probs(path: &Path, tokens: &[u32]) -> Vec<Vec<f64>> {
+    let f = Arc::new(alc_format::GgufFile::open(path).unwrap());
+    let mut m = alc_models::Model::from_gguf(f).unwrap();
+    let be = alc_kernels::cpu::CpuBackend::new(2);
+    m.pack_weights(&be);
+    let mut st = m.new_state(tokens.len(), 128).unwrap();
+    let n = m.hp.n_vocab;
+    let mut out = Vec::new();
+    for chunk in tokens.chunks(128) {
+        let l = m
+            .forward(&be, &mut st, chunk, Logits::All)
+            .unwrap()
+            .to_vec();
+        for row in l.chunks(n) {
+            let mx = row.iter().fold(f32::MIN, |a, &b| a.max(b)) as f64;
+            let lse = row.iter().map(|&v| (v as f64 - mx).exp()).sum::<f64>().ln() + mx;
+            out.push(row.iter().map(|&v| v as f64 - lse).collect());
+        }
+    }
+    out
+}
+
+fn argmax(x: &[f64]) -> usize {
+    x.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i)
+}
+
+/// (top-1 agreement, mean KL(p‖q)) of q against p.
+fn compare(p: &[Vec<f64>], q: &[Vec<f64>]) -> (f64, f64) {
+    let mut agree = 0usize;
+    let mut kl = 0f64;
+    for (a, b) in p.iter().zip(q) {
+        agree += usize::from(argmax(a) == argmax(b));
+        kl += a
+            .iter()
+            .zip(b)
+            .map(|(&x, &y)| x.exp() * (x - y))
+            .sum::<f64>();
+    }
+    (agree as f64 / p.len() as f64, kl / p.len() as f64)
+}
+
+#[test]
+fn smollm2_repackaged_converted_and_requantised() {
+    let Some(src) = alc_testdata::model("smollm2-135m-instruct-q4_1.gguf") else {
+        return;
+    };
+    let text =
+        std::fs::read_to_string(alc_testdata::workspace().join("scripts/goldens/logits_text.txt"))
+            .unwrap();
+    let f = alc_format::GgufFile::open(&src).unwrap();
+    let tok = alc_tokenizer::Tokenizer::from_gguf(&f).unwrap();
+    let mut tokens = tok.encode(&text, true, false).unwrap();
+    tokens.truncate(TOKENS);
+    assert_eq!(tokens.len(), TOKENS);
+
+    let dir = tempfile::tempdir().unwrap();
+    let same = build(&src, dir.path(), None);
+    let f16 = build(&src, dir.path(), Some("f16"));
+    let q4 = build(&src, dir.path(), Some("q4f16_1"));
+    assert!(same
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("AVA-LL32-135M"));
+
+    let base = log_probs(&src, &tokens);
+    // Repackaging keeps every tensor's bytes: identical logits.
+    assert_eq!(log_probs(&same, &tokens), base, "repackaged logits differ");
+    let (top1, kl) = compare(&base, &log_probs(&f16, &tokens));
+    eprintln!("f16 vs original Q4_1: top-1 {top1:.4}, KL {kl:.5}");
+    // Not ≥ 99.5 %: the original's Q4_1 matmuls quantise activations to 8 bits
+    // (as llama.cpp does), the f16 package's do not, so near-ties flip; measured
+    // 95.9 % top-1 with KL 0.0027 over these 512 tokens.
+    assert!(top1 >= 0.94 && kl < 0.01, "f16 vs original: top-1 {top1}, KL {kl}");
+    let q = log_probs(&q4, &tokens);
+    let (top1, kl) = compare(&log_probs(&f16, &tokens), &q);
+    eprintln!("q4f16_1 vs f16: top-1 {top1:.4}, KL {kl:.5}");
+    assert!(kl < 0.1, "q4f16_1 KL vs f16 {kl}");
+}
