@@ -111,9 +111,26 @@ fn smollm2_repackaged_converted_and_requantised() {
     // Not ≥ 99.5 %: the original's Q4_1 matmuls quantise activations to 8 bits
     // (as llama.cpp does), the f16 package's do not, so near-ties flip; measured
     // 95.9 % top-1 with KL 0.0027 over these 512 tokens.
-    assert!(top1 >= 0.94 && kl < 0.01, "f16 vs original: top-1 {top1}, KL {kl}");
-    let q = log_probs(&q4, &tokens);
-    let (top1, kl) = compare(&log_probs(&f16, &tokens), &q);
+    assert!(
+        top1 >= 0.94 && kl < 0.01,
+        "f16 vs original: top-1 {top1}, KL {kl}"
+    );
+    let f16_lp = log_probs(&f16, &tokens);
+    let (top1, kl) = compare(&f16_lp, &log_probs(&q4, &tokens));
     eprintln!("q4f16_1 vs f16: top-1 {top1:.4}, KL {kl:.5}");
-    assert!(kl < 0.1, "q4f16_1 KL vs f16 {kl}");
+    // Re-quantising Q4_1's grid to Q4_0 on a 135M model costs a lot (measured KL
+    // 0.29); a broken quantiser costs nats. Where llama.cpp's own Q4_0 of the same
+    // file exists (scripts/build-llamacpp.sh --make-q4_0, llama-quantize), ours must
+    // be as faithful within 15 % (measured 2026-11-23: top-1 and KL identical to
+    // llama-quantize's, 0.6914 / 0.29245).
+    assert!(kl < 0.5, "q4f16_1 KL vs f16 {kl}");
+    let ref_q4 = alc_testdata::models_dir().join("smollm2-135m-instruct-q4_0.gguf");
+    if ref_q4.exists() {
+        let (rtop1, rkl) = compare(&f16_lp, &log_probs(&ref_q4, &tokens));
+        eprintln!("llama-quantize Q4_0 vs f16: top-1 {rtop1:.4}, KL {rkl:.5}");
+        assert!(
+            kl <= 1.15 * rkl,
+            "q4f16_1 KL {kl} vs llama.cpp's Q4_0 {rkl}"
+        );
+    }
 }
