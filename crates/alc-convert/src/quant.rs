@@ -177,7 +177,7 @@ pub fn choose(
         return Ok((DType::F32, Reason::Vector));
     }
     if let Some(o) = overrides.iter().find(|o| glob(&o.pattern, name)) {
-        if cols % o.dtype.block_size() != 0 {
+        if !cols.is_multiple_of(o.dtype.block_size()) {
             return Err(ConvertError::Unsupported(format!(
                 "--tensor-type {}={}: tensor {name} has rows of {cols}, not a multiple of {}'s block of {}",
                 o.pattern,
@@ -214,10 +214,10 @@ pub fn choose(
             _ => (DType::Q4_K, Reason::Scheme),
         },
     };
-    if cols % want.block_size() == 0 {
+    if cols.is_multiple_of(want.block_size()) {
         return Ok((want, reason));
     }
-    let fallback = if want.block_size() == 256 && cols % 32 == 0 {
+    let fallback = if want.block_size() == 256 && cols.is_multiple_of(32) {
         DType::Q8_0
     } else if want == DType::F32 {
         DType::F32
