@@ -443,23 +443,30 @@ fn quantize_rows(
     let nth = threads.clamp(1, rows.max(1));
     let per = rows.div_ceil(nth);
     let dst = &mut out[start..];
-    let results: Vec<Result<(f64, f64), alc_quant::QuantError>> = std::thread::scope(|s| {
+    // Per-row squared errors, summed in row order afterwards, so the statistics do
+    // not depend on how the rows were split between threads.
+    type RowErrs = Result<(Vec<f64>, f64), alc_quant::QuantError>;
+    let results: Vec<RowErrs> = std::thread::scope(|s| {
         let handles: Vec<_> = dst
             .chunks_mut(per * rb)
             .zip(x.chunks(per * cols))
             .map(|(o, xs)| {
-                s.spawn(move || -> Result<(f64, f64), alc_quant::QuantError> {
+                s.spawn(move || -> RowErrs {
                     alc_quant::quantize(dt, xs, o)?;
                     let mut back = vec![0f32; xs.len()];
                     alc_quant::dequantize(dt, o, &mut back)?;
-                    let mut se = 0f64;
+                    let mut rows_se = Vec::with_capacity(xs.len() / cols);
                     let mut mx = 0f64;
-                    for (a, b) in xs.iter().zip(&back) {
-                        let d = f64::from(a - b).abs();
-                        se += d * d;
-                        mx = mx.max(d);
+                    for (a, b) in xs.chunks(cols).zip(back.chunks(cols)) {
+                        let mut se = 0f64;
+                        for (&u, &v) in a.iter().zip(b) {
+                            let d = f64::from(u - v).abs();
+                            se += d * d;
+                            mx = mx.max(d);
+                        }
+                        rows_se.push(se);
                     }
-                    Ok((se, mx))
+                    Ok((rows_se, mx))
                 })
             })
             .collect();
@@ -469,11 +476,13 @@ fn quantize_rows(
             .collect()
     });
     for r in results {
-        let (se, mx) = r.map_err(|e| ConvertError::Quant {
+        let (rows_se, mx) = r.map_err(|e| ConvertError::Quant {
             tensor: name.to_string(),
             source: e,
         })?;
-        err.0 += se;
+        for se in rows_se {
+            err.0 += se;
+        }
         err.1 = err.1.max(mx);
     }
     Ok(())
