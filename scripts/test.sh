@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/fetch-models.sh
+# llama.cpp as a Python wheel, for crates/alc-convert/tests/llamacpp.rs (which skips
+# without it): packages must load and agree there.
+python3 -m pip install --quiet xllamacpp==2026.10.11549
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --release -- -D warnings
 cargo test --workspace --release

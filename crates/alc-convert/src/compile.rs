@@ -1001,6 +1001,48 @@ fn prepare_gguf<'a>(
     })
 }
 
+/// A `general.name` without "phi3" / "phi-3" when `name` has one and the vocabulary
+/// lacks a token llama.cpp then looks up (it applies Phi-3's token attributes by
+/// name and fails to load when one of these is missing); `None` when `name` is fine.
+fn phi3_safe_name(name: &str, meta: &[(String, Value)]) -> Option<String> {
+    let lower = name.to_ascii_lowercase();
+    if !lower.contains("phi3") && !lower.contains("phi-3") {
+        return None;
+    }
+    let tokens = meta
+        .iter()
+        .find(|(k, _)| k == "tokenizer.ggml.tokens")
+        .and_then(|(_, v)| v.as_array())?;
+    let has = |t: &str| tokens.iter().any(|v| v.as_str() == Some(t));
+    if ["</s>", "<unk>", "<s>", "<|endoftext|>"]
+        .iter()
+        .all(|t| has(t))
+    {
+        return None;
+    }
+    let mut out = String::with_capacity(name.len());
+    let mut i = 0;
+    while i < name.len() {
+        let rest = &lower[i..];
+        if rest.starts_with("phi-3") {
+            out.push_str(&name[i..i + 3]);
+            out.push('_');
+            out.push_str(&name[i + 4..i + 5]);
+            i += 5;
+        } else if rest.starts_with("phi3") {
+            out.push_str(&name[i..i + 3]);
+            out.push('_');
+            out.push_str(&name[i + 3..i + 4]);
+            i += 4;
+        } else {
+            let c = name[i..].chars().next().expect("in bounds");
+            out.push(c);
+            i += c.len_utf8();
+        }
+    }
+    Some(out)
+}
+
 /// Compile a checkpoint directory or a GGUF file into a package in `opts.out_dir`.
 pub fn compile(
     opts: &CompileOptions,
@@ -1232,10 +1274,17 @@ fn build(
         .collect();
     let mut w = GgufWriter::new();
     let mut meta = prep.meta;
-    let base_name = name
+    let mut base_name = name
         .trim_end_matches(".ALM")
         .trim_end_matches(".alm")
         .to_string();
+    let mut notes = prep.notes;
+    if let Some(n) = phi3_safe_name(&base_name, &meta) {
+        notes.push(format!(
+            "general.name is '{n}', not '{base_name}': llama.cpp's vocabulary loader treats a name containing phi3 / phi-3 as Phi-3 and requires its </s>, <unk>, <s> and <|endoftext|> tokens, which this vocabulary lacks"
+        ));
+        base_name = n;
+    }
     meta.insert(1, ("general.name".into(), Value::String(base_name)));
     meta.insert(2, ("general.file_type".into(), Value::U32(prep.file_type)));
     if !meta
@@ -1396,7 +1445,7 @@ fn build(
         memory_plan: plan_lines,
         self_check: check,
         verification: status.into(),
-        notes: prep.notes,
+        notes,
         tensors: reports,
     };
     let rpath = opts.out_dir.join(format!("{}.report.json", report.name));
@@ -1423,6 +1472,28 @@ pub fn peak_rss_bytes() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn phi3_names_avoid_llamacpp_lookup() {
+        let vocab = |toks: &[&str]| {
+            vec![(
+                "tokenizer.ggml.tokens".to_string(),
+                Value::Array(toks.iter().map(|t| Value::String(t.to_string())).collect()),
+            )]
+        };
+        let bpe = vocab(&["a", "<|endoftext|>"]);
+        assert_eq!(
+            phi3_safe_name("phi3-1M-f32", &bpe).as_deref(),
+            Some("phi_3-1M-f32")
+        );
+        assert_eq!(phi3_safe_name("AVA-PH3-4B16", &bpe), None);
+        assert_eq!(
+            phi3_safe_name("Phi-3-mini", &bpe).as_deref(),
+            Some("Phi_3-mini")
+        );
+        let spm = vocab(&["<unk>", "<s>", "</s>", "<|endoftext|>"]);
+        assert_eq!(phi3_safe_name("phi3-4B-f16", &spm), None);
+    }
 
     #[test]
     fn dates() {
