@@ -982,16 +982,30 @@ fn prepare_gguf<'a>(
             if want[i] == t.dtype {
                 return Ok((src.to_vec(), 0.0, 0.0));
             }
+            // Row blocks: memory stays at one block of f32 rows.
             let n = t.dims.iter().product::<u64>() as usize;
-            let mut x = vec![0f32; n];
-            alc_quant::dequantize(t.dtype, src, &mut x).map_err(|e| ConvertError::Quant {
-                tensor: t.name.clone(),
-                source: e,
-            })?;
             let cols = t.dims.first().copied().unwrap_or(1) as usize;
+            let rows = n / cols.max(1);
+            let src_rb = t
+                .dtype
+                .row_bytes(cols as u64)
+                .expect("shape checked at open") as usize;
+            let mut x = Vec::new();
             let mut out = Vec::new();
             let mut err = (0f64, 0f64);
-            quantize_rows(&t.name, want[i], &x, cols, threads, &mut out, &mut err)?;
+            let mut r = 0;
+            while r < rows {
+                let r1 = (r + ROW_BLOCK).min(rows);
+                x.resize((r1 - r) * cols, 0f32);
+                alc_quant::dequantize(t.dtype, &src[r * src_rb..r1 * src_rb], &mut x).map_err(
+                    |e| ConvertError::Quant {
+                        tensor: t.name.clone(),
+                        source: e,
+                    },
+                )?;
+                quantize_rows(&t.name, want[i], &x, cols, threads, &mut out, &mut err)?;
+                r = r1;
+            }
             Ok((out, (err.0 / n.max(1) as f64).sqrt(), err.1))
         }),
         release: Box::new(move |i| f.release_tensor_pages(&ir[i])),
