@@ -226,12 +226,18 @@ fn main() {
         Cmd::Compile(a) => compile::compile(a),
     };
     if let Err(e) = r {
-        // One line: the chain of causes joined.
-        let msg = e
-            .chain()
-            .map(|c| c.to_string())
-            .collect::<Vec<_>>()
-            .join(": ");
+        // One line: the chain of causes joined, skipping a cause whose text the
+        // message already carries (library errors often print their source).
+        let mut msg = String::new();
+        for c in e.chain() {
+            let c = c.to_string();
+            if !msg.contains(&c) {
+                if !msg.is_empty() {
+                    msg.push_str(": ");
+                }
+                msg.push_str(&c);
+            }
+        }
         eprintln!("error: {msg}");
         std::process::exit(1);
     }

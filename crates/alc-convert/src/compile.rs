@@ -1131,9 +1131,19 @@ fn build(
     let source_sha256 = hex(&src_hash.finalize());
     stage("hash_source", t);
 
-    // Build key: the source, everything that changes bytes, this alc version.
+    let date = match std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        Some(s) => iso_date(s),
+        None => iso_date(newest),
+    };
+
+    // Build key: the source, everything that changes bytes (the date included), this
+    // alc version. Equal keys mean identical packages.
     let mut key = Sha256::new();
     key.update(source_sha256.as_bytes());
+    key.update(date.as_bytes());
     key.update(
         format!(
             "{}|{}|{}|{:?}|{}|{}",
@@ -1184,6 +1194,39 @@ fn build(
         )));
     }
 
+    // ---- one compile per package name at a time ----
+    let work = opts.out_dir.join(format!(".{name}.work"));
+    let lock_path = opts.out_dir.join(format!(".{name}.lock"));
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io_err(&lock_path))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(ConvertError::Unsupported(format!(
+                "another compile of {} is running (it holds {}); wait for it to finish",
+                out_path.display(),
+                lock_path.display()
+            )))
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
+    }
+    // Temp files of a killed earlier compile of this name (AtomicFile names them
+    // `.<name>.<random>.tmp`); nobody else writes them while we hold the lock.
+    let prefix = format!(".{name}.");
+    if let Ok(entries) = std::fs::read_dir(&opts.out_dir) {
+        for e in entries.flatten() {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            if n.starts_with(&prefix) && n.ends_with(".tmp") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
     // ---- up to date, or a collision? ----
     if out_path.exists() {
         let existing = GgufFile::open(&out_path).ok().and_then(|f| {
@@ -1194,10 +1237,14 @@ fn build(
         });
         match existing {
             Some(k) if k == build_key => {
+                // A compile killed after its commit may have left its work files.
+                if work.exists() {
+                    std::fs::remove_dir_all(&work).map_err(io_err(&work))?;
+                }
                 return Ok(Outcome::UpToDate {
                     path: out_path,
                     build_key,
-                })
+                });
             }
             other if !opts.force => {
                 return Err(ConvertError::NameCollision {
@@ -1211,7 +1258,6 @@ fn build(
     }
 
     // ---- per-tensor work files ----
-    let work = opts.out_dir.join(format!(".{name}.work"));
     let stamp = work.join("build_key");
     if std::fs::read_to_string(&stamp).ok().as_deref() != Some(build_key.as_str()) {
         if work.exists() {
@@ -1273,13 +1319,6 @@ fn build(
     stage("convert", t);
 
     // ---- header ----
-    let date = match std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
-        Some(s) => iso_date(s),
-        None => iso_date(newest),
-    };
     let contexts: Vec<usize> = PLAN_CONTEXTS
         .iter()
         .copied()
@@ -1436,8 +1475,6 @@ fn build(
         )));
     }
     let output_bytes = w.total_len();
-    file.commit()?;
-    std::fs::remove_dir_all(&work).map_err(io_err(&work))?;
     stages.insert("total".into(), t_all.elapsed().as_secs_f64() * 1e3);
 
     let report = Report {
@@ -1463,10 +1500,15 @@ fn build(
         tensors: reports,
     };
     let rpath = opts.out_dir.join(format!("{}.report.json", report.name));
+    // The report first: a kill after the package is in place must not leave it
+    // without one. The work files go last (an up-to-date rerun removes leftovers).
     write_atomic(
         &rpath,
         &serde_json::to_vec_pretty(&report).expect("serialisable"),
     )?;
+    file.commit()?;
+    std::fs::remove_dir_all(&work).map_err(io_err(&work))?;
+    drop(lock);
     Ok(Outcome::Built(Box::new(report)))
 }
 

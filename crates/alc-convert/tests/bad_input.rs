@@ -565,7 +565,6 @@ fn cli_reports_one_error_line() {
 /// An I/O error's cause must not be printed twice: `ConvertError::Io` already
 /// shows its source, and the CLI joins the whole `source()` chain.
 #[test]
-#[ignore = "BUG: alc-cli main.rs joins every cause of the chain, and ConvertError::Io / FormatError::Io already print their source: 'Is a directory (os error 21): Is a directory (os error 21)'"]
 fn cli_prints_an_io_cause_once() {
     let (tmp, dir, _) = copied("llama");
     std::fs::remove_file(dir.join("config.json")).unwrap();
