@@ -48,19 +48,17 @@ pub struct CompileArgs {
 }
 
 pub fn compile(a: CompileArgs) -> Result<()> {
+    let defaults = CompileOptions::new(a.input, a.out);
     let opts = CompileOptions {
-        input: a.input,
         target: a.target,
         quant: a.quant,
         ctx: a.ctx,
         name_scheme: NameScheme::parse(&a.name_scheme)?,
         name: a.name,
-        out_dir: a.out,
         overrides: a.tensor_type,
-        threads: a
-            .threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        threads: a.threads.unwrap_or(defaults.threads),
         force: a.force,
+        ..defaults
     };
     let tty = std::io::stderr().is_terminal();
     let bar = ProgressBar::new(0);

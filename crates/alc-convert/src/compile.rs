@@ -7,7 +7,6 @@ use crate::quant::{self, Override, Reason, Scheme};
 use crate::vocab::HfTokenizer;
 use crate::ConvertError;
 use alc_core::DType;
-use alc_format::safetensors::Dtype as StDtype;
 use alc_format::{AtomicFile, GgufFile, GgufWriter, HfTensors, Value};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -50,6 +49,25 @@ pub struct CompileOptions {
     pub threads: usize,
     /// Replace a package of the same name built from other inputs.
     pub force: bool,
+}
+
+impl CompileOptions {
+    /// Defaults for `input` into `out_dir`: target cpu with its default quantisation
+    /// and context, AVA names, all cores, no overrides, no --force.
+    pub fn new(input: impl Into<PathBuf>, out_dir: impl Into<PathBuf>) -> CompileOptions {
+        CompileOptions {
+            input: input.into(),
+            target: "cpu".into(),
+            quant: None,
+            ctx: None,
+            name_scheme: NameScheme::Ava,
+            name: None,
+            out_dir: out_dir.into(),
+            overrides: Vec::new(),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            force: false,
+        }
+    }
 }
 
 /// Progress events for the CLI's bars.
@@ -381,50 +399,6 @@ fn make_plan(
     })
 }
 
-/// Rows `r0..r1` of source tensor `name` as f32 (whole rows of `cols`).
-fn source_rows(
-    st: &HfTensors,
-    name: &str,
-    cols: usize,
-    r0: usize,
-    r1: usize,
-    out: &mut Vec<f32>,
-) -> Result<(), ConvertError> {
-    let (dt, bytes) = st.raw(name)?;
-    let esize = match dt {
-        StDtype::F32 => 4,
-        StDtype::F16 | StDtype::BF16 => 2,
-        _ => {
-            // Rare dtypes (F64): convert the whole tensor once.
-            let all = st.to_f32(name)?;
-            out.clear();
-            out.extend_from_slice(&all[r0 * cols..r1 * cols]);
-            return Ok(());
-        }
-    };
-    let b = &bytes[r0 * cols * esize..r1 * cols * esize];
-    out.clear();
-    match dt {
-        StDtype::F32 => out.extend(
-            b.chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-        ),
-        StDtype::BF16 => out.extend(
-            b.chunks_exact(2)
-                .map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16)),
-        ),
-        _ => {
-            let mut tmp = vec![0f32; b.len() / 2];
-            alc_quant::dequantize(DType::F16, b, &mut tmp).map_err(|e| ConvertError::Quant {
-                tensor: name.to_string(),
-                source: e,
-            })?;
-            out.extend_from_slice(&tmp);
-        }
-    }
-    Ok(())
-}
-
 /// Quantise `x` (whole rows of `cols`) to `dt` on `threads` threads; appends the
 /// bytes to `out` and adds the squared error and max abs error to `err`.
 fn quantize_rows(
@@ -514,7 +488,7 @@ fn convert_tensor(
             let mut r = 0;
             while r < rows {
                 let r1 = (r + ROW_BLOCK).min(rows);
-                source_rows(st, &p.source, cols, first + r, first + r1, &mut buf)?;
+                st.range_f32_into(&p.source, (first + r) * cols..(first + r1) * cols, &mut buf)?;
                 let x = arch::apply(t, std::mem::take(&mut buf), cols);
                 quantize_rows(&p.name, dt, &x, cols, threads, &mut out, &mut err)?;
                 buf = x;
@@ -522,8 +496,7 @@ fn convert_tensor(
             }
         }
         None => {
-            let src_rows = p.source_shape.iter().product::<usize>() / cols;
-            source_rows(st, &p.source, cols, 0, src_rows, &mut buf)?;
+            st.to_f32_into(&p.source, &mut buf)?;
             let x = arch::apply(&p.transform, buf, cols);
             quantize_rows(&p.name, dt, &x, cols, threads, &mut out, &mut err)?;
         }
@@ -562,38 +535,17 @@ fn resume(work: &Path, i: usize) -> Option<Done> {
     (hex(&file_sha256(&bin).ok()?) == done.sha256).then_some(done)
 }
 
-/// Serialized size of a metadata value (GGUF v3).
-fn value_len(v: &Value) -> u64 {
-    match v {
-        Value::U8(_) | Value::I8(_) | Value::Bool(_) => 1,
-        Value::U16(_) | Value::I16(_) => 2,
-        Value::U32(_) | Value::I32(_) | Value::F32(_) => 4,
-        Value::U64(_) | Value::I64(_) | Value::F64(_) => 8,
-        Value::String(s) => 8 + s.len() as u64,
-        Value::Array(a) => 12 + a.iter().map(value_len).sum::<u64>(),
-    }
-}
-
-/// File offset of the payload of metadata `key` (for arrays: of the first
-/// element).
-fn value_offset(w: &GgufWriter, key: &str) -> u64 {
-    let mut at = 24u64; // magic, version, tensor count, kv count
-    for (k, v) in w.metadata() {
-        at += 8 + k.len() as u64 + 4;
-        if k == key {
-            return at
-                + match v {
-                    Value::Array(_) => 12,
-                    Value::String(_) => 8,
-                    _ => 0,
-                };
-        }
-        at += value_len(v);
-    }
-    panic!("value_offset: key {key} not in the writer");
-}
-
-fn patch(file: &mut std::fs::File, path: &Path, at: u64, bytes: &[u8]) -> Result<(), ConvertError> {
+/// Overwrite the payload of metadata `key` (of `w`'s layout) in the written file.
+fn patch(
+    file: &mut std::fs::File,
+    path: &Path,
+    w: &GgufWriter,
+    key: &str,
+    bytes: &[u8],
+) -> Result<(), ConvertError> {
+    let at = w
+        .value_offset(key)
+        .expect("patched keys are set before writing");
     file.seek(SeekFrom::Start(at)).map_err(io_err(path))?;
     file.write_all(bytes).map_err(io_err(path))
 }
@@ -609,10 +561,9 @@ fn argmax(x: &[f32]) -> u32 {
 /// gives the expectation (its top-1 ids are recorded), the optimised CPU backend
 /// must agree: logits within 15 % relative L2 at every position, the same top-1
 /// except where the reference ranks both within 1 % of its logit range.
-pub fn self_check(path: &Path, threads: usize) -> Result<SelfCheck, ConvertError> {
+pub fn self_check(file: &Arc<GgufFile>, threads: usize) -> Result<SelfCheck, ConvertError> {
     let sc = |e: String| ConvertError::SelfCheck(e);
-    let file = Arc::new(GgufFile::open(path)?);
-    let tok = alc_tokenizer::Tokenizer::from_gguf(&file).map_err(|e| sc(e.to_string()))?;
+    let tok = alc_tokenizer::Tokenizer::from_gguf(file).map_err(|e| sc(e.to_string()))?;
     let mut prompt = tok
         .encode(SELF_CHECK_TEXT, true, false)
         .map_err(|e| sc(e.to_string()))?;
@@ -847,13 +798,13 @@ fn arch_of_gguf(name: &str) -> Result<Arch, ConvertError> {
 /// `--quant`, re-quantise with it (tensors already of the chosen type are copied).
 fn prepare_gguf<'a>(
     opts: &'a CompileOptions,
-    f: &'a GgufFile,
+    f: &'a Arc<GgufFile>,
     tgt: &Target,
 ) -> Result<Prepared<'a>, ConvertError> {
     let arch_name = f.req_str("general.architecture")?.to_string();
     let arch = arch_of_gguf(&arch_name)?;
     // The engine must accept it as it is (hyperparameters, tensor shapes).
-    let model = alc_models::Model::from_gguf(Arc::new(GgufFile::open(f.path())?))
+    let model = alc_models::Model::from_gguf(f.clone())
         .map_err(|e| ConvertError::Unsupported(format!("{}: {e}", f.path().display())))?;
     let hp = model.hp.clone();
     drop(model);
@@ -868,33 +819,15 @@ fn prepare_gguf<'a>(
         let matrix = shape.len() == 2;
         let cols = t.dims.first().copied().unwrap_or(1) as usize;
         let (dtype, reason) = match scheme {
-            None if overrides.is_empty() => (t.dtype, Reason::Scheme),
-            None => match overrides.iter().find(|o| quant::glob(&o.pattern, &t.name)) {
-                Some(o) if matrix => {
-                    quant::choose(
-                        Scheme::F32,
-                        &overrides,
-                        &t.name,
-                        true,
-                        cols,
-                        hp.n_layer,
-                        tied,
-                    )?;
-                    (o.dtype, Reason::Override)
-                }
-                _ => (t.dtype, Reason::Scheme),
+            // Vectors (norms, biases) keep their float type.
+            _ if !matrix => (t.dtype, Reason::Vector),
+            None => match quant::find_override(&overrides, &t.name, cols)? {
+                Some(o) => (o.dtype, Reason::Override),
+                None => (t.dtype, Reason::Scheme),
             },
-            Some(s) => {
-                let (d, r) = quant::choose(s, &overrides, &t.name, matrix, cols, hp.n_layer, tied)?;
-                // Vectors keep their (float) type; matrices of a non-executed type
-                // cannot be dequantised.
-                if !matrix {
-                    (t.dtype, Reason::Vector)
-                } else {
-                    (d, r)
-                }
-            }
+            Some(s) => quant::choose(s, &overrides, &t.name, true, cols, hp.n_layer, tied)?,
         };
+        // Matrices of a type alc cannot dequantise can only be copied.
         if dtype != t.dtype && !alc_quant::DEQUANT_TYPES.contains(&t.dtype) {
             return Err(ConvertError::Unsupported(format!(
                 "tensor {} is {}, which alc cannot dequantise to re-quantise; compile without --quant to keep it",
@@ -1078,7 +1011,7 @@ pub fn compile(
                 input.display()
             )));
         }
-        let f = GgufFile::open(input)?;
+        let f = Arc::new(GgufFile::open(input)?);
         let prep = prepare_gguf(opts, &f, tgt)?;
         return build(opts, tgt, prep, t, t_all, progress);
     }
@@ -1419,9 +1352,11 @@ fn build(
     progress(Progress::Stage("self-check"));
     let t = Instant::now();
     let tmp = file.temp_path().to_path_buf();
-    let check = self_check(&tmp, opts.threads)?;
+    let written = Arc::new(GgufFile::open(&tmp)?);
+    let check = self_check(&written, opts.threads)?;
     let plan_lines: Vec<PlanLine> = {
-        let m = alc_models::load(&tmp).map_err(|e| ConvertError::SelfCheck(e.to_string()))?;
+        let m = alc_models::Model::from_gguf(written)
+            .map_err(|e| ConvertError::SelfCheck(e.to_string()))?;
         contexts
             .iter()
             .map(|&c| PlanLine {
@@ -1441,28 +1376,26 @@ fn build(
             .iter()
             .flat_map(|l| l.total_bytes.to_le_bytes())
             .collect();
+        patch(&mut f, &tmp, &w, "alc.memory_plan.bytes", &plan_bytes)?;
         patch(
             &mut f,
             &tmp,
-            value_offset(&w, "alc.memory_plan.bytes"),
-            &plan_bytes,
-        )?;
-        patch(
-            &mut f,
-            &tmp,
-            value_offset(&w, "alc.selfcheck.prompt"),
+            &w,
+            "alc.selfcheck.prompt",
             &le32(&check.prompt),
         )?;
         patch(
             &mut f,
             &tmp,
-            value_offset(&w, "alc.selfcheck.expected"),
+            &w,
+            "alc.selfcheck.expected",
             &le32(&check.expected),
         )?;
         patch(
             &mut f,
             &tmp,
-            value_offset(&w, "alc.verification"),
+            &w,
+            "alc.verification",
             format!("{status:STATUS_WIDTH$}").as_bytes(),
         )?;
         f.sync_all().map_err(io_err(&tmp))?;
@@ -1491,7 +1424,7 @@ fn build(
         input_bytes,
         output_bytes,
         stages_ms: stages,
-        peak_rss_bytes: peak_rss_bytes(),
+        peak_rss_bytes: alc_engine::bench::peak_rss_bytes(),
         tensors_resumed: resumed,
         memory_plan: plan_lines,
         self_check: check,
@@ -1510,19 +1443,6 @@ fn build(
     std::fs::remove_dir_all(&work).map_err(io_err(&work))?;
     drop(lock);
     Ok(Outcome::Built(Box::new(report)))
-}
-
-/// Peak resident set size of this process (VmHWM), 0 where unknown.
-pub fn peak_rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|k| k.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
 }
 
 #[cfg(test)]

@@ -232,9 +232,4 @@ impl HfConfig {
             .collect::<Result<Vec<_>, _>>()
             .map(Some)
     }
-
-    /// The whole config as JSON text (hashed into the source digest).
-    pub fn top(&self) -> &Json {
-        &self.top
-    }
 }

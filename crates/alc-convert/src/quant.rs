@@ -123,6 +123,28 @@ impl Override {
     }
 }
 
+/// The first override whose pattern matches `name`, checked against the row length
+/// `cols` (its type's block must divide it).
+pub fn find_override<'a>(
+    overrides: &'a [Override],
+    name: &str,
+    cols: usize,
+) -> Result<Option<&'a Override>, ConvertError> {
+    let Some(o) = overrides.iter().find(|o| glob(&o.pattern, name)) else {
+        return Ok(None);
+    };
+    if !cols.is_multiple_of(o.dtype.block_size()) {
+        return Err(ConvertError::Unsupported(format!(
+            "--tensor-type {}={}: tensor {name} has rows of {cols}, not a multiple of {}'s block of {}",
+            o.pattern,
+            o.dtype,
+            o.dtype,
+            o.dtype.block_size()
+        )));
+    }
+    Ok(Some(o))
+}
+
 /// `*`-glob match of a whole name.
 pub fn glob(pattern: &str, name: &str) -> bool {
     let parts: Vec<&str> = pattern.split('*').collect();
@@ -176,16 +198,7 @@ pub fn choose(
     if !matrix {
         return Ok((DType::F32, Reason::Vector));
     }
-    if let Some(o) = overrides.iter().find(|o| glob(&o.pattern, name)) {
-        if !cols.is_multiple_of(o.dtype.block_size()) {
-            return Err(ConvertError::Unsupported(format!(
-                "--tensor-type {}={}: tensor {name} has rows of {cols}, not a multiple of {}'s block of {}",
-                o.pattern,
-                o.dtype,
-                o.dtype,
-                o.dtype.block_size()
-            )));
-        }
+    if let Some(o) = find_override(overrides, name, cols)? {
         return Ok((o.dtype, Reason::Override));
     }
     let is_head = name == "output.weight" || (tied && name == "token_embd.weight");

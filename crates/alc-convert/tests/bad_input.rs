@@ -9,35 +9,16 @@
 //! when the binary is current) and takes the path cargo reports. `ALC_BIN`
 //! overrides that.
 
-use alc_convert::naming::NameScheme;
+mod common;
+
 use alc_convert::{compile, CompileOptions};
+use common::*;
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-
-fn fixture(arch: &str) -> PathBuf {
-    alc_testdata::workspace()
-        .join("tests/fixtures/hf")
-        .join(arch)
-}
-
-fn options(input: &Path, out: &Path, quant: &str) -> CompileOptions {
-    CompileOptions {
-        input: input.to_path_buf(),
-        target: "cpu".into(),
-        quant: Some(quant.into()),
-        ctx: None,
-        name_scheme: NameScheme::Plain,
-        name: None,
-        out_dir: out.to_path_buf(),
-        overrides: vec![],
-        threads: 2,
-        force: false,
-    }
-}
 
 /// A copy of a fixture in a temp dir (`<tmp>/<arch>`), its options (q4f16_1, out
 /// dir `<tmp>/out`) and the temp dir.

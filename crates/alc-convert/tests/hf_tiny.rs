@@ -11,10 +11,12 @@
 //! offset, the wrong q scale, no sliding window or softcap) moves the logits by a
 //! relative 0.08 to 1.1 (scripts/goldens/gen_tiny_hf.py --parts check).
 
-use alc_convert::naming::NameScheme;
-use alc_convert::{compile, CompileOptions, Outcome};
+mod common;
+
+use alc_convert::{compile, Outcome};
 use alc_kernels::Backend;
 use alc_models::Logits;
+use common::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -22,29 +24,8 @@ pub const ARCHS: [&str; 7] = [
     "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3",
 ];
 
-pub fn fixture(arch: &str) -> PathBuf {
-    alc_testdata::workspace()
-        .join("tests/fixtures/hf")
-        .join(arch)
-}
-
-pub fn options(input: PathBuf, out: &Path, quant: &str) -> CompileOptions {
-    CompileOptions {
-        input,
-        target: "cpu".into(),
-        quant: Some(quant.into()),
-        ctx: None,
-        name_scheme: NameScheme::Plain,
-        name: None,
-        out_dir: out.to_path_buf(),
-        overrides: vec![],
-        threads: 2,
-        force: false,
-    }
-}
-
 fn build(arch: &str, quant: &str, out: &Path) -> PathBuf {
-    match compile(&options(fixture(arch), out, quant), &mut |_| {}).unwrap() {
+    match compile(&options(&fixture(arch), out, quant), &mut |_| {}).unwrap() {
         Outcome::Built(r) => {
             assert_eq!(r.verification, "verified", "{arch}: self-check");
             r.package
@@ -109,31 +90,6 @@ fn rel_err(a: &[Vec<f32>], b: &[Vec<f32>]) -> (f64, f64) {
         }
     }
     ((num / den).sqrt(), mx)
-}
-
-fn argmax(x: &[f32]) -> usize {
-    x.iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map_or(0, |(i, _)| i)
-}
-
-/// Positions where the top-1 differs although the reference's top two are more
-/// than 1e-2 apart.
-fn top1_flips(got: &[Vec<f32>], want: &[Vec<f32>]) -> usize {
-    got.iter()
-        .zip(want)
-        .filter(|(g, w)| {
-            let t = argmax(w);
-            let second = w
-                .iter()
-                .enumerate()
-                .filter(|&(i, _)| i != t)
-                .map(|(_, &v)| v)
-                .fold(f32::MIN, f32::max);
-            argmax(g) != t && w[t] - second > 1e-2
-        })
-        .count()
 }
 
 #[test]

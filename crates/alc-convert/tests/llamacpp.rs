@@ -67,10 +67,12 @@
 //! Skipped (passes, with a message) when `python3 -c "import xllamacpp"` fails.
 //! Set ALC_PYTHON to use another interpreter.
 
-use alc_convert::naming::NameScheme;
-use alc_convert::{compile, CompileOptions, ConvertError, Outcome};
+mod common;
+
+use alc_convert::{compile, ConvertError, Outcome};
 use alc_kernels::Backend;
 use alc_models::Logits;
+use common::*;
 use serde_json::Value as Json;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -109,21 +111,6 @@ fn xllamacpp_missing() -> Option<String> {
 
 fn workspace() -> PathBuf {
     alc_testdata::workspace()
-}
-
-fn options(arch: &str, out: &Path, quant: &str) -> CompileOptions {
-    CompileOptions {
-        input: workspace().join("tests/fixtures/hf").join(arch),
-        target: "cpu".into(),
-        quant: Some(quant.into()),
-        ctx: None,
-        name_scheme: NameScheme::Plain,
-        name: None,
-        out_dir: out.to_path_buf(),
-        overrides: vec![],
-        threads: 2,
-        force: false,
-    }
 }
 
 fn read_json(path: &Path) -> Json {
@@ -255,31 +242,6 @@ fn rel_err(a: &[Vec<f32>], b: &[Vec<f32>]) -> (f64, f64) {
         }
     }
     ((num / den).sqrt(), mx)
-}
-
-fn argmax(x: &[f32]) -> usize {
-    x.iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map_or(0, |(i, _)| i)
-}
-
-/// Positions where the top-1 differs although the reference's top two are more
-/// than 1e-2 apart.
-fn top1_flips(got: &[Vec<f32>], want: &[Vec<f32>]) -> usize {
-    got.iter()
-        .zip(want)
-        .filter(|(g, w)| {
-            let t = argmax(w);
-            let second = w
-                .iter()
-                .enumerate()
-                .filter(|&(i, _)| i != t)
-                .map(|(_, &v)| v)
-                .fold(f32::MIN, f32::max);
-            argmax(g) != t && w[t] - second > 1e-2
-        })
-        .count()
 }
 
 /// Overwrite the value of a float32 metadata key in GGUF bytes (the key is
@@ -542,7 +504,7 @@ fn packages_load_and_agree_in_llamacpp() {
             let name = format!("{arch}/{quant}");
             let out = dir.path().join(quant);
             let tc = std::time::Instant::now();
-            let pkg = match compile(&options(arch, &out, quant), &mut |_| {}) {
+            let pkg = match compile(&options(&fixture(arch), &out, quant), &mut |_| {}) {
                 Ok(Outcome::Built(r)) => r.package,
                 Ok(Outcome::UpToDate { .. }) => panic!("{name}: fresh output dir up to date"),
                 // The compiler's own self-check (reference vs CPU backend) is not

@@ -3,7 +3,6 @@
 //! q4f16_1, each checked against the original file's logits in alc's engine over
 //! the fixed text of the llama.cpp logit goldens (scripts/goldens/logits_text.txt).
 
-use alc_convert::naming::NameScheme;
 use alc_convert::{compile, CompileOptions, Outcome};
 use alc_models::Logits;
 use std::path::{Path, PathBuf};
@@ -13,16 +12,10 @@ const TOKENS: usize = 512;
 
 fn build(input: &Path, out: &Path, quant: Option<&str>) -> PathBuf {
     let opts = CompileOptions {
-        input: input.to_path_buf(),
-        target: "cpu".into(),
         quant: quant.map(str::to_string),
         ctx: Some(1024),
-        name_scheme: NameScheme::Ava,
-        name: None,
-        out_dir: out.to_path_buf(),
-        overrides: vec![],
         threads: 2,
-        force: false,
+        ..CompileOptions::new(input, out)
     };
     match compile(&opts, &mut |_| {}).unwrap() {
         Outcome::Built(r) => {

@@ -12,8 +12,10 @@
 //! `target/<profile>/alc` either (alc-cli has no integration tests), so a copy
 //! found there may be stale or missing.
 
-use alc_convert::naming::NameScheme;
+mod common;
+
 use alc_convert::{compile, CompileOptions, ConvertError, Outcome, Report};
+use common::*;
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 use std::collections::{BTreeSet, HashMap};
@@ -30,27 +32,6 @@ static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn heavy() -> std::sync::MutexGuard<'static, ()> {
     HEAVY.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn fixture(arch: &str) -> PathBuf {
-    alc_testdata::workspace()
-        .join("tests/fixtures/hf")
-        .join(arch)
-}
-
-fn options(input: &Path, out: &Path, quant: &str) -> CompileOptions {
-    CompileOptions {
-        input: input.to_path_buf(),
-        target: "cpu".into(),
-        quant: Some(quant.into()),
-        ctx: None,
-        name_scheme: NameScheme::Plain,
-        name: None,
-        out_dir: out.to_path_buf(),
-        overrides: vec![],
-        threads: 2,
-        force: false,
-    }
 }
 
 fn built(r: Result<Outcome, ConvertError>, what: &str) -> Report {

@@ -3,26 +3,17 @@
 //! `apply_chat_template` (goldens: tests/goldens/hf-tiny/tokenizer.json, made by
 //! scripts/goldens/gen_tiny_hf.py).
 
-use alc_convert::naming::NameScheme;
-use alc_convert::{compile, CompileOptions, Outcome};
+mod common;
+
+use alc_convert::{compile, Outcome};
 use alc_tokenizer::{ChatMessage, Tokenizer};
+use common::*;
 
 #[test]
 fn converted_tokenizer_matches_tokenizers_and_transformers() {
     let root = alc_testdata::workspace();
     let dir = tempfile::tempdir().unwrap();
-    let opts = CompileOptions {
-        input: root.join("tests/fixtures/hf/qwen3"),
-        target: "cpu".into(),
-        quant: Some("f16".into()),
-        ctx: None,
-        name_scheme: NameScheme::Plain,
-        name: None,
-        out_dir: dir.path().to_path_buf(),
-        overrides: vec![],
-        threads: 2,
-        force: false,
-    };
+    let opts = options(&fixture("qwen3"), dir.path(), "f16");
     let pkg = match compile(&opts, &mut |_| {}).unwrap() {
         Outcome::Built(r) => r.package,
         Outcome::UpToDate { .. } => unreachable!("fresh directory"),

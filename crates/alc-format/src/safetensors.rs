@@ -423,8 +423,37 @@ impl HfTensors {
 
     /// [`to_f32`](Self::to_f32) into a reused buffer (cleared first).
     pub fn to_f32_into(&self, name: &str, out: &mut Vec<f32>) -> Result<(), FormatError> {
+        let n = self.tensor(name)?.n_elements() as usize;
+        self.range_f32_into(name, 0..n, out)
+    }
+
+    /// Elements `range` (in storage order: rows `r0..r1` of a `[rows, cols]` matrix
+    /// are `r0 * cols..r1 * cols`) converted to f32 into a reused buffer (cleared
+    /// first), so a converter can stream a big tensor in blocks. Conversion as
+    /// [`to_f32`](Self::to_f32); a range past the tensor is clamped to its elements.
+    pub fn range_f32_into(
+        &self,
+        name: &str,
+        range: std::ops::Range<usize>,
+        out: &mut Vec<f32>,
+    ) -> Result<(), FormatError> {
         let t = self.tensor(name)?;
-        let bytes = self.data(t);
+        let esize = match t.dtype {
+            Dtype::F32 => 4,
+            Dtype::BF16 | Dtype::F16 => 2,
+            Dtype::F64 => 8,
+            other => {
+                return Err(FormatError::UnsupportedDtype {
+                    path: self.shards[t.shard].path.clone(),
+                    tensor: t.name.clone(),
+                    dtype: other.to_string(),
+                    supported: F32_CONVERTIBLE,
+                })
+            }
+        };
+        let all = self.data(t);
+        let end = range.end.min(all.len() / esize);
+        let bytes = &all[range.start.min(end) * esize..end * esize];
         out.clear();
         match t.dtype {
             Dtype::F32 => out.extend(
@@ -438,19 +467,11 @@ impl HfTensors {
                     .map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16)),
             ),
             Dtype::F16 => f16_to_f32(bytes, out),
-            Dtype::F64 => out.extend(
+            _ => out.extend(
                 bytes
                     .chunks_exact(8)
                     .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32),
             ),
-            other => {
-                return Err(FormatError::UnsupportedDtype {
-                    path: self.shards[t.shard].path.clone(),
-                    tensor: t.name.clone(),
-                    dtype: other.to_string(),
-                    supported: F32_CONVERTIBLE,
-                })
-            }
         }
         Ok(())
     }

@@ -434,6 +434,22 @@ impl GgufWriter {
     pub fn tensor_offset(&self, i: usize) -> Option<u64> {
         self.tensors.get(i).map(|t| self.header_len() + t.offset)
     }
+    /// Absolute file offset of the payload of metadata `key`: a scalar's bytes, a
+    /// string's UTF-8 (after its length), an array's first element (after its element
+    /// type and count). For patching fixed-size values of a written file in place;
+    /// `None` for an unknown key.
+    pub fn value_offset(&self, key: &str) -> Option<u64> {
+        let i = *self.kv_index.get(key)?;
+        let before: u64 = self.kv[..i].iter().map(|e| e.encoded).sum();
+        let e = &self.kv[i];
+        let head = match e.value {
+            Value::Array(_) => 12,
+            Value::String(_) => 8,
+            _ => 0,
+        };
+        Some(24 + before + 8 + e.key.len() as u64 + 4 + head)
+    }
+
     /// Length of the data section, including the padding after the last tensor.
     pub fn data_len(&self) -> u64 {
         self.data_len

@@ -507,3 +507,24 @@ fn real_checkpoints_from_transformers() {
     }
     assert!(opened > 0);
 }
+
+#[test]
+fn element_ranges_convert_like_the_whole_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    write_st(&dir.path().join("model.safetensors"), &small());
+    let h = HfTensors::open(dir.path()).unwrap();
+    let mut out = Vec::new();
+    for name in [
+        "model.embed_tokens.weight",
+        "model.norm.weight",
+        "lm_head.weight",
+    ] {
+        let all = h.to_f32(name).unwrap();
+        for a in 0..=all.len() {
+            for b in a..=all.len() + 2 {
+                h.range_f32_into(name, a..b, &mut out).unwrap();
+                assert_eq!(out, all[a..b.min(all.len())], "{name} {a}..{b}");
+            }
+        }
+    }
+}

@@ -680,3 +680,22 @@ fn write_file_failure_leaves_the_old_file() {
         .collect();
     assert_eq!(names, ["out.gguf"]);
 }
+
+#[test]
+fn value_offsets_point_at_the_payloads() {
+    let mut w = GgufWriter::new();
+    w.set("a.u32", Value::U32(0xDEAD_BEEF)).unwrap();
+    w.set("b.str", Value::String("hello".into())).unwrap();
+    w.set("c.arr", Value::Array(vec![Value::U64(7), Value::U64(9)]))
+        .unwrap();
+    let h = w.header_bytes();
+    let at = |k: &str| w.value_offset(k).unwrap() as usize;
+    assert_eq!(
+        &h[at("a.u32")..at("a.u32") + 4],
+        &0xDEAD_BEEFu32.to_le_bytes()
+    );
+    assert_eq!(&h[at("b.str")..at("b.str") + 5], b"hello");
+    assert_eq!(&h[at("c.arr")..at("c.arr") + 8], &7u64.to_le_bytes());
+    assert_eq!(&h[at("c.arr") + 8..at("c.arr") + 16], &9u64.to_le_bytes());
+    assert_eq!(w.value_offset("missing"), None);
+}

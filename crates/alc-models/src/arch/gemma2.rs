@@ -23,16 +23,7 @@ pub fn spec() -> ArchSpec {
 }
 
 fn configure(f: &GgufFile, hp: &mut HParams) -> Result<(), ModelError> {
-    let window = f.req_u64("gemma2.attention.sliding_window")? as usize;
-    if window == 0 {
-        return Err(ModelError::BadHparam {
-            path: f.path().display().to_string(),
-            key: "gemma2.attention.sliding_window".into(),
-            value: "0".into(),
-            why: "must be positive".into(),
-        });
-    }
-    hp.swa_window = Some(window);
+    hp.swa_window = Some(super::sliding_window(f, "gemma2")?);
     hp.swa_layers = (0..hp.n_layer).map(|il| il % 2 == 0).collect();
     if hp.n_layer == 46 {
         hp.attn_scale = 1.0 / ((hp.n_embd / hp.n_head) as f32).sqrt();

@@ -28,16 +28,7 @@ pub fn spec() -> ArchSpec {
 }
 
 fn configure(f: &GgufFile, hp: &mut HParams) -> Result<(), ModelError> {
-    let window = f.req_u64("gemma3.attention.sliding_window")? as usize;
-    if window == 0 {
-        return Err(ModelError::BadHparam {
-            path: f.path().display().to_string(),
-            key: "gemma3.attention.sliding_window".into(),
-            value: "0".into(),
-            why: "must be positive".into(),
-        });
-    }
-    hp.swa_window = Some(window);
+    hp.swa_window = Some(super::sliding_window(f, "gemma3")?);
     hp.swa_layers = (0..hp.n_layer)
         .map(|il| il % SWA_PERIOD < SWA_PERIOD - 1)
         .collect();

@@ -14,6 +14,20 @@ pub(crate) fn no_fixups(_: &GgufFile, _: &mut HParams) -> Result<(), ModelError>
     Ok(())
 }
 
+/// The required, positive `{arch}.attention.sliding_window`.
+pub(crate) fn sliding_window(f: &GgufFile, arch: &str) -> Result<usize, ModelError> {
+    let key = format!("{arch}.attention.sliding_window");
+    match f.req_u64(&key)? {
+        0 => Err(ModelError::BadHparam {
+            path: f.path().display().to_string(),
+            key,
+            value: "0".into(),
+            why: "must be positive".into(),
+        }),
+        w => Ok(w as usize),
+    }
+}
+
 /// Keys an alc package may carry that override an architecture's built-in
 /// defaults (written by `alc compile` from the checkpoint's config, see
 /// docs/FORMAT.md): `{arch}.attention.scale` (q·k scale, e.g. from gemma's
