@@ -45,6 +45,9 @@ pub struct CompileArgs {
     /// Print the report as JSON on stdout (progress stays on stderr).
     #[arg(long)]
     json: bool,
+    /// Do not add the package to the local registry (ALC_HOME).
+    #[arg(long)]
+    no_register: bool,
 }
 
 pub fn compile(a: CompileArgs) -> Result<()> {
@@ -102,7 +105,12 @@ pub fn compile(a: CompileArgs) -> Result<()> {
     };
     let outcome = alc_convert::compile(&opts, &mut on_progress);
     bar.finish_and_clear();
-    match outcome? {
+    let outcome = outcome?;
+    let package = match &outcome {
+        Outcome::UpToDate { path, .. } => path.clone(),
+        Outcome::Built(r) => r.package.clone(),
+    };
+    match outcome {
         Outcome::UpToDate { path, build_key } => {
             if a.json {
                 println!(
@@ -154,6 +162,9 @@ pub fn compile(a: CompileArgs) -> Result<()> {
                 println!("report    {}.report.json", r.name);
             }
         }
+    }
+    if !a.no_register {
+        crate::registry::register_compiled(&package, a.json);
     }
     Ok(())
 }

@@ -2,7 +2,9 @@
 //! reaches the user as one line on stderr with a non-zero exit code.
 
 mod compile;
+mod export;
 mod inspect;
+mod registry;
 
 use alc_engine::{
     BenchSpec, Deadlines, Engine, EngineConfig, Event, GenRequest, GenStats, Prompt, SamplingParams,
@@ -37,6 +39,20 @@ enum Cmd {
     Inspect(InspectArgs),
     /// Compile a Hugging Face checkpoint into one verified, named package.
     Compile(compile::CompileArgs),
+    /// Add a package file to the local registry (ALC_HOME) under a name.
+    Add(registry::AddArgs),
+    /// List the registry's packages (names and tags).
+    List(registry::ListArgs),
+    /// Metadata of one registered package (name, tag or digest prefix).
+    Show(registry::ShowArgs),
+    /// Remove a name or tag from the registry (the file goes with its last name).
+    Rm(registry::RmArgs),
+    /// Give a registered package another name (a tag).
+    Tag(registry::TagArgs),
+    /// A/B slots: weighted arms of registered packages, picked per user.
+    Ab(registry::AbArgs),
+    /// Write a GGUF file or package back as a Hugging Face checkpoint (--hf).
+    Export(export::ExportArgs),
 }
 
 #[derive(Args, Clone)]
@@ -84,8 +100,8 @@ impl EngineArgs {
             },
             ..EngineConfig::default()
         };
-        Engine::open(&self.model, cfg)
-            .with_context(|| format!("cannot load {}", self.model.display()))
+        let model = registry::resolve_model(&self.model)?;
+        Engine::open(&model, cfg).with_context(|| format!("cannot load {}", self.model.display()))
     }
 }
 
@@ -224,6 +240,13 @@ fn main() {
         Cmd::Bench(a) => bench(a),
         Cmd::Inspect(a) => inspect::inspect(&a.model, a.ctx, a.json, a.tensors),
         Cmd::Compile(a) => compile::compile(a),
+        Cmd::Add(a) => registry::add(a),
+        Cmd::List(a) => registry::list(a),
+        Cmd::Show(a) => registry::show(a),
+        Cmd::Rm(a) => registry::rm(a),
+        Cmd::Tag(a) => registry::tag(a),
+        Cmd::Ab(a) => registry::ab(a),
+        Cmd::Export(a) => export::export(a),
     };
     if let Err(e) = r {
         // One line: the chain of causes joined, skipping a cause whose text the

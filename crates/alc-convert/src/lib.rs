@@ -18,11 +18,13 @@
 pub mod arch;
 pub mod compile;
 pub mod config;
+pub mod export;
 pub mod naming;
 pub mod quant;
 pub mod vocab;
 
 pub use compile::{compile, CompileOptions, Outcome, Progress, Report};
+pub use export::{export_hf, ExportDtype, ExportOptions, ExportReport};
 
 use std::path::PathBuf;
 

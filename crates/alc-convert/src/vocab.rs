@@ -27,10 +27,32 @@ pub const PRE_SHAPES: &[(&str, &str)] = &[
 ];
 
 // llama.cpp token types.
-const NORMAL: i32 = 1;
-const CONTROL: i32 = 3;
-const USER_DEFINED: i32 = 4;
-const UNUSED: i32 = 5;
+pub(crate) const NORMAL: i32 = 1;
+pub(crate) const CONTROL: i32 = 3;
+pub(crate) const USER_DEFINED: i32 = 4;
+pub(crate) const UNUSED: i32 = 5;
+
+/// tokenizer.json's `pre_tokenizer` for a `tokenizer.ggml.pre` name: the inverse of
+/// [`PRE_SHAPES`] (used by `alc export`).
+pub(crate) fn pre_tokenizer_json(pre: &str) -> Option<Json> {
+    let byte_level = |use_regex: bool| {
+        serde_json::json!({"type": "ByteLevel", "add_prefix_space": false,
+                           "trim_offsets": true, "use_regex": use_regex})
+    };
+    let split = |re: &str| {
+        serde_json::json!({"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": re}, "behavior": "Isolated", "invert": false},
+            byte_level(false)]})
+    };
+    Some(match pre {
+        "gpt-2" => byte_level(true),
+        "smollm" => serde_json::json!({"type": "Sequence", "pretokenizers": [
+            {"type": "Digits", "individual_digits": true}, byte_level(true)]}),
+        "llama-bpe" => split(LLAMA3_REGEX),
+        "qwen2" => split(QWEN2_REGEX),
+        _ => return None,
+    })
+}
 
 /// The tokenizer files of a checkpoint directory.
 pub struct HfTokenizer {
@@ -44,22 +66,23 @@ pub struct HfTokenizer {
     template_file: Option<String>,
 }
 
-fn read_json(path: &Path) -> Result<Option<(String, Json)>, ConvertError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(ConvertError::Io {
-                path: path.to_path_buf(),
-                source: e,
-            })
-        }
-    };
-    let json = serde_json::from_str(&text).map_err(|e| ConvertError::Json {
+/// The text of `path`, `None` if there is no such file.
+fn read_text(path: &Path) -> Result<Option<String>, ConvertError> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ConvertError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }),
+    }
+}
+
+fn parse_json(path: &Path, text: &str) -> Result<Json, ConvertError> {
+    serde_json::from_str(text).map_err(|e| ConvertError::Json {
         path: path.to_path_buf(),
         why: e.to_string(),
-    })?;
-    Ok(Some((text, json)))
+    })
 }
 
 /// A token given as a string or as `{"content": ...}`.
@@ -69,28 +92,47 @@ fn token_str(v: &Json) -> Option<&str> {
 }
 
 impl HfTokenizer {
+    /// Read the tokenizer files of checkpoint directory `dir`: tokenizer.json, and
+    /// tokenizer_config.json, generation_config.json and chat_template.jinja when
+    /// present.
     pub fn read(dir: &Path) -> Result<HfTokenizer, ConvertError> {
         let json_path = dir.join("tokenizer.json");
-        let (json_text, json) = read_json(&json_path)?.ok_or(ConvertError::MissingFile {
+        let json_text = read_text(&json_path)?.ok_or(ConvertError::MissingFile {
             path: json_path.clone(),
             what: "the tokenizer (tokenizer.json from the model's repository)",
         })?;
-        let config = read_json(&dir.join("tokenizer_config.json"))?
-            .map(|(_, j)| j)
-            .unwrap_or(Json::Null);
-        let generation = read_json(&dir.join("generation_config.json"))?
-            .map(|(_, j)| j)
-            .unwrap_or(Json::Null);
-        let tpath = dir.join("chat_template.jinja");
-        let template_file = match std::fs::read_to_string(&tpath) {
-            Ok(t) => Some(t),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => {
-                return Err(ConvertError::Io {
-                    path: tpath,
-                    source: e,
-                })
-            }
+        let config = read_text(&dir.join("tokenizer_config.json"))?;
+        let generation = read_text(&dir.join("generation_config.json"))?;
+        let template = read_text(&dir.join("chat_template.jinja"))?;
+        Self::from_texts(
+            dir,
+            json_text,
+            config.as_deref(),
+            generation.as_deref(),
+            template,
+        )
+    }
+
+    /// The same files held in memory: the text of tokenizer.json, and of
+    /// tokenizer_config.json, generation_config.json and chat_template.jinja where the
+    /// checkpoint has them. `dir` only names the files in errors; nothing is read.
+    /// [`read`](Self::read) is this after reading the files.
+    pub fn from_texts(
+        dir: &Path,
+        json_text: String,
+        config: Option<&str>,
+        generation: Option<&str>,
+        template_file: Option<String>,
+    ) -> Result<HfTokenizer, ConvertError> {
+        let json_path = dir.join("tokenizer.json");
+        let json = parse_json(&json_path, &json_text)?;
+        let config = match config {
+            Some(t) => parse_json(&dir.join("tokenizer_config.json"), t)?,
+            None => Json::Null,
+        };
+        let generation = match generation {
+            Some(t) => parse_json(&dir.join("generation_config.json"), t)?,
+            None => Json::Null,
         };
         Ok(HfTokenizer {
             json_path,

@@ -3,10 +3,11 @@
 //! q4f16_1, each checked against the original file's logits in alc's engine over
 //! the fixed text of the llama.cpp logit goldens (scripts/goldens/logits_text.txt).
 
+mod common;
+
 use alc_convert::{compile, CompileOptions, Outcome};
-use alc_models::Logits;
+use common::{compare, log_probs};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 const TOKENS: usize = 512;
 
@@ -24,51 +25,6 @@ fn build(input: &Path, out: &Path, quant: Option<&str>) -> PathBuf {
         }
         Outcome::UpToDate { .. } => panic!("fresh directory reported up to date"),
     }
-}
-
-/// Log-softmax rows of all positions of `tokens`.
-fn log_probs(path: &Path, tokens: &[u32]) -> Vec<Vec<f64>> {
-    let f = Arc::new(alc_format::GgufFile::open(path).unwrap());
-    let mut m = alc_models::Model::from_gguf(f).unwrap();
-    let be = alc_kernels::cpu::CpuBackend::new(2);
-    m.pack_weights(&be);
-    let mut st = m.new_state(tokens.len(), 128).unwrap();
-    let n = m.hp.n_vocab;
-    let mut out = Vec::new();
-    for chunk in tokens.chunks(128) {
-        let l = m
-            .forward(&be, &mut st, chunk, Logits::All)
-            .unwrap()
-            .to_vec();
-        for row in l.chunks(n) {
-            let mx = row.iter().fold(f32::MIN, |a, &b| a.max(b)) as f64;
-            let lse = row.iter().map(|&v| (v as f64 - mx).exp()).sum::<f64>().ln() + mx;
-            out.push(row.iter().map(|&v| v as f64 - lse).collect());
-        }
-    }
-    out
-}
-
-fn argmax(x: &[f64]) -> usize {
-    x.iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map_or(0, |(i, _)| i)
-}
-
-/// (top-1 agreement, mean KL(p‖q)) of q against p.
-fn compare(p: &[Vec<f64>], q: &[Vec<f64>]) -> (f64, f64) {
-    let mut agree = 0usize;
-    let mut kl = 0f64;
-    for (a, b) in p.iter().zip(q) {
-        agree += usize::from(argmax(a) == argmax(b));
-        kl += a
-            .iter()
-            .zip(b)
-            .map(|(&x, &y)| x.exp() * (x - y))
-            .sum::<f64>();
-    }
-    (agree as f64 / p.len() as f64, kl / p.len() as f64)
 }
 
 #[test]

@@ -8,6 +8,8 @@
 //!    `*.safetensors` file.
 //!
 //! A path to a `.safetensors` file or to an `*.index.json` file is accepted too.
+//! [`HfTensors::from_bytes`] and [`HfTensors::from_index_bytes`] read the same two
+//! layouts from memory (fuzzing, tests), through the same header and index checks.
 //!
 //! Every shard header is parsed and validated by the `safetensors` crate at open
 //! (offsets contiguous, sizes matching dtype × shape, the data ending exactly at the
@@ -78,8 +80,9 @@ impl HfTensor {
 
 enum Map {
     Mmap(memmap2::Mmap),
-    /// A zero-length file (it cannot be mapped; its header check fails).
-    Empty,
+    /// Bytes in memory ([`HfTensors::from_bytes`]), or a zero-length file (it cannot
+    /// be mapped; its header check fails).
+    Owned(Vec<u8>),
 }
 
 impl std::ops::Deref for Map {
@@ -87,7 +90,7 @@ impl std::ops::Deref for Map {
     fn deref(&self) -> &[u8] {
         match self {
             Map::Mmap(m) => m,
-            Map::Empty => &[],
+            Map::Owned(v) => v,
         }
     }
 }
@@ -135,24 +138,19 @@ fn file_name(p: &Path) -> String {
         .unwrap_or_else(|| p.display().to_string())
 }
 
-/// Map one shard and parse its header; returns the shard and its tensors in data order.
-fn open_shard(path: PathBuf, index: usize) -> Result<(Shard, Vec<HfTensor>), FormatError> {
-    let file = File::open(&path).map_err(io_err(&path))?;
-    let len = file.metadata().map_err(io_err(&path))?.len();
-    let map = if len == 0 {
-        Map::Empty
-    } else {
-        // SAFETY: the map is read-only; a file truncated or rewritten by another
-        // process while mapped is outside what any mmap-based loader can defend
-        // against (the same stance as `GgufFile::open`).
-        Map::Mmap(unsafe { memmap2::Mmap::map(&file) }.map_err(io_err(&path))?)
-    };
-    let (n, meta) = ::safetensors::SafeTensors::read_metadata(&map).map_err(|e| {
+/// Parse and validate the header of one shard, given the shard's whole bytes (`path`
+/// labels errors, `index` is the shard's place in [`HfTensors::shards`]); returns
+/// its tensors in data order. The one header parser of the file and memory paths.
+fn parse_shard(bytes: &[u8], path: &Path, index: usize) -> Result<Vec<HfTensor>, FormatError> {
+    let (n, meta) = ::safetensors::SafeTensors::read_metadata(bytes).map_err(|e| {
         FormatError::BadSafetensors {
-            path: path.clone(),
+            path: path.to_path_buf(),
             what: e.to_string(),
         }
     })?;
+    // `read_metadata` checked that the data section (contiguous tensors, each of
+    // exactly dtype × shape bytes, computed without overflow) ends at the end of
+    // `bytes`, so every range below lies inside it.
     let data_start = LEN_PREFIX + n;
     let mut tensors = Vec::new();
     for name in meta.offset_keys() {
@@ -169,7 +167,32 @@ fn open_shard(path: PathBuf, index: usize) -> Result<(Shard, Vec<HfTensor>), For
             name,
         });
     }
+    Ok(tensors)
+}
+
+/// Map one shard file and parse its header; returns the shard and its tensors in data
+/// order.
+fn open_shard(path: PathBuf, index: usize) -> Result<(Shard, Vec<HfTensor>), FormatError> {
+    let file = File::open(&path).map_err(io_err(&path))?;
+    let len = file.metadata().map_err(io_err(&path))?.len();
+    let map = if len == 0 {
+        Map::Owned(Vec::new())
+    } else {
+        // SAFETY: the map is read-only; a file truncated or rewritten by another
+        // process while mapped is outside what any mmap-based loader can defend
+        // against (the same stance as `GgufFile::open`).
+        Map::Mmap(unsafe { memmap2::Mmap::map(&file) }.map_err(io_err(&path))?)
+    };
+    let tensors = parse_shard(&map, &path, index)?;
     Ok((Shard { path, map }, tensors))
+}
+
+/// The directory that holds `file` (`.` for a bare file name).
+fn parent_dir(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
 }
 
 /// Names in `dir` that end with `suffix`, sorted.
@@ -264,23 +287,80 @@ impl HfTensors {
                 let (shard, tensors) = open_shard(file, 0)?;
                 Self::build(dir, None, vec![shard], vec![tensors])
             }
-            Layout::Index(index) => Self::open_index(index),
+            Layout::Index(index) => {
+                let text = std::fs::read(&index).map_err(io_err(&index))?;
+                Self::with_index(index, &text, |_, path, i| {
+                    if !path.is_file() {
+                        return Ok(None);
+                    }
+                    open_shard(path, i).map(Some)
+                })
+            }
         }
     }
 
-    fn open_index(index: PathBuf) -> Result<Self, FormatError> {
-        let dir = match index.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
+    /// A single-file checkpoint held in memory: `bytes` is a whole `.safetensors`
+    /// file, validated as [`open`](Self::open) validates a file (same parser). `name`
+    /// is the shard's path in [`shards`](Self::shards) and error messages; the
+    /// filesystem is not touched. [`release`](Self::release) is a no-op.
+    pub fn from_bytes(name: impl Into<PathBuf>, bytes: Vec<u8>) -> Result<Self, FormatError> {
+        let path = name.into();
+        let tensors = parse_shard(&bytes, &path, 0)?;
+        let shard = Shard {
+            path,
+            map: Map::Owned(bytes),
         };
+        Self::build(parent_dir(&shard.path), None, vec![shard], vec![tensors])
+    }
+
+    /// A sharded checkpoint held in memory: `index` is the text of the index file
+    /// named `index_name` (e.g. `model.safetensors.index.json`), and `shards` maps each
+    /// shard's file name, as the index's `weight_map` spells it, to its whole bytes.
+    /// Validated as [`open`](Self::open) validates an index and its shards; shards
+    /// the index does not name are ignored, a named one that is absent is
+    /// [`FormatError::MissingShard`]. The filesystem is not touched.
+    pub fn from_index_bytes(
+        index_name: impl Into<PathBuf>,
+        index: &[u8],
+        shards: impl IntoIterator<Item = (String, Vec<u8>)>,
+    ) -> Result<Self, FormatError> {
+        let mut files: HashMap<String, Vec<u8>> = shards.into_iter().collect();
+        Self::with_index(index_name.into(), index, |name, path, i| {
+            let Some(bytes) = files.remove(name) else {
+                return Ok(None);
+            };
+            let tensors = parse_shard(&bytes, &path, i)?;
+            Ok(Some((
+                Shard {
+                    path,
+                    map: Map::Owned(bytes),
+                },
+                tensors,
+            )))
+        })
+    }
+
+    /// Parse and check the index `text` of file `index`, then load every shard its
+    /// `weight_map` names through `load(file name, path, shard index)` (`Ok(None)`: the shard
+    /// does not exist) and check that each tensor is where the index says. Shared by
+    /// the file and memory paths.
+    fn with_index(
+        index: PathBuf,
+        text: &[u8],
+        mut load: impl FnMut(
+            &str,
+            PathBuf,
+            usize,
+        ) -> Result<Option<(Shard, Vec<HfTensor>)>, FormatError>,
+    ) -> Result<Self, FormatError> {
+        let dir = parent_dir(&index);
         let index_name = file_name(&index);
-        let text = std::fs::read(&index).map_err(io_err(&index))?;
         let bad = |what: String| FormatError::BadIndex {
             path: index.clone(),
             what,
         };
         let parsed: IndexJson =
-            serde_json::from_slice(&text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+            serde_json::from_slice(text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
         if parsed.weight_map.is_empty() {
             return Err(bad("its weight_map is empty".into()));
         }
@@ -298,14 +378,12 @@ impl HfTensors {
         let mut lists = Vec::with_capacity(names.len());
         let mut shard_of = HashMap::with_capacity(names.len());
         for (i, name) in names.into_iter().enumerate() {
-            let path = dir.join(name);
-            if !path.is_file() {
+            let Some((shard, tensors)) = load(name, dir.join(name), i)? else {
                 return Err(FormatError::MissingShard {
                     index: index.clone(),
                     shard: name.to_string(),
                 });
-            }
-            let (shard, tensors) = open_shard(path, i)?;
+            };
             shard_of.insert(name, i);
             shards.push(shard);
             lists.push(tensors);
@@ -507,5 +585,118 @@ fn f16_to_f32(bytes: &[u8], out: &mut Vec<f32>) {
         let at = out.len();
         out.resize(at + n, 0.0);
         tmp[..n].convert_to_f32_slice(&mut out[at..]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ::safetensors::tensor::TensorView;
+
+    fn file(tensors: &[(&str, Dtype, Vec<usize>, Vec<u8>)]) -> Vec<u8> {
+        let views: Vec<(&str, TensorView<'_>)> = tensors
+            .iter()
+            .map(|(n, d, s, b)| (*n, TensorView::new(*d, s.clone(), b).unwrap()))
+            .collect();
+        ::safetensors::serialize(views, None).unwrap()
+    }
+
+    fn two() -> Vec<u8> {
+        file(&[
+            (
+                "a",
+                Dtype::F32,
+                vec![2],
+                [1f32, -2.0].iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ),
+            ("b", Dtype::BF16, vec![1, 1], vec![0x80, 0x3f]),
+        ])
+    }
+
+    #[test]
+    fn from_bytes_reads_what_open_reads() {
+        let bytes = two();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("model.safetensors"), &bytes).unwrap();
+        let opened = HfTensors::open(dir.path()).unwrap();
+        let mem = HfTensors::from_bytes("model.safetensors", bytes.clone()).unwrap();
+        assert_eq!(mem.tensors().len(), 2);
+        for (a, b) in opened.tensors().iter().zip(mem.tensors()) {
+            assert_eq!(
+                (a.name.as_str(), a.dtype, &a.shape),
+                (b.name.as_str(), b.dtype, &b.shape)
+            );
+            assert_eq!(
+                (a.file_offset(), a.n_bytes()),
+                (b.file_offset(), b.n_bytes())
+            );
+            assert_eq!(opened.data(a), mem.data(b));
+        }
+        assert_eq!(mem.to_f32("a").unwrap(), [1.0, -2.0]);
+        assert_eq!(mem.to_f32("b").unwrap(), [1.0]);
+        assert_eq!(mem.shards(), [Path::new("model.safetensors")]);
+        assert_eq!(mem.dir(), Path::new("."));
+        mem.release("a").unwrap();
+        assert_eq!(mem.to_f32("a").unwrap(), [1.0, -2.0]);
+    }
+
+    #[test]
+    fn from_bytes_validates_like_open() {
+        let mut bytes = two();
+        bytes.pop();
+        let e = HfTensors::from_bytes("x.safetensors", bytes).unwrap_err();
+        assert!(
+            matches!(&e, FormatError::BadSafetensors { path, .. } if path == Path::new("x.safetensors")),
+            "{e}"
+        );
+        let e = HfTensors::from_bytes("x.safetensors", Vec::new()).unwrap_err();
+        assert!(matches!(e, FormatError::BadSafetensors { .. }), "{e}");
+    }
+
+    #[test]
+    fn from_index_bytes_reads_shards_by_name() {
+        let s1 = two();
+        let s2 = file(&[("c", Dtype::F16, vec![1], vec![0x00, 0x3c])]);
+        let index = br#"{"weight_map": {"a": "m-1.safetensors", "b": "m-1.safetensors",
+                        "c": "m-2.safetensors"}}"#;
+        let shards = || {
+            [
+                ("m-2.safetensors".to_string(), s2.clone()),
+                ("m-1.safetensors".to_string(), s1.clone()),
+                ("unused.safetensors".to_string(), Vec::new()),
+            ]
+        };
+        let h = HfTensors::from_index_bytes("dir/model.safetensors.index.json", index, shards())
+            .unwrap();
+        assert_eq!(
+            h.shards(),
+            [
+                Path::new("dir/m-1.safetensors"),
+                Path::new("dir/m-2.safetensors")
+            ]
+        );
+        assert_eq!(h.get("c").unwrap().shard, 1);
+        assert_eq!(h.to_f32("c").unwrap(), [1.0]);
+        assert_eq!(
+            h.index_path(),
+            Some(Path::new("dir/model.safetensors.index.json"))
+        );
+
+        let missing = HfTensors::from_index_bytes(
+            "model.safetensors.index.json",
+            index,
+            [("m-1.safetensors".to_string(), s1.clone())],
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&missing, FormatError::MissingShard { shard, .. } if shard == "m-2.safetensors"),
+            "{missing}"
+        );
+        let wrong = br#"{"weight_map": {"c": "m-1.safetensors"}}"#;
+        let e = HfTensors::from_index_bytes("i.json", wrong, shards()).unwrap_err();
+        assert!(matches!(e, FormatError::TensorNotInShard { .. }), "{e}");
+        let escape = br#"{"weight_map": {"c": "../m-2.safetensors"}}"#;
+        let e = HfTensors::from_index_bytes("i.json", escape, shards()).unwrap_err();
+        assert!(matches!(e, FormatError::BadIndex { .. }), "{e}");
     }
 }
