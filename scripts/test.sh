@@ -7,6 +7,9 @@ scripts/fetch-models.sh
 # llama.cpp as a Python wheel, for crates/alc-convert/tests/llamacpp.rs (which skips
 # without it): packages must load and agree there.
 python3 -m pip install --quiet xllamacpp==2026.10.11549
+# The Hugging Face tokenizers library, for crates/alc-convert/tests/export.rs (exported
+# tokenizer.json files must give llama.cpp's ids there; skips without it).
+python3 -m pip install --quiet tokenizers==0.23.3
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --release -- -D warnings
 cargo test --workspace --release

@@ -154,6 +154,19 @@ pub trait Backend: Send + Sync {
         s: &AttnShape,
         out: &mut [f32],
     );
+    /// [`Backend::attention`] over an f32 KV cache (the exact mode used to check
+    /// conversions against float32 references). The default is the scalar
+    /// reference; it is not a fast path.
+    fn attention_f32(
+        &self,
+        q: &[f32],
+        k_cache: &[f32],
+        v_cache: &[f32],
+        s: &AttnShape,
+        out: &mut [f32],
+    ) {
+        reference::attention(q, k_cache, v_cache, s, out);
+    }
     /// `gate = act(gate) * up`, elementwise; `gelu` selects GELU (tanh) over SiLU.
     fn gated_act(&self, gate: &mut [f32], up: &[f32], gelu: bool);
 }

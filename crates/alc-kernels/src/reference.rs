@@ -78,30 +78,52 @@ impl Backend for ReferenceBackend {
     }
 
     fn attention(&self, q: &[f32], k: &[f16], v: &[f16], s: &AttnShape, out: &mut [f32]) {
-        let mut scores = vec![0f32; s.pos0 + s.n_tokens];
-        let mut kbuf = vec![0f32; s.head_dim];
-        let mut acc = vec![0f32; s.head_dim];
-        for t in 0..s.n_tokens {
-            for h in 0..s.n_head {
-                let base = (t * s.n_head + h) * s.head_dim;
-                attend_one(
-                    &q[base..base + s.head_dim],
-                    k,
-                    v,
-                    s,
-                    t,
-                    h,
-                    &mut scores,
-                    &mut kbuf,
-                    &mut acc,
-                );
-                out[base..base + s.head_dim].copy_from_slice(&acc);
-            }
-        }
+        attention(q, k, v, s, out);
     }
 
     fn gated_act(&self, gate: &mut [f32], up: &[f32], gelu: bool) {
         gated_act_slice(gate, up, gelu);
+    }
+}
+
+/// An element of a KV cache: f16 (the default) or f32 (exact mode).
+pub trait KvElem: Copy + Send + Sync {
+    fn load(src: &[Self], dst: &mut [f32]);
+}
+
+impl KvElem for f16 {
+    fn load(src: &[Self], dst: &mut [f32]) {
+        half::slice::HalfFloatSliceExt::convert_to_f32_slice(src, dst);
+    }
+}
+
+impl KvElem for f32 {
+    fn load(src: &[Self], dst: &mut [f32]) {
+        dst.copy_from_slice(src);
+    }
+}
+
+/// The reference attention over a cache of f16 or f32 (see [`Backend::attention`]).
+pub fn attention<T: KvElem>(q: &[f32], k: &[T], v: &[T], s: &AttnShape, out: &mut [f32]) {
+    let mut scores = vec![0f32; s.pos0 + s.n_tokens];
+    let mut kbuf = vec![0f32; s.head_dim];
+    let mut acc = vec![0f32; s.head_dim];
+    for t in 0..s.n_tokens {
+        for h in 0..s.n_head {
+            let base = (t * s.n_head + h) * s.head_dim;
+            attend_one(
+                &q[base..base + s.head_dim],
+                k,
+                v,
+                s,
+                t,
+                h,
+                &mut scores,
+                &mut kbuf,
+                &mut acc,
+            );
+            out[base..base + s.head_dim].copy_from_slice(&acc);
+        }
     }
 }
 
@@ -176,10 +198,10 @@ pub(crate) fn first_visible(p: usize, window: Option<usize>) -> usize {
 #[inline]
 // `j` is a cache position: it indexes the scores and offsets the K/V rows.
 #[allow(clippy::needless_range_loop)]
-pub(crate) fn attend_one(
+pub(crate) fn attend_one<T: KvElem>(
     q: &[f32],
-    k: &[f16],
-    v: &[f16],
+    k: &[T],
+    v: &[T],
     s: &AttnShape,
     t: usize,
     h: usize,
@@ -195,7 +217,7 @@ pub(crate) fn attend_one(
     let mut max = f32::NEG_INFINITY;
     for j in j0..=p {
         let off = j * row + kvh * hd;
-        half::slice::HalfFloatSliceExt::convert_to_f32_slice(&k[off..off + hd], kbuf);
+        T::load(&k[off..off + hd], kbuf);
         let mut d = 0f32;
         for (a, b) in q.iter().zip(kbuf.iter()) {
             d += a * b;
@@ -216,10 +238,66 @@ pub(crate) fn attend_one(
     acc.fill(0.0);
     for j in j0..=p {
         let off = j * row + kvh * hd;
-        half::slice::HalfFloatSliceExt::convert_to_f32_slice(&v[off..off + hd], kbuf);
+        T::load(&v[off..off + hd], kbuf);
         let pj = scores[j] * inv;
         for (a, b) in acc.iter_mut().zip(kbuf.iter()) {
             *a += pj * b;
+        }
+    }
+}
+
+/// The reference backend with GELU computed in f32 ([`crate::gelu_tanh`]) instead of
+/// from llama.cpp's f16 table. With an f32 KV cache (alc-models' `KvType::F32`) and
+/// f32 weights, the whole forward pass is float32, which is what checks against
+/// float32 references (transformers) need. Scalar and single-threaded like
+/// [`ReferenceBackend`], whose ops it shares.
+#[derive(Debug, Default)]
+pub struct ExactBackend;
+
+impl Backend for ExactBackend {
+    fn name(&self) -> String {
+        "reference, float32 throughout (scalar, 1 thread)".into()
+    }
+
+    fn supports(&self, dtype: DType) -> bool {
+        ReferenceBackend.supports(dtype)
+    }
+
+    fn matmul(&self, w: &Weight<'_>, x: &[f32], n: usize, out: &mut [f32]) {
+        ReferenceBackend.matmul(w, x, n, out)
+    }
+
+    fn rms_norm(&self, x: &mut [f32], w: &[f32], eps: f32) {
+        ReferenceBackend.rms_norm(x, w, eps)
+    }
+
+    fn rope(
+        &self,
+        x: &mut [f32],
+        n_head: usize,
+        head_dim: usize,
+        rot_dim: usize,
+        pos0: usize,
+        freq_base: f32,
+        freq_scale: f32,
+        style: RopeStyle,
+    ) {
+        ReferenceBackend.rope(
+            x, n_head, head_dim, rot_dim, pos0, freq_base, freq_scale, style,
+        )
+    }
+
+    fn attention(&self, q: &[f32], k: &[f16], v: &[f16], s: &AttnShape, out: &mut [f32]) {
+        attention(q, k, v, s, out);
+    }
+
+    fn gated_act(&self, gate: &mut [f32], up: &[f32], gelu: bool) {
+        if gelu {
+            for (g, u) in gate.iter_mut().zip(up) {
+                *g = crate::gelu_tanh(*g) * u;
+            }
+        } else {
+            gated_act_slice(gate, up, false);
         }
     }
 }

@@ -289,6 +289,17 @@ fn attention_causal_gqa_window_softcap() {
                 &format!("{name} attention {s:?}"),
             );
         }
+        // The f32 cache path holds the same values (f16-representable here), so it
+        // must give the reference's f16-cache result exactly, on every backend.
+        let (k32, v32): (Vec<f32>, Vec<f32>) = (
+            k.iter().map(|x| x.to_f32()).collect(),
+            v.iter().map(|x| x.to_f32()).collect(),
+        );
+        for (name, be) in backends() {
+            let mut got = vec![0f32; q.len()];
+            be.attention_f32(&q, &k32, &v32, &s, &mut got);
+            assert_eq!(got, want, "{name} attention_f32 {s:?}");
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use alc_kernels::RopeStyle;
 use std::sync::Arc;
 
 pub use plan::MemoryPlan;
-pub use transformer::{Logits, Model, State};
+pub use transformer::{KvType, Logits, Model, State};
 
 /// Errors raised while building or running a model.
 #[derive(Debug, thiserror::Error)]

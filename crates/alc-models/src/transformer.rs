@@ -278,6 +278,16 @@ impl Model {
     /// Allocate per-session state: KV cache for `ctx` tokens and scratch for up to
     /// `ubatch` tokens per forward call.
     pub fn new_state(&self, ctx: usize, ubatch: usize) -> Result<State, ModelError> {
+        self.new_state_with(ctx, ubatch, KvType::F16)
+    }
+
+    /// [`Model::new_state`] with a chosen KV-cache type.
+    pub fn new_state_with(
+        &self,
+        ctx: usize,
+        ubatch: usize,
+        kv: KvType,
+    ) -> Result<State, ModelError> {
         if ctx == 0 {
             return Err(ModelError::BadContext {
                 ctx,
@@ -297,9 +307,8 @@ impl Model {
         let mut k = Vec::with_capacity(hp.n_layer);
         let mut v = Vec::with_capacity(hp.n_layer);
         for &r in &rows {
-            // u16 zeros come from calloc: pages are touched only when used.
-            k.push(vec![0u16; kv_elems(r)?]);
-            v.push(vec![0u16; kv_elems(r)?]);
+            k.push(KvBuf::new(kv, kv_elems(r)?));
+            v.push(KvBuf::new(kv, kv_elems(r)?));
         }
         let z = |n: usize| vec![0f32; n];
         Ok(State {
@@ -431,10 +440,8 @@ impl Model {
                 fscale,
                 self.spec.rope_style,
             );
-            let kc: &mut [half::f16] = st.k[il][p0 * nkv..(p0 + n) * nkv].reinterpret_cast_mut();
-            kc.convert_from_f32_slice(kx);
-            let vc: &mut [half::f16] = st.v[il][p0 * nkv..(p0 + n) * nkv].reinterpret_cast_mut();
-            vc.convert_from_f32_slice(vx);
+            st.k[il].write(p0 * nkv, kx);
+            st.v[il].write(p0 * nkv, vx);
             let shape = AttnShape {
                 n_tokens: n,
                 pos0: p0,
@@ -447,13 +454,13 @@ impl Model {
                 softcap: hp.attn_softcap,
             };
             let att = &mut st.att[..n * nq];
-            be.attention(
-                q,
-                st.k[il].reinterpret_cast(),
-                st.v[il].reinterpret_cast(),
-                &shape,
-                att,
-            );
+            match (&st.k[il], &st.v[il]) {
+                (KvBuf::F16(k), KvBuf::F16(v)) => {
+                    be.attention(q, k.reinterpret_cast(), v.reinterpret_cast(), &shape, att)
+                }
+                (KvBuf::F32(k), KvBuf::F32(v)) => be.attention_f32(q, k, v, &shape, att),
+                _ => unreachable!("keys and values share a type"),
+            }
             let xb = &mut st.xb[..n * d];
             be.matmul(&self.weight(&l.wo), att, n, xb);
             if let Some(pn) = &l.post_attn_norm {
@@ -517,6 +524,54 @@ fn add_into(x: &mut [f32], y: &[f32]) {
 }
 
 /// Per-session state: the KV cache and scratch activations.
+/// Storage type of the KV cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KvType {
+    /// f16, as llama.cpp's default: half the memory.
+    #[default]
+    F16,
+    /// f32: with f32 weights and an exact backend, a float32 forward pass (used to
+    /// check conversions against float32 references). Attention over it runs
+    /// [`alc_kernels::Backend::attention_f32`], the scalar reference by default.
+    F32,
+}
+
+/// One layer's keys or values.
+#[derive(Debug)]
+enum KvBuf {
+    /// f16 bits.
+    F16(Vec<u16>),
+    F32(Vec<f32>),
+}
+
+impl KvBuf {
+    fn new(ty: KvType, n: usize) -> KvBuf {
+        // Zeros come from calloc: pages are touched only when used.
+        match ty {
+            KvType::F16 => KvBuf::F16(vec![0u16; n]),
+            KvType::F32 => KvBuf::F32(vec![0f32; n]),
+        }
+    }
+
+    /// Store `x` from element `at` on.
+    fn write(&mut self, at: usize, x: &[f32]) {
+        match self {
+            KvBuf::F16(b) => {
+                let c: &mut [half::f16] = b[at..at + x.len()].reinterpret_cast_mut();
+                c.convert_from_f32_slice(x);
+            }
+            KvBuf::F32(b) => b[at..at + x.len()].copy_from_slice(x),
+        }
+    }
+
+    fn copy_within(&mut self, r: std::ops::Range<usize>, to: usize) {
+        match self {
+            KvBuf::F16(b) => b.copy_within(r, to),
+            KvBuf::F32(b) => b.copy_within(r, to),
+        }
+    }
+}
+
 pub struct State {
     pub ctx: usize,
     pub ubatch: usize,
@@ -531,9 +586,9 @@ pub struct State {
     rows: Vec<usize>,
     /// The sliding window (0: none).
     window: usize,
-    /// Per layer `[rows][n_kv_head][head_dim]` f16 bits.
-    k: Vec<Vec<u16>>,
-    v: Vec<Vec<u16>>,
+    /// Per layer `[rows][n_kv_head][head_dim]`.
+    k: Vec<KvBuf>,
+    v: Vec<KvBuf>,
     x: Vec<f32>,
     xb: Vec<f32>,
     q: Vec<f32>,
