@@ -260,12 +260,13 @@ impl HfTokenizer {
             .get("vocab")
             .and_then(|v| v.as_object())
             .ok_or_else(|| self.bad("model.vocab is missing or not an object"))?;
-        let mut by_id: HashMap<usize, (String, i32)> = HashMap::with_capacity(vocab.len());
+        // Ids as written (u64): any of them may be past the model's rows, or past
+        // usize, until checked against `n_vocab` below.
+        let mut by_id: HashMap<u64, (String, i32)> = HashMap::with_capacity(vocab.len());
         for (tok, id) in vocab {
             let id = id
                 .as_u64()
-                .ok_or_else(|| self.bad(format!("vocab entry {tok:?} has no integer id")))?
-                as usize;
+                .ok_or_else(|| self.bad(format!("vocab entry {tok:?} has no integer id")))?;
             by_id.insert(id, (tok.clone(), NORMAL));
         }
         if let Some(added) = self.json.get("added_tokens").and_then(|a| a.as_array()) {
@@ -273,8 +274,7 @@ impl HfTokenizer {
                 let id = t
                     .get("id")
                     .and_then(|v| v.as_u64())
-                    .ok_or_else(|| self.bad("an added_tokens entry has no integer id"))?
-                    as usize;
+                    .ok_or_else(|| self.bad("an added_tokens entry has no integer id"))?;
                 let content = t
                     .get("content")
                     .and_then(|c| c.as_str())
@@ -289,23 +289,25 @@ impl HfTokenizer {
                 );
             }
         }
-        let max_id = by_id.keys().copied().max().unwrap_or(0);
-        if max_id >= n_vocab {
-            return Err(ConvertError::ShapeMismatch {
-                tensor: "model.embed_tokens.weight".into(),
-                expected: format!(
-                    "at least {} rows (the tokenizer's largest id is {max_id})",
-                    max_id + 1
-                ),
-                got: format!("vocab_size {n_vocab}"),
-            });
+        if let Some((&max_id, (tok, _))) = by_id.iter().max_by_key(|(&id, _)| id) {
+            if max_id >= n_vocab as u64 {
+                // u128: an id of u64::MAX needs 2^64 rows (its `+ 1` overflowed u64).
+                return Err(ConvertError::ShapeMismatch {
+                    tensor: "model.embed_tokens.weight".into(),
+                    expected: format!(
+                        "at least {} rows (the tokenizer's largest id is {max_id}, token {tok:?})",
+                        u128::from(max_id) + 1
+                    ),
+                    got: format!("vocab_size {n_vocab}"),
+                });
+            }
         }
         let mut tokens = Vec::with_capacity(n_vocab);
         let mut types = Vec::with_capacity(n_vocab);
         let mut ids: HashMap<String, u32> = HashMap::with_capacity(n_vocab);
         for i in 0..n_vocab {
             let (s, t) = by_id
-                .remove(&i)
+                .remove(&(i as u64))
                 .unwrap_or_else(|| (format!("[PAD{i}]"), UNUSED));
             ids.entry(s.clone()).or_insert(i as u32);
             tokens.push(Value::String(s));
@@ -415,5 +417,78 @@ impl HfTokenizer {
                     })
                     == Some(u64::from(bos))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BPE: &str = r#"{"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2},
+        "merges": ["a b"]}, "pre_tokenizer": {"type": "ByteLevel"},
+        "added_tokens": [{"id": 3, "content": "<s>", "special": true}]}"#;
+
+    fn tokenizer(json: &str, config: Option<&str>) -> HfTokenizer {
+        HfTokenizer::from_texts(Path::new("ckpt"), json.to_string(), config, None, None).unwrap()
+    }
+
+    #[test]
+    fn from_texts_is_what_read_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = r#"{"bos_token": "<s>", "add_bos_token": true, "chat_template": "{{ x }}"}"#;
+        std::fs::write(dir.path().join("tokenizer.json"), BPE).unwrap();
+        std::fs::write(dir.path().join("tokenizer_config.json"), config).unwrap();
+        let a = HfTokenizer::read(dir.path()).unwrap();
+        let b = HfTokenizer::from_texts(dir.path(), BPE.into(), Some(config), None, None).unwrap();
+        assert_eq!(a.json_path, b.json_path);
+        assert_eq!(a.metadata(8).unwrap(), b.metadata(8).unwrap());
+        assert_eq!(b.chat_template().as_deref(), Some("{{ x }}"));
+        let e = HfTokenizer::from_texts(dir.path(), BPE.into(), Some("{"), None, None)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("tokenizer_config.json"), "{e}");
+    }
+
+    /// Found with the `hf_tokenizer_json` fuzz target's regression input
+    /// `regress_vocab_id_u64_max.json`: the error path computed `max_id + 1` in usize,
+    /// which overflowed for an id of u64::MAX (a panic with overflow checks, a message
+    /// asking for "at least 0 rows" without).
+    #[test]
+    fn an_id_of_u64_max_is_an_error_not_an_overflow() {
+        for json in [
+            r#"{"model": {"type": "BPE", "vocab": {"a": 0, "b": 18446744073709551615},
+                "merges": []}, "pre_tokenizer": {"type": "ByteLevel"}}"#,
+            r#"{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []},
+                "pre_tokenizer": {"type": "ByteLevel"},
+                "added_tokens": [{"id": 18446744073709551615, "content": "b"}]}"#,
+        ] {
+            let e = tokenizer(json, None).metadata(384).unwrap_err().to_string();
+            assert!(
+                e.contains(
+                    "at least 18446744073709551616 rows (the tokenizer's largest id is \
+                     18446744073709551615, token \"b\")"
+                ) && e.contains("vocab_size 384"),
+                "{e}"
+            );
+        }
+        let e = tokenizer(BPE, None).metadata(3).unwrap_err().to_string();
+        assert!(
+            e.contains("at least 4 rows (the tokenizer's largest id is 3, token \"<s>\")"),
+            "{e}"
+        );
+        let m = tokenizer(BPE, None).metadata(5).unwrap();
+        let tokens = &m
+            .iter()
+            .find(|(k, _)| k == "tokenizer.ggml.tokens")
+            .unwrap()
+            .1;
+        assert_eq!(
+            tokens,
+            &Value::Array(
+                ["a", "b", "ab", "<s>", "[PAD4]"]
+                    .map(|s| Value::String(s.into()))
+                    .to_vec()
+            )
+        );
     }
 }

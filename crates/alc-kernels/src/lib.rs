@@ -5,7 +5,7 @@
 //! [`Backend`] trait on plain `f32` activations. [`cpu::CpuBackend`] is the fast path
 //! (SIMD dot kernels from alc-quant, a persistent thread pool, scratch buffers reused
 //! across calls so that a decode step allocates nothing); [`reference::ReferenceBackend`]
-//! is the scalar, single-threaded definition of every op. The conformance kit
+//! is the scalar definition of every op. The conformance kit
 //! (`tests/conformance.rs`) runs every op on every backend against the reference with
 //! named tolerances; a CUDA or Vulkan backend joins by implementing the trait and being
 //! added to that kit's list.

@@ -1,4 +1,5 @@
-//! Scalar, single-threaded definition of every op: the reference the conformance kit
+//! Scalar definition of every op (matmuls split rows over threads, which changes
+//! no result): the reference the conformance kit
 //! holds every other backend to. Row-level helpers here are also used by the CPU
 //! backend where the op is not worth a separate SIMD path.
 
@@ -11,7 +12,7 @@ pub struct ReferenceBackend;
 
 impl Backend for ReferenceBackend {
     fn name(&self) -> String {
-        "reference (scalar, 1 thread)".into()
+        "reference (scalar)".into()
     }
 
     fn supports(&self, dtype: DType) -> bool {
@@ -31,22 +32,41 @@ impl Backend for ReferenceBackend {
         }
         let rb = w.dtype.row_bytes(w.cols as u64).expect("validated shape") as usize;
         let arb = alc_quant::act_row_bytes(w.dtype, w.cols).expect("executed type");
-        let mut act = vec![0u8; arb];
-        let mut o = [0f32; 1];
-        for t in 0..n {
-            alc_quant::reference::quantize_act(w.dtype, &x[t * w.cols..(t + 1) * w.cols], &mut act)
+        let mut act = vec![0u8; arb * n];
+        for (t, a) in act.chunks_exact_mut(arb).enumerate() {
+            alc_quant::reference::quantize_act(w.dtype, &x[t * w.cols..(t + 1) * w.cols], a)
                 .expect("executed type");
-            for r in 0..w.rows {
-                alc_quant::reference::dot(
-                    w.dtype,
-                    w.cols,
-                    &w.data[r * rb..(r + 1) * rb],
-                    &act,
-                    arb,
-                    1,
-                    &mut o,
-                );
-                out[t * w.rows + r] = o[0];
+        }
+        // Row blocks on a few threads: every output is the same scalar dot whichever
+        // thread computes it, so the result does not depend on the split.
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |p| p.get())
+            .min(w.rows.div_ceil(64))
+            .max(1);
+        let per = w.rows.div_ceil(threads);
+        let mut rows_out = vec![0f32; w.rows * n];
+        std::thread::scope(|s| {
+            for (i, o) in rows_out.chunks_mut(per * n).enumerate() {
+                let (act, data) = (&act, w.data);
+                s.spawn(move || {
+                    let r0 = i * per;
+                    alc_quant::reference::dot_rows(
+                        w.dtype,
+                        w.cols,
+                        &data[r0 * rb..],
+                        rb,
+                        o.len() / n,
+                        act,
+                        arb,
+                        n,
+                        o,
+                    );
+                });
+            }
+        });
+        for r in 0..w.rows {
+            for t in 0..n {
+                out[t * w.rows + r] = rows_out[r * n + t];
             }
         }
     }
@@ -256,7 +276,7 @@ pub struct ExactBackend;
 
 impl Backend for ExactBackend {
     fn name(&self) -> String {
-        "reference, float32 throughout (scalar, 1 thread)".into()
+        "reference, float32 throughout (scalar)".into()
     }
 
     fn supports(&self, dtype: DType) -> bool {

@@ -69,6 +69,23 @@ fn blocks_mut<T: Block>(bytes: &mut [u8], nb: usize) -> &mut [T] {
 
 /// Dequantize `out.len()` elements of type `ty` from `src`.
 pub fn dequantize(ty: DType, src: &[u8], out: &mut [f32]) -> Result<(), QuantError> {
+    // Compiled for AVX2 where the CPU has it, as `quantize`: the same values.
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        return unsafe { dequantize_avx2(ty, src, out) };
+    }
+    dequantize_body(ty, src, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dequantize_avx2(ty: DType, src: &[u8], out: &mut [f32]) -> Result<(), QuantError> {
+    dequantize_body(ty, src, out)
+}
+
+#[inline(always)]
+fn dequantize_body(ty: DType, src: &[u8], out: &mut [f32]) -> Result<(), QuantError> {
     let n = out.len();
     let nb = nblocks(ty, n, "dequantize")?;
     check_len("dequantize source bytes", nb * ty.block_bytes(), src.len())?;
@@ -271,6 +288,25 @@ pub fn q4k_unpack(b: &BlockQ4K) -> [u8; QK_K] {
 
 /// Quantize `x` into weight type `ty`.
 pub fn quantize(ty: DType, x: &[f32], out: &mut [u8]) -> Result<(), QuantError> {
+    // The same source compiled for AVX2 where the CPU has it: the float operations
+    // keep their order (Rust never fuses or reassociates them), so the bytes are the
+    // same either way, only faster.
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        return unsafe { quantize_avx2(ty, x, out) };
+    }
+    quantize_body(ty, x, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn quantize_avx2(ty: DType, x: &[f32], out: &mut [u8]) -> Result<(), QuantError> {
+    quantize_body(ty, x, out)
+}
+
+#[inline(always)]
+fn quantize_body(ty: DType, x: &[f32], out: &mut [u8]) -> Result<(), QuantError> {
     let nb = nblocks(ty, x.len(), "quantize")?;
     check_len("quantize output bytes", nb * ty.block_bytes(), out.len())?;
     match ty {
@@ -757,10 +793,98 @@ pub fn dot(
         .row_bytes(n as u64)
         .expect("n is a multiple of the block size") as usize;
     let ab = crate::act_row_bytes(w, n).expect("executed weight type");
+    if k > 1 && matches!(w, DType::Q4_0 | DType::Q5_0 | DType::Q8_0) {
+        // The same sums as dot1, in the same order per output, with each weight
+        // block unpacked once for all k activation rows. The same source compiled
+        // for AVX2 where the CPU has it (integer sums are exact and the float
+        // operations keep their order, so the result is bit for bit the same).
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            unsafe { dot_q8_family_avx2(w, n, &w_row[..wb], acts, act_stride, ab, k, out) };
+            return;
+        }
+        dot_q8_family(w, n, &w_row[..wb], acts, act_stride, ab, k, out);
+        return;
+    }
     for j in 0..k {
         let a = &acts[j * act_stride..j * act_stride + ab];
         out[j] = dot1(w, n, &w_row[..wb], a);
     }
+}
+
+/// [`dot`] for Q4_0 / Q5_0 / Q8_0 weights over k activation rows.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn dot_q8_family(
+    w: DType,
+    n: usize,
+    w_row: &[u8],
+    acts: &[u8],
+    act_stride: usize,
+    ab: usize,
+    k: usize,
+    out: &mut [f32],
+) {
+    let nb = n / QK;
+    let acts: Vec<&[BlockQ8_0]> = (0..k)
+        .map(|j| blocks::<BlockQ8_0>(&acts[j * act_stride..j * act_stride + ab], nb))
+        .collect();
+    out[..k].fill(0.0);
+    let mut q = [0i8; QK];
+    for b in 0..nb {
+        let d = match w {
+            DType::Q4_0 => {
+                let x = &blocks::<BlockQ4_0>(w_row, nb)[b];
+                q.iter_mut()
+                    .enumerate()
+                    .for_each(|(i, v)| *v = x.q(i) as i8 - 8);
+                x.d()
+            }
+            DType::Q5_0 => {
+                let x = &blocks::<BlockQ5_0>(w_row, nb)[b];
+                q.iter_mut()
+                    .enumerate()
+                    .for_each(|(i, v)| *v = x.q(i) as i8 - 16);
+                x.d()
+            }
+            _ => {
+                let x = &blocks::<BlockQ8_0>(w_row, nb)[b];
+                q = x.qs;
+                x.d()
+            }
+        };
+        let qw: [i32; QK] = std::array::from_fn(|i| i32::from(q[i]));
+        for (o, a) in out.iter_mut().zip(&acts) {
+            let y = &a[b];
+            // Eight lanes of partial sums (exact in i32), then their total.
+            let mut lanes = [0i32; 8];
+            for c in 0..QK / 8 {
+                for (l, lane) in lanes.iter_mut().enumerate() {
+                    *lane += qw[8 * c + l] * i32::from(y.qs[8 * c + l]);
+                }
+            }
+            let sumi: i32 = lanes.iter().sum();
+            *o += sumi as f32 * (d * y.d());
+        }
+    }
+}
+
+/// [`dot_q8_family`] compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn dot_q8_family_avx2(
+    w: DType,
+    n: usize,
+    w_row: &[u8],
+    acts: &[u8],
+    act_stride: usize,
+    ab: usize,
+    k: usize,
+    out: &mut [f32],
+) {
+    dot_q8_family(w, n, w_row, acts, act_stride, ab, k, out)
 }
 
 /// Reference multi-row dot: `out[r * k + j] = dot(row r, act row j)`, row r of the

@@ -977,3 +977,24 @@ fn dot_rows_rejects_short_output() {
     let mut out = [0f32; 5];
     dot_rows(DType::Q4_0, 64, &w, 36, 3, &acts, 68, 2, &mut out);
 }
+
+/// The reference `dot` over several activation rows (each weight block unpacked once)
+/// is the very sum `dot1` computes for each row alone.
+#[test]
+fn reference_multi_row_dot_equals_dot1() {
+    let mut rng = SmallRng::seed_from_u64(7);
+    for w in WEIGHT_TYPES {
+        for n in sizes(w) {
+            let wrow = random_weight_row(w, &mut rng, n);
+            let (acts, stride) = random_act_rows(w, &mut rng, n);
+            let mut out = [0f32; 4];
+            alc_quant::reference::dot(w, n, &wrow, &acts, stride, 4, &mut out);
+            let ab = act_row_bytes(w, n).unwrap();
+            for (j, &o) in out.iter().enumerate() {
+                let one =
+                    alc_quant::reference::dot1(w, n, &wrow, &acts[j * stride..j * stride + ab]);
+                assert_eq!(o.to_bits(), one.to_bits(), "{w} n={n} row {j}");
+            }
+        }
+    }
+}
