@@ -215,3 +215,57 @@ fn qwen25_exports_sharded_and_compiles_back() {
         Some(400_000_000),
     );
 }
+
+/// Bad inputs: one-line errors naming the problem and the fix; nothing written, and
+/// an existing directory left as it was.
+#[test]
+fn export_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let err = |opts: &ExportOptions| export_hf(opts, &mut |_| {}).unwrap_err().to_string();
+    let listing = |p: &Path| {
+        let mut v: Vec<_> = std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        v.sort();
+        v
+    };
+
+    // Not a GGUF file.
+    let junk = tmp.path().join("junk.gguf");
+    std::fs::write(&junk, b"not a gguf file at all, just text").unwrap();
+    let e = err(&ExportOptions::new(&junk, tmp.path().join("a")));
+    assert!(e.contains("junk.gguf"), "{e}");
+    assert!(!tmp.path().join("a").exists());
+
+    let Some(src) = alc_testdata::model("smollm2-135m-instruct-q4_1.gguf") else {
+        return;
+    };
+    // An existing non-empty directory is kept unless --force.
+    let out = tmp.path().join("existing");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("keep.txt"), b"mine").unwrap();
+    let e = err(&ExportOptions::new(&src, &out));
+    assert!(e.contains("--force") && e.contains("existing"), "{e}");
+    assert_eq!(listing(&out), vec![std::ffi::OsString::from("keep.txt")]);
+    // A file where the directory should go.
+    let e = err(&ExportOptions::new(&src, tmp.path().join("junk.gguf")));
+    assert!(e.contains("not a directory"), "{e}");
+    // --force replaces the directory, leaving nothing else behind.
+    let mut opts = ExportOptions::new(&src, &out);
+    opts.force = true;
+    opts.dtype = alc_convert::ExportDtype::BF16;
+    export_hf(&opts, &mut |_| {}).unwrap();
+    assert!(!out.join("keep.txt").exists());
+    assert!(out.join("model.safetensors").exists());
+    // No temporary or moved-aside directory left.
+    let names = listing(tmp.path());
+    assert_eq!(names.len(), 2, "{names:?}");
+
+    // A SentencePiece vocabulary cannot be rebuilt as tokenizer.json yet.
+    if let Some(gemma) = alc_testdata::model("gemma-3-270m-q4_k_m.gguf") {
+        let e = err(&ExportOptions::new(&gemma, tmp.path().join("g")));
+        assert!(e.contains("'llama'") && e.contains("gpt2"), "{e}");
+        assert!(!tmp.path().join("g").exists());
+    }
+}
