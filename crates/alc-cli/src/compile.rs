@@ -16,7 +16,8 @@ pub struct CompileArgs {
     /// and which tensor types are allowed).
     #[arg(long, default_value = "cpu")]
     target: String,
-    /// f32, f16, bf16, q8f16_1, q4f16_1, q4_k_m or q6_k (default: the target's).
+    /// f32, f16, bf16, q8f16_1, q4f16_1, q4bf16_1, q4_k_m or q6_k (default: the
+    /// target's).
     #[arg(long)]
     quant: Option<String>,
     /// Context length recorded in the package (default: the model's, capped by the

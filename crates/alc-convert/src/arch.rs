@@ -163,6 +163,12 @@ impl Hp {
             .opt_f64("rms_norm_eps")?
             .or(cfg.opt_f64("layer_norm_epsilon")?)
             .unwrap_or(1e-6);
+        if !(norm_eps.is_finite() && norm_eps > 0.0 && norm_eps < 1.0) {
+            return Err(err(
+                "rms_norm_eps",
+                format!("{norm_eps} must be a small positive number (such as 1e-6)"),
+            ));
+        }
         let act = cfg
             .opt_str("hidden_activation")?
             .or(cfg.opt_str("hidden_act")?)
@@ -254,6 +260,17 @@ impl Hp {
         }
         let attn_softcap = cfg.opt_f64("attn_logit_softcapping")?;
         let final_softcap = cfg.opt_f64("final_logit_softcapping")?;
+        for (key, v) in [
+            ("attn_logit_softcapping", attn_softcap),
+            ("final_logit_softcapping", final_softcap),
+        ] {
+            if let Some(c) = v.filter(|c| !(c.is_finite() && *c > 0.0)) {
+                return Err(err(
+                    key,
+                    format!("{c} must be a positive number (or null for no soft-capping)"),
+                ));
+            }
+        }
         if !arch.gemma() && (attn_softcap.is_some() || final_softcap.is_some()) {
             return Err(err(
                 "final_logit_softcapping",
@@ -622,5 +639,27 @@ mod tests {
             Some("lm_head.weight")
         );
         assert_eq!(text_name("model.vision_tower.x.weight"), None);
+    }
+
+    /// NaN-producing values are refused at compile time, naming the key.
+    #[test]
+    fn absurd_eps_and_softcaps_are_refused() {
+        let path = alc_testdata::workspace().join("tests/fixtures/hf/gemma2/config.json");
+        let base: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        for (key, v) in [
+            ("rms_norm_eps", serde_json::json!(-1e-6)),
+            ("rms_norm_eps", serde_json::json!(0.0)),
+            ("final_logit_softcapping", serde_json::json!(0.0)),
+            ("attn_logit_softcapping", serde_json::json!(-50.0)),
+        ] {
+            let mut c = base.clone();
+            c[key] = v.clone();
+            let cfg = HfConfig::from_json(&path, c.to_string().as_bytes()).unwrap();
+            let e = Hp::read(&cfg).unwrap_err().to_string();
+            assert!(e.contains(key), "{key}={v}: {e}");
+        }
+        let cfg = HfConfig::from_json(&path, base.to_string().as_bytes()).unwrap();
+        assert!(Hp::read(&cfg).is_ok());
     }
 }

@@ -182,6 +182,7 @@ const TARGETS: &[Target] = &[
             DType::BF16,
             DType::Q8_0,
             DType::Q4_0,
+            DType::Q4BF16_1,
         ],
         default_quant: Scheme::Q4f16_1,
         default_ctx: 8192,
@@ -1330,6 +1331,20 @@ fn build(
         .trim_end_matches(".alm")
         .to_string();
     let mut notes = prep.notes;
+    let alc_only: Vec<&str> = prep
+        .tensors
+        .iter()
+        .filter(|t| t.dtype.id() >= 1024)
+        .map(|t| t.dtype.name())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if !alc_only.is_empty() {
+        notes.push(format!(
+            "tensor type {} is alc's own (docs/FORMAT.md): this package runs in alc but does not load in llama.cpp; --quant q4f16_1 gives one that does",
+            alc_only.join(", ")
+        ));
+    }
     if let Some(n) = phi3_safe_name(&base_name, &meta) {
         notes.push(format!(
             "general.name is '{n}', not '{base_name}': llama.cpp's vocabulary loader treats a name containing phi3 / phi-3 as Phi-3 and requires its </s>, <unk>, <s> and <|endoftext|> tokens, which this vocabulary lacks"

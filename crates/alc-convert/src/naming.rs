@@ -15,7 +15,7 @@
 //! carries one (`gemma-2-2b-it` → `2B`, `SmolLM2-135M-Instruct` → `135M`, `0.5B` →
 //! `0_5B`); otherwise from the parameter count: `{n}M` rounded to millions below a
 //! billion, `{n}B` rounded to billions above. BITS: `16` for q4f16_1 (the
-//! convention's own examples, `AVA-GE3-4B16`), `Q8` q8f16_1, `F32` / `F16` / `BF16`
+//! convention's own examples, `AVA-GE3-4B16`), `B16` q4bf16_1, `Q8` q8f16_1, `F32` / `F16` / `BF16`
 //! for unquantised packages, `Q4KM` q4_k_m, `Q6K` q6_k.
 //!
 //! `plain`: `{arch}-{size}-{quant}.alm`, e.g. `llama-135M-q4f16_1.alm`.

@@ -5,6 +5,7 @@
 //! | f32 / f16 / bf16 | that type | that type | that type |
 //! | q8f16_1 | Q8_0 | Q8_0 | Q8_0 |
 //! | q4f16_1 | Q4_0 | Q8_0 | Q8_0 |
+//! | q4bf16_1 | Q4BF16_1 (alc's type: Q4_0 with a bf16 scale) | Q8_0 | Q8_0 |
 //! | q4_k_m | Q4_K; attn_v and ffn_down Q6_K in the first and last eighth of the layers and every third layer between | Q4_K | Q6_K |
 //! | q6_k | Q6_K | Q6_K | Q6_K |
 //!
@@ -25,6 +26,7 @@ pub enum Scheme {
     Bf16,
     Q8f16_1,
     Q4f16_1,
+    Q4bf16_1,
     Q4KM,
     Q6K,
 }
@@ -35,6 +37,7 @@ pub const SCHEMES: &[(&str, Scheme)] = &[
     ("bf16", Scheme::Bf16),
     ("q8f16_1", Scheme::Q8f16_1),
     ("q4f16_1", Scheme::Q4f16_1),
+    ("q4bf16_1", Scheme::Q4bf16_1),
     ("q4_k_m", Scheme::Q4KM),
     ("q6_k", Scheme::Q6K),
 ];
@@ -49,11 +52,6 @@ impl Scheme {
             .map(|(n, _)| *n)
             .collect::<Vec<_>>()
             .join(", ");
-        if s.eq_ignore_ascii_case("q4bf16_1") {
-            return Err(ConvertError::Unsupported(format!(
-                "--quant q4bf16_1 is not implemented yet; use q4f16_1 (same 4-bit layout with f16 scales). Supported: {list}"
-            )));
-        }
         Err(ConvertError::Unsupported(format!(
             "unknown --quant '{s}'; supported: {list}"
         )))
@@ -73,6 +71,8 @@ impl Scheme {
             Scheme::F32 => 0,
             Scheme::F16 => 1,
             Scheme::Q4f16_1 => 2,
+            // No llama.cpp file type has alc's block type: alc's own number.
+            Scheme::Q4bf16_1 => 1024,
             Scheme::Q8f16_1 => 7,
             Scheme::Q4KM => 15,
             Scheme::Q6K => 18,
@@ -88,6 +88,7 @@ impl Scheme {
             Scheme::Bf16 => "BF16",
             Scheme::Q8f16_1 => "Q8",
             Scheme::Q4f16_1 => "16",
+            Scheme::Q4bf16_1 => "B16",
             Scheme::Q4KM => "Q4KM",
             Scheme::Q6K => "Q6K",
         }
@@ -215,6 +216,9 @@ pub fn choose(
         Scheme::Q4f16_1 if is_head => (DType::Q8_0, Reason::OutputHead),
         Scheme::Q4f16_1 if is_embd => (DType::Q8_0, Reason::Embedding),
         Scheme::Q4f16_1 => (DType::Q4_0, Reason::Scheme),
+        Scheme::Q4bf16_1 if is_head => (DType::Q8_0, Reason::OutputHead),
+        Scheme::Q4bf16_1 if is_embd => (DType::Q8_0, Reason::Embedding),
+        Scheme::Q4bf16_1 => (DType::Q4BF16_1, Reason::Scheme),
         Scheme::Q6K => (DType::Q6_K, Reason::Scheme),
         Scheme::Q4KM if is_head => (DType::Q6_K, Reason::OutputHead),
         Scheme::Q4KM => match layer {
@@ -327,8 +331,7 @@ mod tests {
     #[test]
     fn schemes_parse() {
         assert_eq!(Scheme::parse("Q4F16_1").unwrap(), Scheme::Q4f16_1);
-        let e = Scheme::parse("q4bf16_1").unwrap_err().to_string();
-        assert!(e.contains("use q4f16_1"), "{e}");
+        assert_eq!(Scheme::parse("q4bf16_1").unwrap(), Scheme::Q4bf16_1);
         assert!(Scheme::parse("int3")
             .unwrap_err()
             .to_string()

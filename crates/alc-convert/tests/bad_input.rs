@@ -307,11 +307,19 @@ fn unknown_quant() {
     );
 }
 
+/// The issue's own example: alc's bf16-scaled block type is not a vulkan type.
 #[test]
-fn q4bf16_1_points_to_q4f16_1() {
+fn q4bf16_1_on_vulkan_points_to_q4f16_1() {
     let tmp = tempfile::tempdir().unwrap();
-    let msg = fails(&options(&fixture("llama"), tmp.path(), "q4bf16_1"));
-    has(&msg, &["q4bf16_1", "use q4f16_1"]);
+    let mut o = options(&fixture("llama"), tmp.path(), "q4bf16_1");
+    o.target = "vulkan".into();
+    let msg = fails(&o);
+    has(&msg, &["Q4BF16_1", "vulkan", "--quant q4f16_1"]);
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
 }
 
 #[test]

@@ -73,6 +73,12 @@ fn smollm2_repackaged_converted_and_requantised() {
     // be as faithful within 15 % (measured 2026-11-23: top-1 and KL identical to
     // llama-quantize's, 0.6914 / 0.29245).
     assert!(kl < 0.5, "q4f16_1 KL vs f16 {kl}");
+    // q4bf16_1 (alc's Q4BF16_1: Q4_0 with a bf16 scale) is as faithful as q4f16_1
+    // within the cost of bf16's coarser scale.
+    let bf = build(&src, dir.path(), Some("q4bf16_1"));
+    let (top1_bf, kl_bf) = compare(&f16_lp, &log_probs(&bf, &tokens));
+    eprintln!("q4bf16_1 vs f16: top-1 {top1_bf:.4}, KL {kl_bf:.5}");
+    assert!(kl_bf <= 1.25 * kl, "q4bf16_1 KL {kl_bf} vs q4f16_1 {kl}");
     let ref_q4 = alc_testdata::models_dir().join("smollm2-135m-instruct-q4_0.gguf");
     if ref_q4.exists() {
         let (rtop1, rkl) = compare(&f16_lp, &log_probs(&ref_q4, &tokens));

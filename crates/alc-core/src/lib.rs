@@ -31,10 +31,14 @@ pub enum DType {
     I64 = 27,
     F64 = 28,
     BF16 = 30,
+    /// alc's 4-bit type with a bf16 scale (the MLC name q4bf16_1): Q4_0's nibble
+    /// layout, 32 elements per 18-byte block. Not a ggml type: llama.cpp cannot
+    /// load it (docs/FORMAT.md, "Tensor type ids").
+    Q4BF16_1 = 1024,
 }
 
 /// Types whose weights the engine executes (matmul and lookup).
-pub const EXECUTED_TYPES: [DType; 11] = [
+pub const EXECUTED_TYPES: [DType; 12] = [
     DType::F32,
     DType::F16,
     DType::BF16,
@@ -46,12 +50,13 @@ pub const EXECUTED_TYPES: [DType; 11] = [
     DType::Q4_K,
     DType::Q5_K,
     DType::Q6_K,
+    DType::Q4BF16_1,
 ];
 
 /// Errors about element types and shapes.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CoreError {
-    #[error("unknown tensor type id {0}; known ids: 0-3, 6-15, 24-28, 30 (ggml numbering)")]
+    #[error("unknown tensor type id {0}; known ids: 0-3, 6-15, 24-28, 30 (ggml numbering) and alc's 1024 (Q4BF16_1)")]
     UnknownTypeId(u32),
     #[error("row of {cols} elements is not a multiple of the {dtype} block size {block}")]
     RaggedRow {
@@ -87,6 +92,7 @@ impl DType {
             27 => I64,
             28 => F64,
             30 => BF16,
+            1024 => Q4BF16_1,
             other => return Err(CoreError::UnknownTypeId(other)),
         })
     }
@@ -100,7 +106,7 @@ impl DType {
         use DType::*;
         match self {
             F32 | F16 | BF16 | I8 | I16 | I32 | I64 | F64 => 1,
-            Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 => 32,
+            Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 | Q4BF16_1 => 32,
             Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K => 256,
         }
     }
@@ -113,7 +119,7 @@ impl DType {
             F16 | BF16 | I16 => 2,
             I8 => 1,
             I64 | F64 => 8,
-            Q4_0 => 18,
+            Q4_0 | Q4BF16_1 => 18,
             Q4_1 => 20,
             Q5_0 => 22,
             Q5_1 => 24,
@@ -133,7 +139,7 @@ impl DType {
         use DType::*;
         [
             F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K, I8,
-            I16, I32, I64, F64, BF16,
+            I16, I32, I64, F64, BF16, Q4BF16_1,
         ]
         .into_iter()
         .find(|t| t.name().eq_ignore_ascii_case(name))
@@ -198,6 +204,7 @@ impl DType {
             I64 => "I64",
             F64 => "F64",
             BF16 => "BF16",
+            Q4BF16_1 => "Q4BF16_1",
         }
     }
 }
@@ -223,13 +230,16 @@ mod tests {
 
     #[test]
     fn ids_round_trip_and_sizes() {
-        for id in 0..64u32 {
+        for id in (0..64u32).chain(1024..1030) {
             if let Ok(t) = DType::from_id(id) {
                 assert_eq!(t.id(), id);
                 assert!(t.block_bytes() > 0);
             }
         }
         assert_eq!(DType::from_id(4), Err(CoreError::UnknownTypeId(4)));
+        assert_eq!(DType::from_id(1024), Ok(DType::Q4BF16_1));
+        assert_eq!(DType::from_name("q4bf16_1"), Some(DType::Q4BF16_1));
+        assert_eq!(DType::Q4BF16_1.row_bytes(64).unwrap(), 36);
         assert_eq!(DType::Q4_K.row_bytes(512).unwrap(), 288);
         assert!(DType::Q4_0.row_bytes(33).is_err());
         assert!(DType::F32.tensor_bytes(&[u64::MAX / 2, 4]).is_err());

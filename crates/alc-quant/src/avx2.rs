@@ -213,8 +213,38 @@ unsafe fn blk_q4_0<const K: usize>(
     acc: &mut [__m256; 4],
     slot: usize,
 ) {
+    unsafe { blk_q4::<K, false>(tab, w, a, stride, acc, slot) }
+}
+
+/// Q4BF16_1 (alc's type): Q4_0 with a bf16 scale.
+#[inline(always)]
+unsafe fn blk_q4bf16_1<const K: usize>(
+    tab: *const f32,
+    w: *const u8,
+    a: *const u8,
+    stride: usize,
+    acc: &mut [__m256; 4],
+    slot: usize,
+) {
+    unsafe { blk_q4::<K, true>(tab, w, a, stride, acc, slot) }
+}
+
+/// A Q4_0-layout block; `BF16` selects a bf16 scale (Q4BF16_1) over f16.
+#[inline(always)]
+unsafe fn blk_q4<const K: usize, const BF16: bool>(
+    tab: *const f32,
+    w: *const u8,
+    a: *const u8,
+    stride: usize,
+    acc: &mut [__m256; 4],
+    slot: usize,
+) {
     unsafe {
-        let dw = _mm256_set1_ps(f16_lut(tab, w));
+        let dw = _mm256_set1_ps(if BF16 {
+            f32::from_bits(u32::from(ld16(w)) << 16)
+        } else {
+            f16_lut(tab, w)
+        });
         let qu = nibbles32(w.add(2));
         let eight = _mm256_set1_epi8(8);
         let q = _mm256_sub_epi8(qu, eight);
@@ -249,6 +279,17 @@ unsafe fn dot_q4_0<const K: usize>(
     out: *mut f32,
 ) {
     unsafe { drive_blocks!(K, blk_q4_0, nb, 18, 34, w, a, stride, out) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q4bf16_1<const K: usize>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    stride: usize,
+    out: *mut f32,
+) {
+    unsafe { drive_blocks!(K, blk_q4bf16_1, nb, 18, 34, w, a, stride, out) }
 }
 
 // ---------------------------------------------------------------------------
@@ -865,6 +906,7 @@ pub unsafe fn dot(
         DType::F32 => (by_k!(dot_f32, k), n),
         DType::F16 => (by_k!(dot_f16, k), n),
         DType::BF16 => (by_k!(dot_bf16, k), n),
+        DType::Q4BF16_1 => (by_k!(dot_q4bf16_1, k), n / 32),
         other => unreachable!("dot: {other} rejected by the caller"),
     };
     unsafe { f(len, wp, ap, stride, out) }

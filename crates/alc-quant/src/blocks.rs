@@ -122,6 +122,11 @@ block!(
     BlockQ4_0, QK, 18, { d: [u8; 2], qs: [u8; 16] }
 );
 block!(
+    /// Q4BF16_1 (alc's type 1024): Q4_0 with a bf16 scale. 32 × 4-bit,
+    /// value = (q − 8)·d, nibble order as Q4_0.
+    BlockQ4BF16, QK, 18, { d: [u8; 2], qs: [u8; 16] }
+);
+block!(
     /// Q4_1: 32 × 4-bit, value = q·d + m. Nibble order as Q4_0.
     BlockQ4_1, QK, 20, { d: [u8; 2], m: [u8; 2], qs: [u8; 16] }
 );
@@ -161,17 +166,34 @@ block!(
     BlockQ6K, QK_K, 210, { ql: [u8; 128], qh: [u8; 64], scales: [i8; 16], d: [u8; 2] }
 );
 
+/// Element `i` (0..32) of 16 bytes of nibbles in Q4_0's order: element j < 16 is
+/// the low nibble of byte j, element j + 16 its high nibble.
+#[inline(always)]
+pub fn nibble(qs: &[u8; 16], i: usize) -> u8 {
+    if i < 16 {
+        qs[i] & 0xF
+    } else {
+        qs[i - 16] >> 4
+    }
+}
+
 impl BlockQ4_0 {
     pub fn d(&self) -> f32 {
         f16_to_f32(self.d)
     }
     /// Quant (0..16) of element `i`.
     pub fn q(&self, i: usize) -> u8 {
-        if i < 16 {
-            self.qs[i] & 0xF
-        } else {
-            self.qs[i - 16] >> 4
-        }
+        nibble(&self.qs, i)
+    }
+}
+
+impl BlockQ4BF16 {
+    pub fn d(&self) -> f32 {
+        bf16_to_f32(self.d)
+    }
+    /// Quant (0..16) of element `i`.
+    pub fn q(&self, i: usize) -> u8 {
+        nibble(&self.qs, i)
     }
 }
 
@@ -183,11 +205,7 @@ impl BlockQ4_1 {
         f16_to_f32(self.m)
     }
     pub fn q(&self, i: usize) -> u8 {
-        if i < 16 {
-            self.qs[i] & 0xF
-        } else {
-            self.qs[i - 16] >> 4
-        }
+        nibble(&self.qs, i)
     }
 }
 

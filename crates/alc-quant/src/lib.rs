@@ -36,7 +36,7 @@ use std::sync::OnceLock;
 pub const WEIGHT_TYPES: [DType; alc_core::EXECUTED_TYPES.len()] = alc_core::EXECUTED_TYPES;
 
 /// Types that [`dequantize`] accepts.
-pub const DEQUANT_TYPES: [DType; 13] = [
+pub const DEQUANT_TYPES: [DType; 14] = [
     DType::F32,
     DType::F16,
     DType::BF16,
@@ -50,6 +50,7 @@ pub const DEQUANT_TYPES: [DType; 13] = [
     DType::Q5_K,
     DType::Q6_K,
     DType::Q8_K,
+    DType::Q4BF16_1,
 ];
 
 fn list(types: &[DType]) -> String {
@@ -99,11 +100,11 @@ impl QuantError {
 }
 
 /// Activation format that a weight type's dot product consumes:
-/// Q4_0, Q5_0, Q8_0 → Q8_0; Q4_1, Q5_1 → Q8_1; Q4_K, Q5_K, Q6_K → Q8_K;
+/// Q4_0, Q5_0, Q8_0, Q4BF16_1 → Q8_0; Q4_1, Q5_1 → Q8_1; Q4_K, Q5_K, Q6_K → Q8_K;
 /// F32, F16, BF16 → F32.
 pub fn act_type(w: DType) -> Result<DType, QuantError> {
     Ok(match w {
-        DType::Q4_0 | DType::Q5_0 | DType::Q8_0 => DType::Q8_0,
+        DType::Q4_0 | DType::Q5_0 | DType::Q8_0 | DType::Q4BF16_1 => DType::Q8_0,
         DType::Q4_1 | DType::Q5_1 => DType::Q8_1,
         DType::Q4_K | DType::Q5_K | DType::Q6_K => DType::Q8_K,
         DType::F32 | DType::F16 | DType::BF16 => DType::F32,

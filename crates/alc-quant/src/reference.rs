@@ -105,12 +105,17 @@ fn dequantize_body(ty: DType, src: &[u8], out: &mut [f32]) -> Result<(), QuantEr
                 *o = bf16_to_f32([c[0], c[1]]);
             }
         }
-        DType::Q4_0 => {
+        DType::Q4_0 | DType::Q4BF16_1 => {
+            // One layout; only the scale's encoding differs.
             for (b, o) in blocks::<BlockQ4_0>(src, nb)
                 .iter()
                 .zip(out.chunks_exact_mut(QK))
             {
-                let d = b.d();
+                let d = if ty == DType::Q4_0 {
+                    b.d()
+                } else {
+                    bf16_to_f32(b.d)
+                };
                 for (i, o) in o.iter_mut().enumerate() {
                     *o = (b.q(i) as i32 - 8) as f32 * d;
                 }
@@ -333,6 +338,14 @@ fn quantize_body(ty: DType, x: &[f32], out: &mut [u8]) -> Result<(), QuantError>
                 quantize_q4_0_block(x, b);
             }
         }
+        DType::Q4BF16_1 => {
+            for (b, x) in blocks_mut::<BlockQ4BF16>(out, nb)
+                .iter_mut()
+                .zip(x.chunks_exact(QK))
+            {
+                quantize_q4bf16_block(x, b);
+            }
+        }
         DType::Q4_1 => {
             for (b, x) in blocks_mut::<BlockQ4_1>(out, nb)
                 .iter_mut()
@@ -419,7 +432,8 @@ fn quantize_body(ty: DType, x: &[f32], out: &mut [u8]) -> Result<(), QuantError>
     Ok(())
 }
 
-fn quantize_q4_0_block(x: &[f32], b: &mut BlockQ4_0) {
+/// Q4_0's scale of a block: the signed value of largest magnitude over −8.
+fn q4_0_scale(x: &[f32]) -> f32 {
     let (mut amax, mut max) = (0f32, 0f32);
     for &v in x {
         if amax < v.abs() {
@@ -427,7 +441,23 @@ fn quantize_q4_0_block(x: &[f32], b: &mut BlockQ4_0) {
             max = v;
         }
     }
-    let d = max / -8.0;
+    max / -8.0
+}
+
+/// Q4_0's rule with the scale stored as bf16; the quants are rounded against the
+/// stored (bf16) scale, since bf16's 8-bit mantissa is too coarse to ignore.
+fn quantize_q4bf16_block(x: &[f32], b: &mut BlockQ4BF16) {
+    b.d = f32_to_bf16(q4_0_scale(x));
+    let d = bf16_to_f32(b.d);
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let q = |v: f32| ((v * id + 8.5) as i32).clamp(0, 15) as u8;
+    for j in 0..16 {
+        b.qs[j] = q(x[j]) | (q(x[j + 16]) << 4);
+    }
+}
+
+fn quantize_q4_0_block(x: &[f32], b: &mut BlockQ4_0) {
+    let d = q4_0_scale(x);
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     b.d = f32_to_f16(d);
     let q = |v: f32| ((v * id + 8.5) as i8).min(15) as u8;
@@ -793,7 +823,7 @@ pub fn dot(
         .row_bytes(n as u64)
         .expect("n is a multiple of the block size") as usize;
     let ab = crate::act_row_bytes(w, n).expect("executed weight type");
-    if k > 1 && matches!(w, DType::Q4_0 | DType::Q5_0 | DType::Q8_0) {
+    if k > 1 && matches!(w, DType::Q4_0 | DType::Q5_0 | DType::Q8_0 | DType::Q4BF16_1) {
         // The same sums as dot1, in the same order per output, with each weight
         // block unpacked once for all k activation rows. The same source compiled
         // for AVX2 where the CPU has it (integer sums are exact and the float
@@ -813,7 +843,7 @@ pub fn dot(
     }
 }
 
-/// [`dot`] for Q4_0 / Q5_0 / Q8_0 weights over k activation rows.
+/// [`dot`] for Q4_0 / Q5_0 / Q8_0 / Q4BF16_1 weights over k activation rows.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn dot_q8_family(
@@ -836,6 +866,13 @@ fn dot_q8_family(
         let d = match w {
             DType::Q4_0 => {
                 let x = &blocks::<BlockQ4_0>(w_row, nb)[b];
+                q.iter_mut()
+                    .enumerate()
+                    .for_each(|(i, v)| *v = x.q(i) as i8 - 8);
+                x.d()
+            }
+            DType::Q4BF16_1 => {
+                let x = &blocks::<BlockQ4BF16>(w_row, nb)[b];
                 q.iter_mut()
                     .enumerate()
                     .for_each(|(i, v)| *v = x.q(i) as i8 - 8);
@@ -933,6 +970,15 @@ pub fn dot1(w: DType, n: usize, wr: &[u8], a: &[u8]) -> f32 {
         }
         DType::Q4_0 => {
             let (wb, ab) = (blocks::<BlockQ4_0>(wr, nb), blocks::<BlockQ8_0>(a, nb));
+            let mut s = 0f32;
+            for (x, y) in wb.iter().zip(ab) {
+                let sumi: i32 = (0..QK).map(|i| (x.q(i) as i32 - 8) * y.qs[i] as i32).sum();
+                s += sumi as f32 * (x.d() * y.d());
+            }
+            s
+        }
+        DType::Q4BF16_1 => {
+            let (wb, ab) = (blocks::<BlockQ4BF16>(wr, nb), blocks::<BlockQ8_0>(a, nb));
             let mut s = 0f32;
             for (x, y) in wb.iter().zip(ab) {
                 let sumi: i32 = (0..QK).map(|i| (x.q(i) as i32 - 8) * y.qs[i] as i32).sum();

@@ -16,7 +16,7 @@ const DOT_REL_TOL: f32 = 1e-4;
 /// overwrite, leaving the scales sane).
 fn quant_byte_range(w: DType) -> (usize, usize) {
     match w {
-        DType::Q4_0 => (2, 18),
+        DType::Q4_0 | DType::Q4BF16_1 => (2, 18),
         DType::Q4_1 => (4, 20),
         DType::Q5_0 => (2, 22),
         DType::Q5_1 => (4, 24),
@@ -163,6 +163,7 @@ fn random_weight_row(w: DType, rng: &mut SmallRng, n: usize) -> Vec<u8> {
             DType::Q4_0 | DType::Q5_0 | DType::Q8_0 => {
                 b[0..2].copy_from_slice(&rand_f16_bits(rng, -0.1, 0.1))
             }
+            DType::Q4BF16_1 => b[0..2].copy_from_slice(&f32_to_bf16(rng.gen_range(-0.1..0.1))),
             DType::Q4_1 | DType::Q5_1 => {
                 b[0..2].copy_from_slice(&rand_f16_bits(rng, 0.0, 0.1));
                 b[2..4].copy_from_slice(&rand_f16_bits(rng, -1.0, 1.0));
@@ -997,4 +998,44 @@ fn reference_multi_row_dot_equals_dot1() {
             }
         }
     }
+}
+
+/// Q4BF16_1 (alc's type): the same quants as Q4_0 where the scale is exact in both
+/// f16 and bf16, values within bf16's precision of the input otherwise, and a
+/// quantisation error no worse than Q4_0's by more than bf16's coarser scale.
+#[test]
+fn q4bf16_1_round_trip() {
+    let mut rng = SmallRng::seed_from_u64(11);
+    let n = 4096;
+    let x = rand_vec(&mut rng, n);
+    let rmse = |ty: DType| {
+        let mut q = vec![0u8; ty.row_bytes(n as u64).unwrap() as usize];
+        quantize(ty, &x, &mut q).unwrap();
+        let back = deq(ty, &q, n);
+        let se: f64 = x
+            .iter()
+            .zip(&back)
+            .map(|(a, b)| f64::from(a - b).powi(2))
+            .sum();
+        (se / n as f64).sqrt()
+    };
+    let (r0, rb) = (rmse(DType::Q4_0), rmse(DType::Q4BF16_1));
+    assert!(rb <= 1.1 * r0, "Q4BF16_1 rmse {rb} vs Q4_0 {r0}");
+    // Scale 1/8 is exact in both: identical quants and values.
+    let y: Vec<f32> = (0..32).map(|i| (16.0 - i as f32) / 8.0).collect();
+    let (mut a, mut b) = ([0u8; 18], [0u8; 18]);
+    quantize(DType::Q4_0, &y, &mut a).unwrap();
+    quantize(DType::Q4BF16_1, &y, &mut b).unwrap();
+    assert_eq!(a[2..], b[2..], "quants");
+    assert_eq!(deq(DType::Q4_0, &a, 32), deq(DType::Q4BF16_1, &b, 32));
+    // A scale beyond f16's range survives in bf16.
+    let big: Vec<f32> = (0..32).map(|i| (i as f32 - 16.0) * 1e6).collect();
+    quantize(DType::Q4BF16_1, &big, &mut b).unwrap();
+    let back = deq(DType::Q4BF16_1, &b, 32);
+    let err = big
+        .iter()
+        .zip(&back)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0f32, f32::max);
+    assert!(err <= 1.1e6, "max error {err}");
 }
