@@ -556,6 +556,19 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ConvertError> {
 }
 
 /// A finished tensor in the work directory, if its record and bytes agree.
+/// A per-tensor work file: written under a temporary name and renamed, so a killed
+/// compile never leaves a partial one, but not fsynced (two fsyncs per tensor cost
+/// about a second on a 0.5B model). After a power loss a file may hold other bytes
+/// than its record says; [`resume`] re-hashes every file against its record and
+/// converts the tensor again on a mismatch. The package itself is fsynced.
+fn write_work(path: &Path, bytes: &[u8]) -> Result<(), ConvertError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".part");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err(path))
+}
+
 fn resume(work: &Path, i: usize) -> Option<Done> {
     let rec = std::fs::read(work.join(format!("{i:05}.json"))).ok()?;
     let done: Done = serde_json::from_slice(&rec).ok()?;
@@ -1092,6 +1105,114 @@ pub fn compile(
     build(opts, tgt, prep, t, t_all, progress)
 }
 
+/// The source checkpoint's digest: sha256 over every input file's name and sha256,
+/// in a fixed order, with the total size and the newest modification time.
+struct SourceDigest {
+    sha256: String,
+    input_bytes: u64,
+    newest: u64,
+    ms: f64,
+}
+
+impl SourceDigest {
+    fn of(sources: &[PathBuf]) -> Result<SourceDigest, ConvertError> {
+        let t = Instant::now();
+        let mut src_hash = Sha256::new();
+        let mut input_bytes = 0u64;
+        let mut newest = 0u64;
+        for p in sources {
+            let d = file_sha256(p)?;
+            src_hash.update(p.file_name().map(|n| n.as_encoded_bytes()).unwrap_or(b""));
+            src_hash.update(d);
+            let md = std::fs::metadata(p).map_err(io_err(p))?;
+            input_bytes += md.len();
+            if let Some(m) = md
+                .modified()
+                .ok()
+                .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+            {
+                newest = newest.max(m.as_secs());
+            }
+        }
+        Ok(SourceDigest {
+            sha256: hex(&src_hash.finalize()),
+            input_bytes,
+            newest,
+            ms: t.elapsed().as_secs_f64() * 1e3,
+        })
+    }
+
+    /// The compile date (SOURCE_DATE_EPOCH, else the newest input's).
+    fn date(&self) -> String {
+        match std::env::var("SOURCE_DATE_EPOCH")
+            .ok()
+            .and_then(|s| s.parse().ok())
+        {
+            Some(s) => iso_date(s),
+            None => iso_date(self.newest),
+        }
+    }
+
+    /// Build key: the source, everything that changes bytes (the date included), this
+    /// alc version. Equal keys mean identical packages.
+    fn build_key(&self, opts: &CompileOptions, tgt: &Target, prep: &Prepared<'_>) -> String {
+        let mut key = Sha256::new();
+        key.update(self.sha256.as_bytes());
+        key.update(self.date().as_bytes());
+        key.update(
+            format!(
+                "{}|{}|{}|{:?}|{}|{}",
+                tgt.name,
+                prep.quant_name,
+                prep.ctx,
+                opts.overrides,
+                env!("CARGO_PKG_VERSION"),
+                FORMAT_VERSION
+            )
+            .as_bytes(),
+        );
+        for t in &prep.tensors {
+            key.update(t.name.as_bytes());
+            key.update(t.dtype.name().as_bytes());
+        }
+        hex(&key.finalize())[..16].to_string()
+    }
+}
+
+/// A fingerprint of the inputs (names, sizes, modification times) and of everything
+/// else the build key covers, for work files written before the source hash is done.
+fn fingerprint(
+    sources: &[PathBuf],
+    opts: &CompileOptions,
+    tgt: &Target,
+    prep: &Prepared<'_>,
+) -> Result<String, ConvertError> {
+    let mut h = Sha256::new();
+    for p in sources {
+        let md = std::fs::metadata(p).map_err(io_err(p))?;
+        let mtime = md
+            .modified()
+            .ok()
+            .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        h.update(format!("{}|{}|{mtime}\n", p.display(), md.len()).as_bytes());
+    }
+    let d = SourceDigest {
+        sha256: hex(&h.finalize()),
+        input_bytes: 0,
+        newest: 0,
+        ms: 0.0,
+    };
+    Ok(d.build_key(opts, tgt, prep))
+}
+
+/// Waits for the source-hashing thread.
+fn join_digest(
+    h: std::thread::JoinHandle<Result<SourceDigest, ConvertError>>,
+) -> Result<SourceDigest, ConvertError> {
+    h.join().expect("the source-hashing thread does not panic")
+}
+
 /// Back end: work files, header, assembly, self-check, commit.
 fn build(
     opts: &CompileOptions,
@@ -1102,65 +1223,17 @@ fn build(
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<Outcome, ConvertError> {
     let mut stages: BTreeMap<String, f64> = BTreeMap::new();
-    let mut stage = |name: &str, t: Instant| {
+    let stage = |stages: &mut BTreeMap<String, f64>, name: &str, t: Instant| {
         stages.insert(name.to_string(), t.elapsed().as_secs_f64() * 1e3);
     };
-    stage("plan", t_plan);
+    stage(&mut stages, "plan", t_plan);
 
-    // Source digest: every input file, in a fixed order.
-    progress(Progress::Stage("hashing the source"));
-    let t = Instant::now();
-    let mut src_hash = Sha256::new();
-    let mut input_bytes = 0u64;
-    let mut newest = 0u64;
-    for p in &prep.sources {
-        let d = file_sha256(p)?;
-        src_hash.update(p.file_name().map(|n| n.as_encoded_bytes()).unwrap_or(b""));
-        src_hash.update(d);
-        let md = std::fs::metadata(p).map_err(io_err(p))?;
-        input_bytes += md.len();
-        if let Some(m) = md
-            .modified()
-            .ok()
-            .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
-        {
-            newest = newest.max(m.as_secs());
-        }
-    }
-    let source_sha256 = hex(&src_hash.finalize());
-    stage("hash_source", t);
-
-    let date = match std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
-        Some(s) => iso_date(s),
-        None => iso_date(newest),
-    };
-
-    // Build key: the source, everything that changes bytes (the date included), this
-    // alc version. Equal keys mean identical packages.
-    let mut key = Sha256::new();
-    key.update(source_sha256.as_bytes());
-    key.update(date.as_bytes());
-    key.update(
-        format!(
-            "{}|{}|{}|{:?}|{}|{}",
-            tgt.name,
-            prep.quant_name,
-            prep.ctx,
-            opts.overrides,
-            env!("CARGO_PKG_VERSION"),
-            FORMAT_VERSION
-        )
-        .as_bytes(),
-    );
-    for t in &prep.tensors {
-        key.update(t.name.as_bytes());
-        key.update(t.dtype.name().as_bytes());
-    }
-    let build_key = hex(&key.finalize())[..16].to_string();
-
+    // Source digest and build key (see `SourceDigest`). A fresh build (no package of
+    // this name, no work directory) hashes the source on a second thread while the
+    // tensors convert; anything else needs the key first.
+    let sources = prep.sources.clone();
+    let mut hashing = Some(std::thread::spawn(move || SourceDigest::of(&sources)));
+    let key_of = |d: &SourceDigest| d.build_key(opts, tgt, &prep);
     let params: u64 = prep
         .tensors
         .iter()
@@ -1227,7 +1300,14 @@ fn build(
     }
 
     // ---- up to date, or a collision? ----
+    let mut digest = None;
+    if out_path.exists() || work.exists() {
+        progress(Progress::Stage("hashing the source"));
+        digest = Some(join_digest(hashing.take().expect("hashing started"))?);
+    }
+    let mut build_key = digest.as_ref().map(&key_of);
     if out_path.exists() {
+        let build_key = build_key.clone().expect("hashed above");
         let existing = GgufFile::open(&out_path).ok().and_then(|f| {
             f.get_str("alc.build_key")
                 .ok()
@@ -1257,14 +1337,42 @@ fn build(
     }
 
     // ---- per-tensor work files ----
+    // The stamp names the build the work files belong to: its build key, or, while
+    // the source hash is still running, "pending" and a fingerprint of the inputs'
+    // names, sizes and modification times with the options (what make and cargo
+    // trust), so that a compile killed early still resumes. Each work file is also
+    // checked against its own record's sha256 ([`resume`]).
     let stamp = work.join("build_key");
-    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(build_key.as_str()) {
+    let pending = format!("pending {}", fingerprint(&prep.sources, opts, tgt, &prep)?);
+    let found = std::fs::read_to_string(&stamp).ok();
+    let ours = |k: &Option<String>| {
+        found.as_deref() == Some(pending.as_str())
+            || (k.is_some() && found.as_deref() == k.as_deref())
+    };
+    if !ours(&build_key) {
         if work.exists() {
             std::fs::remove_dir_all(&work).map_err(io_err(&work))?;
         }
         std::fs::create_dir_all(&work).map_err(io_err(&work))?;
-        write_atomic(&stamp, build_key.as_bytes())?;
     }
+    match &build_key {
+        Some(k) => write_atomic(&stamp, k.as_bytes())?,
+        None => write_atomic(&stamp, pending.as_bytes())?,
+    }
+    // The background hash, once done: the key, and the stamp that makes the work
+    // files resumable.
+    let mut settle = |hashing: &mut Option<std::thread::JoinHandle<_>>,
+                      wait: bool|
+     -> Result<(), ConvertError> {
+        if let Some(h) = hashing.take_if(|h| wait || h.is_finished()) {
+            let d = join_digest(h)?;
+            let k = key_of(&d);
+            write_atomic(&stamp, k.as_bytes())?;
+            digest = Some(d);
+            build_key = Some(k);
+        }
+        Ok(())
+    };
     let t = Instant::now();
     let bytes_total: u64 = prep.tensors.iter().map(OutTensor::bytes).sum();
     let mut bytes_done = 0u64;
@@ -1272,12 +1380,13 @@ fn build(
     let mut reports = Vec::with_capacity(prep.tensors.len());
     let count = prep.tensors.len();
     for (i, ot) in prep.tensors.iter().enumerate() {
+        settle(&mut hashing, false)?;
         let (done, was_resumed) = match resume(&work, i) {
             Some(d) if d.bytes == ot.bytes() => (d, true),
             _ => {
                 let (bytes, rmse, max_abs) = (prep.convert)(i)?;
                 let sha = hex(&Sha256::digest(&bytes));
-                write_atomic(&work.join(format!("{i:05}.bin")), &bytes)?;
+                write_work(&work.join(format!("{i:05}.bin")), &bytes)?;
                 let d = Done {
                     bytes: bytes.len() as u64,
                     sha256: sha,
@@ -1285,7 +1394,7 @@ fn build(
                     max_abs,
                 };
                 let rec = serde_json::to_vec(&d).expect("serialisable");
-                write_atomic(&work.join(format!("{i:05}.json")), &rec)?;
+                write_work(&work.join(format!("{i:05}.json")), &rec)?;
                 (prep.release)(i);
                 (d, false)
             }
@@ -1315,7 +1424,14 @@ fn build(
             sha256: done.sha256,
         });
     }
-    stage("convert", t);
+    settle(&mut hashing, true)?;
+    stage(&mut stages, "convert", t);
+    let digest = digest.expect("the source is hashed by now");
+    let build_key = build_key.expect("the key follows the hash");
+    // Its own time (overlapping the conversion on a fresh build).
+    stages.insert("hash_source".into(), digest.ms);
+    let (source_sha256, input_bytes, date) =
+        (digest.sha256.clone(), digest.input_bytes, digest.date());
 
     // ---- header ----
     let contexts: Vec<usize> = PLAN_CONTEXTS
@@ -1426,7 +1542,7 @@ fn build(
             Ok(())
         })?;
     }
-    stage("assemble", t);
+    stage(&mut stages, "assemble", t);
 
     // ---- self-check and the values only known now ----
     progress(Progress::Stage("self-check"));
@@ -1480,7 +1596,7 @@ fn build(
         )?;
         f.sync_all().map_err(io_err(&tmp))?;
     }
-    stage("self_check", t);
+    stage(&mut stages, "self_check", t);
     if !check.passed {
         return Err(ConvertError::SelfCheck(format!(
             "the optimised CPU backend disagrees with the reference on the package's own prompt (expected {:?}, got {:?}; {}); the package was not written. Report this with the checkpoint",
