@@ -641,16 +641,15 @@ pub fn export_hf(
 
     // The output directory: written beside its final place, renamed when complete.
     let out = &opts.out;
+    if out.exists() && !out.is_dir() {
+        return Err(ConvertError::Unsupported(format!(
+            "{} exists and is not a directory; choose another output",
+            out.display()
+        )));
+    }
     let occupied = match std::fs::read_dir(out) {
         Ok(mut d) => d.next().is_some(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-        Err(e) if out.exists() && !out.is_dir() => {
-            let _ = e;
-            return Err(ConvertError::Unsupported(format!(
-                "{} exists and is not a directory; choose another output",
-                out.display()
-            )));
-        }
         Err(e) => {
             return Err(ConvertError::Io {
                 path: out.clone(),
