@@ -482,7 +482,10 @@ fn alc_bin() -> &'static Path {
 /// Runs `alc compile ARGS` (stdin closed, not a terminal); returns the exit code
 /// and stderr's lines.
 fn alc_compile(args: &[&str]) -> (Option<i32>, Vec<String>, String) {
+    // A compile that succeeded would register its package: never in the user's store.
+    let home = tempfile::tempdir().unwrap();
     let out = Command::new(alc_bin())
+        .env("ALC_HOME", home.path())
         .arg("compile")
         .args(args)
         .stdin(std::process::Stdio::null())
