@@ -43,7 +43,9 @@ pub struct CompileArgs {
     /// Replace a package of the same name that was built from other inputs.
     #[arg(long)]
     force: bool,
-    /// Print the report as JSON on stdout (progress stays on stderr).
+    /// Print the report as JSON on stdout, and progress as JSON lines on stderr
+    /// ({"event": "stage", "stage"} and {"event": "tensor", "index", "count", "name",
+    /// "bytes_done", "bytes_total", "resumed"}).
     #[arg(long)]
     json: bool,
     /// Do not add the package to the local registry (ALC_HOME).
@@ -64,7 +66,7 @@ pub fn compile(a: CompileArgs) -> Result<()> {
         force: a.force,
         ..defaults
     };
-    let tty = std::io::stderr().is_terminal();
+    let tty = std::io::stderr().is_terminal() && !a.json;
     let bar = ProgressBar::new(0);
     if tty {
         bar.set_style(
@@ -78,7 +80,25 @@ pub fn compile(a: CompileArgs) -> Result<()> {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let mut last_stage = String::new();
+    let json = a.json;
     let mut on_progress = |p: Progress<'_>| match p {
+        // --json: progress as JSON lines on stderr (stdout keeps the report).
+        Progress::Stage(s) if json => {
+            eprintln!("{}", serde_json::json!({"event": "stage", "stage": s}))
+        }
+        Progress::Tensor {
+            index,
+            count,
+            name,
+            bytes_done,
+            bytes_total,
+            resumed,
+        } if json => eprintln!(
+            "{}",
+            serde_json::json!({"event": "tensor", "index": index, "count": count,
+                "name": name, "bytes_done": bytes_done, "bytes_total": bytes_total,
+                "resumed": resumed})
+        ),
         Progress::Stage(s) => {
             if tty {
                 bar.set_message(s.to_string());

@@ -304,19 +304,16 @@ pub fn ab(a: AbArgs) -> Result<()> {
 }
 
 /// Register a package `alc compile` wrote or found up to date. A registry failure is a
-/// warning: the package itself is fine. The line goes to stderr when stdout carries
-/// JSON.
+/// warning: the package itself is fine. With `json` (stdout carries the report) the
+/// result is a JSON line on stderr, like compile's progress events.
 pub fn register_compiled(path: &Path, json: bool) {
     let r = Registry::open_default().and_then(|reg| reg.add(path, None));
     match r {
-        Ok(e) => {
-            let line = format!("registered as {} (sha256 {})", e.name, short(&e.digest));
-            if json {
-                eprintln!("{line}");
-            } else {
-                println!("{line}");
-            }
-        }
+        Ok(e) if json => eprintln!(
+            "{}",
+            serde_json::json!({"event": "registered", "name": e.name, "sha256": e.digest})
+        ),
+        Ok(e) => println!("registered as {} (sha256 {})", e.name, short(&e.digest)),
         Err(e) => eprintln!(
             "warning: {} was not registered: {e} (the package is fine; `alc add` it later, or pass --no-register)",
             path.display()

@@ -508,7 +508,12 @@ fn one_error_line(lines: &[String]) -> &str {
     assert_eq!(errors.len(), 1, "stderr: {lines:#?}");
     assert!(lines.last().unwrap().starts_with("error:"), "{lines:#?}");
     for l in &lines[..lines.len() - 1] {
-        assert!(l.starts_with("compile: "), "unexpected stderr line {l:?}");
+        let json_event =
+            serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| v.get("event").is_some());
+        assert!(
+            l.starts_with("compile: ") || json_event,
+            "unexpected stderr line {l:?}"
+        );
     }
     lines.last().unwrap()
 }
@@ -573,4 +578,33 @@ fn cli_prints_an_io_cause_once() {
     let e = one_error_line(&lines);
     has(e, &["config.json"]);
     assert_eq!(e.matches("os error").count(), 1, "cause repeated: {e}");
+}
+
+/// `--json`: the report on stdout, progress as JSON lines on stderr (a good compile,
+/// for contrast with the failures above).
+#[test]
+fn cli_json_progress_is_json_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let (code, lines, stdout) = alc_compile(&[
+        fixture("llama").to_str().unwrap(),
+        "--quant",
+        "q8f16_1",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(code, Some(0), "{lines:#?}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["verification"], "verified");
+    let events: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    let tensors: Vec<&serde_json::Value> =
+        events.iter().filter(|e| e["event"] == "tensor").collect();
+    let n = report["tensors"].as_array().unwrap().len();
+    assert_eq!(tensors.len(), n);
+    assert_eq!(tensors.last().unwrap()["count"], n);
+    assert!(events.iter().any(|e| e["stage"] == "self-check"));
 }
