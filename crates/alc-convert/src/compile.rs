@@ -405,41 +405,31 @@ fn make_plan(
     })
 }
 
-/// Per-row squared errors of `back` against `x` (rows of `cols`) and the largest
-/// absolute error: f32 within runs of 32, f64 across them.
-fn row_errors(x: &[f32], back: &[f32], cols: usize) -> (Vec<f64>, f64) {
-    #[inline(always)]
-    fn body(x: &[f32], back: &[f32], cols: usize) -> (Vec<f64>, f64) {
-        let mut rows_se = Vec::with_capacity(x.len() / cols.max(1));
-        let mut mx = 0f64;
-        for (a, b) in x.chunks(cols).zip(back.chunks(cols)) {
-            let mut se = 0f64;
-            for (ca, cb) in a.chunks(32).zip(b.chunks(32)) {
-                let (mut s, mut m) = (0f32, 0f32);
-                for (&u, &v) in ca.iter().zip(cb) {
-                    let d = u - v;
-                    s += d * d;
-                    m = m.max(d.abs());
-                }
-                se += f64::from(s);
-                mx = mx.max(f64::from(m));
+alc_quant::avx2_clone!(
+    /// Per-row squared errors of `back` against `x` (rows of `cols`) and the largest
+    /// absolute error: f32 within runs of 32, f64 across them.
+    fn row_errors(x: &[f32], back: &[f32], cols: usize) -> (Vec<f64>, f64) = row_errors_body
+);
+
+#[inline(always)]
+fn row_errors_body(x: &[f32], back: &[f32], cols: usize) -> (Vec<f64>, f64) {
+    let mut rows_se = Vec::with_capacity(x.len() / cols.max(1));
+    let mut mx = 0f64;
+    for (a, b) in x.chunks(cols).zip(back.chunks(cols)) {
+        let mut se = 0f64;
+        for (ca, cb) in a.chunks(32).zip(b.chunks(32)) {
+            let (mut s, mut m) = (0f32, 0f32);
+            for (&u, &v) in ca.iter().zip(cb) {
+                let d = u - v;
+                s += d * d;
+                m = m.max(d.abs());
             }
-            rows_se.push(se);
+            se += f64::from(s);
+            mx = mx.max(f64::from(m));
         }
-        (rows_se, mx)
+        rows_se.push(se);
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2")]
-        unsafe fn avx2(x: &[f32], back: &[f32], cols: usize) -> (Vec<f64>, f64) {
-            body(x, back, cols)
-        }
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked just above).
-            return unsafe { avx2(x, back, cols) };
-        }
-    }
-    body(x, back, cols)
+    (rows_se, mx)
 }
 
 /// Quantise `x` (whole rows of `cols`) to `dt` on `threads` threads; appends the

@@ -45,25 +45,29 @@ impl Backend for ReferenceBackend {
             .max(1);
         let per = w.rows.div_ceil(threads);
         let mut rows_out = vec![0f32; w.rows * n];
-        std::thread::scope(|s| {
-            for (i, o) in rows_out.chunks_mut(per * n).enumerate() {
-                let (act, data) = (&act, w.data);
-                s.spawn(move || {
-                    let r0 = i * per;
-                    alc_quant::reference::dot_rows(
-                        w.dtype,
-                        w.cols,
-                        &data[r0 * rb..],
-                        rb,
-                        o.len() / n,
-                        act,
-                        arb,
-                        n,
-                        o,
-                    );
-                });
-            }
-        });
+        let block = |i: usize, o: &mut [f32]| {
+            let r0 = i * per;
+            alc_quant::reference::dot_rows(
+                w.dtype,
+                w.cols,
+                &w.data[r0 * rb..],
+                rb,
+                o.len() / n,
+                &act,
+                arb,
+                n,
+                o,
+            );
+        };
+        if threads == 1 {
+            block(0, &mut rows_out);
+        } else {
+            std::thread::scope(|s| {
+                for (i, o) in rows_out.chunks_mut(per * n).enumerate() {
+                    s.spawn(move || block(i, o));
+                }
+            });
+        }
         for r in 0..w.rows {
             for t in 0..n {
                 out[t * w.rows + r] = rows_out[r * n + t];

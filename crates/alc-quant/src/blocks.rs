@@ -187,13 +187,11 @@ impl BlockQ4_0 {
     }
 }
 
+/// The readers view Q4BF16_1 rows as [`BlockQ4_0`] (same layout) and decode the scale
+/// with [`bf16_to_f32`]; this type is the writer's.
 impl BlockQ4BF16 {
     pub fn d(&self) -> f32 {
         bf16_to_f32(self.d)
-    }
-    /// Quant (0..16) of element `i`.
-    pub fn q(&self, i: usize) -> u8 {
-        nibble(&self.qs, i)
     }
 }
 

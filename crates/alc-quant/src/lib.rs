@@ -22,6 +22,34 @@
 // Index loops mirror the byte tables of the formats; iterator chains would hide them.
 #![allow(clippy::needless_range_loop)]
 
+/// `$vis fn $name(args) -> ret` that runs the `#[inline(always)]` function `$body`
+/// compiled for AVX2 where the CPU has it, and as it is elsewhere: the same source
+/// (scalar code that LLVM may vectorise). Float operations keep their order (Rust
+/// never fuses or reassociates them) and integer sums are exact, so both builds give
+/// the same bits, the AVX2 one faster. Used by the scalar reference paths that run
+/// outside tests (compile's quantisation and the self-check).
+#[macro_export]
+macro_rules! avx2_clone {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? = $body:path) => {
+        $(#[$m])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU supports AVX2 (checked just above).
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+
 pub mod blocks;
 pub mod packed;
 pub mod reference;

@@ -67,22 +67,10 @@ fn blocks_mut<T: Block>(bytes: &mut [u8], nb: usize) -> &mut [T] {
 // dequantize
 // ---------------------------------------------------------------------------
 
-/// Dequantize `out.len()` elements of type `ty` from `src`.
-pub fn dequantize(ty: DType, src: &[u8], out: &mut [f32]) -> Result<(), QuantError> {
-    // Compiled for AVX2 where the CPU has it, as `quantize`: the same values.
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2 (checked just above).
-        return unsafe { dequantize_avx2(ty, src, out) };
-    }
-    dequantize_body(ty, src, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn dequantize_avx2(ty: DType, src: &[u8], out: &mut [f32]) -> Result<(), QuantError> {
-    dequantize_body(ty, src, out)
-}
+crate::avx2_clone!(
+    /// Dequantize `out.len()` elements of type `ty` from `src`.
+    pub fn dequantize(ty: DType, src: &[u8], out: &mut [f32]) -> Result<(), QuantError> = dequantize_body
+);
 
 #[inline(always)]
 fn dequantize_body(ty: DType, src: &[u8], out: &mut [f32]) -> Result<(), QuantError> {
@@ -291,24 +279,10 @@ pub fn q4k_unpack(b: &BlockQ4K) -> [u8; QK_K] {
 // quantize (weights)
 // ---------------------------------------------------------------------------
 
-/// Quantize `x` into weight type `ty`.
-pub fn quantize(ty: DType, x: &[f32], out: &mut [u8]) -> Result<(), QuantError> {
-    // The same source compiled for AVX2 where the CPU has it: the float operations
-    // keep their order (Rust never fuses or reassociates them), so the bytes are the
-    // same either way, only faster.
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2 (checked just above).
-        return unsafe { quantize_avx2(ty, x, out) };
-    }
-    quantize_body(ty, x, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn quantize_avx2(ty: DType, x: &[f32], out: &mut [u8]) -> Result<(), QuantError> {
-    quantize_body(ty, x, out)
-}
+crate::avx2_clone!(
+    /// Quantize `x` into weight type `ty`.
+    pub fn quantize(ty: DType, x: &[f32], out: &mut [u8]) -> Result<(), QuantError> = quantize_body
+);
 
 #[inline(always)]
 fn quantize_body(ty: DType, x: &[f32], out: &mut [u8]) -> Result<(), QuantError> {
@@ -448,7 +422,7 @@ fn q4_0_scale(x: &[f32]) -> f32 {
 /// stored (bf16) scale, since bf16's 8-bit mantissa is too coarse to ignore.
 fn quantize_q4bf16_block(x: &[f32], b: &mut BlockQ4BF16) {
     b.d = f32_to_bf16(q4_0_scale(x));
-    let d = bf16_to_f32(b.d);
+    let d = b.d();
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     let q = |v: f32| ((v * id + 8.5) as i32).clamp(0, 15) as u8;
     for j in 0..16 {
@@ -825,15 +799,7 @@ pub fn dot(
     let ab = crate::act_row_bytes(w, n).expect("executed weight type");
     if k > 1 && matches!(w, DType::Q4_0 | DType::Q5_0 | DType::Q8_0 | DType::Q4BF16_1) {
         // The same sums as dot1, in the same order per output, with each weight
-        // block unpacked once for all k activation rows. The same source compiled
-        // for AVX2 where the CPU has it (integer sums are exact and the float
-        // operations keep their order, so the result is bit for bit the same).
-        #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked just above).
-            unsafe { dot_q8_family_avx2(w, n, &w_row[..wb], acts, act_stride, ab, k, out) };
-            return;
-        }
+        // block unpacked once for all k activation rows.
         dot_q8_family(w, n, &w_row[..wb], acts, act_stride, ab, k, out);
         return;
     }
@@ -843,10 +809,24 @@ pub fn dot(
     }
 }
 
-/// [`dot`] for Q4_0 / Q5_0 / Q8_0 / Q4BF16_1 weights over k activation rows.
+crate::avx2_clone!(
+    /// [`dot`] for Q4_0 / Q5_0 / Q8_0 / Q4BF16_1 weights over k activation rows.
+    #[allow(clippy::too_many_arguments)]
+    fn dot_q8_family(
+        w: DType,
+        n: usize,
+        w_row: &[u8],
+        acts: &[u8],
+        act_stride: usize,
+        ab: usize,
+        k: usize,
+        out: &mut [f32],
+    ) = dot_q8_family_body
+);
+
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn dot_q8_family(
+fn dot_q8_family_body(
     w: DType,
     n: usize,
     w_row: &[u8],
@@ -857,26 +837,35 @@ fn dot_q8_family(
     out: &mut [f32],
 ) {
     let nb = n / QK;
-    let acts: Vec<&[BlockQ8_0]> = (0..k)
-        .map(|j| blocks::<BlockQ8_0>(&acts[j * act_stride..j * act_stride + ab], nb))
-        .collect();
+    // The activation rows' block views: on the stack for up to 8 rows (every call
+    // but the self-check's longer prompts), else in one allocation.
+    let view = |j: usize| blocks::<BlockQ8_0>(&acts[j * act_stride..j * act_stride + ab], nb);
+    let mut stack: [&[BlockQ8_0]; 8] = [&[]; 8];
+    let heap: Vec<&[BlockQ8_0]>;
+    let acts: &[&[BlockQ8_0]] = if k <= stack.len() {
+        for (j, a) in stack[..k].iter_mut().enumerate() {
+            *a = view(j);
+        }
+        &stack[..k]
+    } else {
+        heap = (0..k).map(view).collect();
+        &heap
+    };
     out[..k].fill(0.0);
     let mut q = [0i8; QK];
     for b in 0..nb {
         let d = match w {
-            DType::Q4_0 => {
+            // One layout; only the scale's encoding differs.
+            DType::Q4_0 | DType::Q4BF16_1 => {
                 let x = &blocks::<BlockQ4_0>(w_row, nb)[b];
                 q.iter_mut()
                     .enumerate()
                     .for_each(|(i, v)| *v = x.q(i) as i8 - 8);
-                x.d()
-            }
-            DType::Q4BF16_1 => {
-                let x = &blocks::<BlockQ4BF16>(w_row, nb)[b];
-                q.iter_mut()
-                    .enumerate()
-                    .for_each(|(i, v)| *v = x.q(i) as i8 - 8);
-                x.d()
+                if w == DType::Q4_0 {
+                    x.d()
+                } else {
+                    bf16_to_f32(x.d)
+                }
             }
             DType::Q5_0 => {
                 let x = &blocks::<BlockQ5_0>(w_row, nb)[b];
@@ -892,7 +881,7 @@ fn dot_q8_family(
             }
         };
         let qw: [i32; QK] = std::array::from_fn(|i| i32::from(q[i]));
-        for (o, a) in out.iter_mut().zip(&acts) {
+        for (o, a) in out.iter_mut().zip(acts) {
             let y = &a[b];
             // Eight lanes of partial sums (exact in i32), then their total.
             let mut lanes = [0i32; 8];
@@ -905,23 +894,6 @@ fn dot_q8_family(
             *o += sumi as f32 * (d * y.d());
         }
     }
-}
-
-/// [`dot_q8_family`] compiled for AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn dot_q8_family_avx2(
-    w: DType,
-    n: usize,
-    w_row: &[u8],
-    acts: &[u8],
-    act_stride: usize,
-    ab: usize,
-    k: usize,
-    out: &mut [f32],
-) {
-    dot_q8_family(w, n, w_row, acts, act_stride, ab, k, out)
 }
 
 /// Reference multi-row dot: `out[r * k + j] = dot(row r, act row j)`, row r of the
@@ -968,21 +940,18 @@ pub fn dot1(w: DType, n: usize, wr: &[u8], a: &[u8]) -> f32 {
             }
             s as f32
         }
-        DType::Q4_0 => {
+        // One layout; only the scale's encoding differs.
+        DType::Q4_0 | DType::Q4BF16_1 => {
             let (wb, ab) = (blocks::<BlockQ4_0>(wr, nb), blocks::<BlockQ8_0>(a, nb));
             let mut s = 0f32;
             for (x, y) in wb.iter().zip(ab) {
+                let d = if w == DType::Q4_0 {
+                    x.d()
+                } else {
+                    bf16_to_f32(x.d)
+                };
                 let sumi: i32 = (0..QK).map(|i| (x.q(i) as i32 - 8) * y.qs[i] as i32).sum();
-                s += sumi as f32 * (x.d() * y.d());
-            }
-            s
-        }
-        DType::Q4BF16_1 => {
-            let (wb, ab) = (blocks::<BlockQ4BF16>(wr, nb), blocks::<BlockQ8_0>(a, nb));
-            let mut s = 0f32;
-            for (x, y) in wb.iter().zip(ab) {
-                let sumi: i32 = (0..QK).map(|i| (x.q(i) as i32 - 8) * y.qs[i] as i32).sum();
-                s += sumi as f32 * (x.d() * y.d());
+                s += sumi as f32 * (d * y.d());
             }
             s
         }
