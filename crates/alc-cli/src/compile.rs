@@ -53,6 +53,24 @@ pub struct CompileArgs {
     no_register: bool,
 }
 
+/// A bytes progress bar with a stage message and ETA on a terminal; hidden otherwise
+/// (the caller prints plain or JSON lines then). Shared by compile and export.
+pub fn byte_bar(tty: bool) -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    if tty {
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{msg:>24} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+    } else {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar
+}
+
 pub fn compile(a: CompileArgs) -> Result<()> {
     let defaults = CompileOptions::new(a.input, a.out);
     let opts = CompileOptions {
@@ -67,18 +85,7 @@ pub fn compile(a: CompileArgs) -> Result<()> {
         ..defaults
     };
     let tty = std::io::stderr().is_terminal() && !a.json;
-    let bar = ProgressBar::new(0);
-    if tty {
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{msg:>24} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-    } else {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
+    let bar = byte_bar(tty);
     let mut last_stage = String::new();
     let json = a.json;
     let mut on_progress = |p: Progress<'_>| match p {

@@ -3,7 +3,6 @@
 use alc_convert::{ExportDtype, ExportOptions, Progress};
 use anyhow::{bail, Result};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -64,18 +63,7 @@ pub fn export(a: ExportArgs) -> Result<()> {
         ..ExportOptions::new(a.input, a.out)
     };
     let tty = std::io::stderr().is_terminal();
-    let bar = ProgressBar::new(0);
-    if tty {
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{msg:>24} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-    } else {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
+    let bar = crate::compile::byte_bar(tty);
     let mut on_progress = |p: Progress<'_>| match p {
         Progress::Stage(s) if tty => bar.set_message(s.to_string()),
         Progress::Stage(s) => eprintln!("export: {s}"),

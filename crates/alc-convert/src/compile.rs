@@ -18,7 +18,7 @@ use std::time::Instant;
 /// Version of the package manifest (`alc.format_version`).
 pub const FORMAT_VERSION: u32 = 1;
 /// Rows converted and quantised per step (bounds the memory of big tensors).
-pub(crate) const ROW_BLOCK: usize = 4096;
+const ROW_BLOCK: usize = 4096;
 /// Self-check prompt tokens.
 pub const SELF_CHECK_TOKENS: usize = 8;
 const SELF_CHECK_TEXT: &str =
@@ -847,7 +847,7 @@ fn prepare_hf<'a>(
 }
 
 /// The engine architecture of a GGUF `general.architecture`.
-pub(crate) fn arch_of_gguf(name: &str) -> Result<Arch, ConvertError> {
+fn arch_of_gguf(name: &str) -> Result<Arch, ConvertError> {
     Ok(match name {
         "llama" => Arch::Llama,
         "qwen2" => Arch::Qwen2,
@@ -863,6 +863,50 @@ pub(crate) fn arch_of_gguf(name: &str) -> Result<Arch, ConvertError> {
     })
 }
 
+/// A GGUF file's architecture (name and [`Arch`]) and hyperparameters, once the
+/// engine has accepted the model as it is (hyperparameters, tensor shapes).
+pub(crate) fn gguf_model(
+    f: &Arc<GgufFile>,
+) -> Result<(String, Arch, alc_models::HParams), ConvertError> {
+    let arch_name = f.req_str("general.architecture")?.to_string();
+    let arch = arch_of_gguf(&arch_name)?;
+    let model = alc_models::Model::from_gguf(f.clone())
+        .map_err(|e| ConvertError::Unsupported(format!("{}: {e}", f.path().display())))?;
+    Ok((arch_name, arch, model.hp))
+}
+
+/// Dequantise tensor `t` of `f` in blocks of at most [`ROW_BLOCK`] rows, handing each
+/// block's f32 values to `each`: memory stays at one block whatever the tensor's size.
+pub(crate) fn dequantize_row_blocks(
+    f: &GgufFile,
+    t: &alc_format::TensorInfo,
+    mut each: impl FnMut(&[f32]) -> Result<(), ConvertError>,
+) -> Result<(), ConvertError> {
+    let src = f.tensor_data(t);
+    let n = t.dims.iter().product::<u64>() as usize;
+    let cols = t.dims.first().copied().unwrap_or(1) as usize;
+    let rows = n / cols.max(1);
+    let rb = t
+        .dtype
+        .row_bytes(cols as u64)
+        .expect("shape checked at open") as usize;
+    let mut x = Vec::new();
+    let mut r = 0;
+    while r < rows {
+        let r1 = (r + ROW_BLOCK).min(rows);
+        x.resize((r1 - r) * cols, 0f32);
+        alc_quant::dequantize(t.dtype, &src[r * rb..r1 * rb], &mut x).map_err(|e| {
+            ConvertError::Quant {
+                tensor: t.name.clone(),
+                source: e,
+            }
+        })?;
+        each(&x)?;
+        r = r1;
+    }
+    Ok(())
+}
+
 /// Front end for a GGUF file: repackage (keep every tensor's type) without
 /// `--quant`, re-quantise with it (tensors already of the chosen type are copied).
 fn prepare_gguf<'a>(
@@ -870,13 +914,7 @@ fn prepare_gguf<'a>(
     f: &'a Arc<GgufFile>,
     tgt: &Target,
 ) -> Result<Prepared<'a>, ConvertError> {
-    let arch_name = f.req_str("general.architecture")?.to_string();
-    let arch = arch_of_gguf(&arch_name)?;
-    // The engine must accept it as it is (hyperparameters, tensor shapes).
-    let model = alc_models::Model::from_gguf(f.clone())
-        .map_err(|e| ConvertError::Unsupported(format!("{}: {e}", f.path().display())))?;
-    let hp = model.hp.clone();
-    drop(model);
+    let (arch_name, arch, hp) = gguf_model(f)?;
     let ctx = check_ctx(opts, hp.ctx_train, tgt)?;
     let scheme = opts.quant.as_deref().map(Scheme::parse).transpose()?;
     let overrides = parse_overrides(opts)?;
@@ -984,30 +1022,13 @@ fn prepare_gguf<'a>(
             if want[i] == t.dtype {
                 return Ok((src.to_vec(), 0.0, 0.0));
             }
-            // Row blocks: memory stays at one block of f32 rows.
             let n = t.dims.iter().product::<u64>() as usize;
             let cols = t.dims.first().copied().unwrap_or(1) as usize;
-            let rows = n / cols.max(1);
-            let src_rb = t
-                .dtype
-                .row_bytes(cols as u64)
-                .expect("shape checked at open") as usize;
-            let mut x = Vec::new();
             let mut out = Vec::new();
             let mut err = (0f64, 0f64);
-            let mut r = 0;
-            while r < rows {
-                let r1 = (r + ROW_BLOCK).min(rows);
-                x.resize((r1 - r) * cols, 0f32);
-                alc_quant::dequantize(t.dtype, &src[r * src_rb..r1 * src_rb], &mut x).map_err(
-                    |e| ConvertError::Quant {
-                        tensor: t.name.clone(),
-                        source: e,
-                    },
-                )?;
-                quantize_rows(&t.name, want[i], &x, cols, threads, &mut out, &mut err)?;
-                r = r1;
-            }
+            dequantize_row_blocks(f, t, |x| {
+                quantize_rows(&t.name, want[i], x, cols, threads, &mut out, &mut err)
+            })?;
             Ok((out, (err.0 / n.max(1) as f64).sqrt(), err.1))
         }),
         release: Box::new(move |i| f.release_tensor_pages(&ir[i])),
@@ -1143,30 +1164,41 @@ impl SourceDigest {
         }
     }
 
-    /// Build key: the source, everything that changes bytes (the date included), this
-    /// alc version. Equal keys mean identical packages.
+    /// The build key of this source (see [`build_key`]).
     fn build_key(&self, opts: &CompileOptions, tgt: &Target, prep: &Prepared<'_>) -> String {
-        let mut key = Sha256::new();
-        key.update(self.sha256.as_bytes());
-        key.update(self.date().as_bytes());
-        key.update(
-            format!(
-                "{}|{}|{}|{:?}|{}|{}",
-                tgt.name,
-                prep.quant_name,
-                prep.ctx,
-                opts.overrides,
-                env!("CARGO_PKG_VERSION"),
-                FORMAT_VERSION
-            )
-            .as_bytes(),
-        );
-        for t in &prep.tensors {
-            key.update(t.name.as_bytes());
-            key.update(t.dtype.name().as_bytes());
-        }
-        hex(&key.finalize())[..16].to_string()
+        build_key(&self.sha256, &self.date(), opts, tgt, prep)
     }
+}
+
+/// Build key: the source's digest, everything that changes bytes (the date
+/// included), this alc version. Equal keys mean identical packages.
+fn build_key(
+    source: &str,
+    date: &str,
+    opts: &CompileOptions,
+    tgt: &Target,
+    prep: &Prepared<'_>,
+) -> String {
+    let mut key = Sha256::new();
+    key.update(source.as_bytes());
+    key.update(date.as_bytes());
+    key.update(
+        format!(
+            "{}|{}|{}|{:?}|{}|{}",
+            tgt.name,
+            prep.quant_name,
+            prep.ctx,
+            opts.overrides,
+            env!("CARGO_PKG_VERSION"),
+            FORMAT_VERSION
+        )
+        .as_bytes(),
+    );
+    for t in &prep.tensors {
+        key.update(t.name.as_bytes());
+        key.update(t.dtype.name().as_bytes());
+    }
+    hex(&key.finalize())[..16].to_string()
 }
 
 /// A fingerprint of the inputs (names, sizes, modification times) and of everything
@@ -1187,13 +1219,8 @@ fn fingerprint(
             .map_or(0, |d| d.as_nanos());
         h.update(format!("{}|{}|{mtime}\n", p.display(), md.len()).as_bytes());
     }
-    let d = SourceDigest {
-        sha256: hex(&h.finalize()),
-        input_bytes: 0,
-        newest: 0,
-        ms: 0.0,
-    };
-    Ok(d.build_key(opts, tgt, prep))
+    // The modification times stand in for the date.
+    Ok(build_key(&hex(&h.finalize()), "", opts, tgt, prep))
 }
 
 /// Waits for the source-hashing thread.

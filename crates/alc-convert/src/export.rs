@@ -11,8 +11,9 @@
 //! the +1. The output appears under its name only when complete (written in a
 //! temporary directory beside it, then renamed).
 
-use crate::compile::{arch_of_gguf, ROW_BLOCK};
+use crate::compile::{dequantize_row_blocks, gguf_model};
 use crate::{arch::Arch, vocab, ConvertError, Progress};
+use alc_core::DType;
 use alc_format::{GgufFile, TensorInfo};
 use serde_json::{json, Map, Value as Json};
 use std::io::Write;
@@ -55,23 +56,12 @@ impl ExportDtype {
             ExportDtype::BF16 => "bfloat16",
         }
     }
-    fn size(self) -> usize {
+    /// The element type, written by `alc_quant::quantize` (as `alc compile` does).
+    fn dtype(self) -> DType {
         match self {
-            ExportDtype::F32 => 4,
-            _ => 2,
-        }
-    }
-    fn encode(self, x: &[f32], out: &mut Vec<u8>) {
-        out.clear();
-        out.reserve(x.len() * self.size());
-        match self {
-            ExportDtype::F32 => x.iter().for_each(|v| out.extend(v.to_le_bytes())),
-            ExportDtype::F16 => x
-                .iter()
-                .for_each(|&v| out.extend(half::f16::from_f32(v).to_le_bytes())),
-            ExportDtype::BF16 => x
-                .iter()
-                .for_each(|&v| out.extend(half::bf16::from_f32(v).to_le_bytes())),
+            ExportDtype::F32 => DType::F32,
+            ExportDtype::F16 => DType::F16,
+            ExportDtype::BF16 => DType::BF16,
         }
     }
 }
@@ -130,7 +120,7 @@ struct Item<'a> {
 
 impl Item<'_> {
     fn bytes(&self) -> u64 {
-        (self.shape.iter().product::<usize>() * self.dtype.size()) as u64
+        (self.shape.iter().product::<usize>() * self.dtype.dtype().block_bytes()) as u64
     }
 }
 
@@ -515,57 +505,51 @@ fn st_header(items: &[&Item<'_>]) -> Vec<u8> {
     out
 }
 
-/// Dequantise `it` and write it in its export type.
+/// Dequantise `it`, apply its inverse transform and write it in its export type to
+/// `w` (the shard at `out`).
 fn write_tensor(
     f: &GgufFile,
     it: &Item<'_>,
     w: &mut impl Write,
+    out: &Path,
     buf: &mut Vec<u8>,
 ) -> Result<(), ConvertError> {
     let t = it.src;
-    let data = f.tensor_data(t);
-    let cols = t.dims.first().copied().unwrap_or(1) as usize;
-    let n = t.dims.iter().product::<u64>() as usize;
-    let rows = n / cols.max(1);
-    let rb = t
-        .dtype
-        .row_bytes(cols as u64)
-        .expect("shape checked at open") as usize;
-    let quant = |e| ConvertError::Quant {
-        tensor: t.name.clone(),
-        source: e,
+    let ty = it.dtype.dtype();
+    let mut emit = |x: &[f32]| -> Result<(), ConvertError> {
+        buf.resize(x.len() * ty.block_bytes(), 0);
+        alc_quant::quantize(ty, x, buf).map_err(|e| ConvertError::Quant {
+            tensor: t.name.clone(),
+            source: e,
+        })?;
+        w.write_all(buf).map_err(|e| ConvertError::Io {
+            path: out.to_path_buf(),
+            source: e,
+        })
     };
-    let io = |e| ConvertError::Io {
-        path: f.path().to_path_buf(),
-        source: e,
-    };
-    let mut x = Vec::new();
     if it.inverse == Inverse::None {
-        // Row blocks: memory stays at one block whatever the tensor's size.
-        let mut r = 0;
-        while r < rows {
-            let r1 = (r + ROW_BLOCK).min(rows);
-            x.resize((r1 - r) * cols, 0f32);
-            alc_quant::dequantize(t.dtype, &data[r * rb..r1 * rb], &mut x).map_err(quant)?;
-            it.dtype.encode(&x, buf);
-            w.write_all(buf).map_err(io)?;
-            r = r1;
-        }
-        return Ok(());
+        return dequantize_row_blocks(f, t, emit);
     }
-    x.resize(n, 0f32);
-    alc_quant::dequantize(t.dtype, data, &mut x).map_err(quant)?;
+    // The inverse transforms act on whole heads: the whole (small) tensor at once.
+    let mut x = Vec::with_capacity(t.dims.iter().product::<u64>() as usize);
+    dequantize_row_blocks(f, t, |b| {
+        x.extend_from_slice(b);
+        Ok(())
+    })?;
     let y = match it.inverse {
         Inverse::UnpermuteRope { heads } => {
             // Vectors (biases) are permuted as one-column matrices.
-            let c = if t.dims.len() == 1 { 1 } else { cols };
-            unpermute_rope(&x, heads, c)
+            let cols = if t.dims.len() == 1 {
+                1
+            } else {
+                t.dims[0] as usize
+            };
+            unpermute_rope(&x, heads, cols)
         }
         Inverse::SubOne => x.iter().map(|v| v - 1.0).collect(),
         Inverse::None => unreachable!("handled above"),
     };
-    it.dtype.encode(&y, buf);
-    w.write_all(buf).map_err(io)
+    emit(&y)
 }
 
 /// Export `opts.input` as a Hugging Face checkpoint directory.
@@ -576,12 +560,7 @@ pub fn export_hf(
     let t0 = Instant::now();
     progress(Progress::Stage("checking the input"));
     let f = Arc::new(GgufFile::open(&opts.input)?);
-    let arch_name = f.req_str("general.architecture")?.to_string();
-    let arch = arch_of_gguf(&arch_name)?;
-    let model = alc_models::Model::from_gguf(f.clone())
-        .map_err(|e| ConvertError::Unsupported(format!("{}: {e}", f.path().display())))?;
-    let hp = model.hp.clone();
-    drop(model);
+    let (arch_name, arch, hp) = gguf_model(&f)?;
     let tied = f.tensor("output.weight").is_none();
 
     let mut items = Vec::new();
@@ -710,7 +689,7 @@ pub fn export_hf(
                 bytes_total: total,
                 resumed: false,
             });
-            write_tensor(&f, it, &mut w, &mut buf)?;
+            write_tensor(&f, it, &mut w, &path, &mut buf)?;
             f.release_tensor_pages(it.src);
             index.insert(it.name.clone(), shard_name(si).into());
             done += it.bytes();

@@ -13,9 +13,7 @@ mod common;
 
 use alc_convert::{compile, CompileOptions};
 use common::*;
-use safetensors::tensor::TensorView;
 use safetensors::Dtype;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -63,36 +61,6 @@ fn has(msg: &str, wants: &[&str]) {
             "'{w}' not in: {msg}"
         );
     }
-}
-
-/// A tensor of a safetensors file, owned.
-type Owned = (String, Dtype, Vec<usize>, Vec<u8>);
-
-fn write_safetensors(path: &Path, ts: &[Owned]) {
-    let views: Vec<(String, TensorView<'_>)> = ts
-        .iter()
-        .map(|(n, dt, shape, data)| {
-            (
-                n.clone(),
-                TensorView::new(*dt, shape.clone(), data).unwrap(),
-            )
-        })
-        .collect();
-    let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
-    safetensors::serialize_to_file(views, Some(meta), path).unwrap();
-}
-
-/// Rewrite a safetensors file after `edit` changed its tensors.
-fn rewrite_safetensors(path: &Path, edit: impl FnOnce(&mut Vec<Owned>)) {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut ts: Vec<Owned> = st
-        .tensors()
-        .into_iter()
-        .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
-        .collect();
-    edit(&mut ts);
-    write_safetensors(path, &ts);
 }
 
 fn f32_zeros(name: &str, shape: &[usize]) -> Owned {

@@ -16,9 +16,8 @@ mod common;
 
 use alc_convert::{compile, CompileOptions, ConvertError, Outcome, Report};
 use common::*;
-use safetensors::tensor::TensorView;
 use safetensors::Dtype;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -232,42 +231,11 @@ fn write_synthetic(dir: &Path, s: &Synth) {
         }
     }
     tensors.push(("model.norm.weight".into(), vec![d], ones));
-    let views: Vec<(String, TensorView<'_>)> = tensors
-        .iter()
-        .map(|(n, shape, data)| {
-            (
-                n.clone(),
-                TensorView::new(Dtype::BF16, shape.clone(), data).unwrap(),
-            )
-        })
-        .collect();
-    let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
-    safetensors::serialize_to_file(views, Some(meta), &dir.join("model.safetensors")).unwrap();
-}
-
-/// A tensor of a safetensors file, owned.
-type Owned = (String, Dtype, Vec<usize>, Vec<u8>);
-
-/// Rewrite a safetensors file after `edit` changed its tensors.
-fn rewrite_safetensors(path: &Path, edit: impl FnOnce(&mut Vec<Owned>)) {
-    let bytes = read(path);
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut ts: Vec<Owned> = st
-        .tensors()
+    let ts: Vec<Owned> = tensors
         .into_iter()
-        .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
+        .map(|(n, shape, data)| (n, Dtype::BF16, shape, data))
         .collect();
-    edit(&mut ts);
-    let views: Vec<(String, TensorView<'_>)> = ts
-        .iter()
-        .map(|(n, dt, shape, data)| {
-            (
-                n.clone(),
-                TensorView::new(*dt, shape.clone(), data).unwrap(),
-            )
-        })
-        .collect();
-    safetensors::serialize_to_file(views, None, path).unwrap();
+    write_safetensors(&dir.join("model.safetensors"), &ts);
 }
 
 /// Copy a fixture directory to `dst` (created).

@@ -91,3 +91,33 @@ pub fn compare(p: &[Vec<f64>], q: &[Vec<f64>]) -> (f64, f64) {
     }
     (agree as f64 / p.len() as f64, kl / p.len() as f64)
 }
+
+/// A tensor of a safetensors file, owned.
+pub type Owned = (String, safetensors::Dtype, Vec<usize>, Vec<u8>);
+
+pub fn write_safetensors(path: &Path, ts: &[Owned]) {
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = ts
+        .iter()
+        .map(|(n, dt, shape, data)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(*dt, shape.clone(), data).unwrap(),
+            )
+        })
+        .collect();
+    let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+    safetensors::serialize_to_file(views, Some(meta), path).unwrap();
+}
+
+/// Rewrite a safetensors file after `edit` changed its tensors.
+pub fn rewrite_safetensors(path: &Path, edit: impl FnOnce(&mut Vec<Owned>)) {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut ts: Vec<Owned> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
+        .collect();
+    edit(&mut ts);
+    write_safetensors(path, &ts);
+}
