@@ -71,6 +71,24 @@ pub fn byte_bar(tty: bool) -> ProgressBar {
     bar
 }
 
+/// A progress report as the JSON line `--json` prints on stderr (compile and export;
+/// docs/FORMAT.md Part D).
+pub fn progress_event(p: &Progress<'_>) -> serde_json::Value {
+    match *p {
+        Progress::Stage(s) => serde_json::json!({"event": "stage", "stage": s}),
+        Progress::Tensor {
+            index,
+            count,
+            name,
+            bytes_done,
+            bytes_total,
+            resumed,
+        } => serde_json::json!({"event": "tensor", "index": index, "count": count,
+            "name": name, "bytes_done": bytes_done, "bytes_total": bytes_total,
+            "resumed": resumed}),
+    }
+}
+
 pub fn compile(a: CompileArgs) -> Result<()> {
     let defaults = CompileOptions::new(a.input, a.out);
     let opts = CompileOptions {
@@ -90,22 +108,7 @@ pub fn compile(a: CompileArgs) -> Result<()> {
     let json = a.json;
     let mut on_progress = |p: Progress<'_>| match p {
         // --json: progress as JSON lines on stderr (stdout keeps the report).
-        Progress::Stage(s) if json => {
-            eprintln!("{}", serde_json::json!({"event": "stage", "stage": s}))
-        }
-        Progress::Tensor {
-            index,
-            count,
-            name,
-            bytes_done,
-            bytes_total,
-            resumed,
-        } if json => eprintln!(
-            "{}",
-            serde_json::json!({"event": "tensor", "index": index, "count": count,
-                "name": name, "bytes_done": bytes_done, "bytes_total": bytes_total,
-                "resumed": resumed})
-        ),
+        p if json => eprintln!("{}", progress_event(&p)),
         Progress::Stage(s) => {
             if tty {
                 bar.set_message(s.to_string());

@@ -26,7 +26,8 @@ pub struct ExportArgs {
     /// Replace an existing non-empty output directory.
     #[arg(long)]
     force: bool,
-    /// Print the result as JSON on stdout.
+    /// Print the result as JSON on stdout, and progress as JSON lines on stderr (as
+    /// `alc compile --json`).
     #[arg(long)]
     json: bool,
 }
@@ -62,9 +63,12 @@ pub fn export(a: ExportArgs) -> Result<()> {
         force: a.force,
         ..ExportOptions::new(a.input, a.out)
     };
-    let tty = std::io::stderr().is_terminal();
+    let tty = std::io::stderr().is_terminal() && !a.json;
     let bar = crate::compile::byte_bar(tty);
+    let json = a.json;
     let mut on_progress = |p: Progress<'_>| match p {
+        // --json: progress as JSON lines on stderr, as compile's.
+        p if json => eprintln!("{}", crate::compile::progress_event(&p)),
         Progress::Stage(s) if tty => bar.set_message(s.to_string()),
         Progress::Stage(s) => eprintln!("export: {s}"),
         Progress::Tensor {
@@ -85,14 +89,13 @@ pub fn export(a: ExportArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
         println!(
-            "{}: {} ({} from GGUF {}), {} tensors, {:.1} MiB {} in {} file(s), {:.1} s",
+            "{}: {} ({} from GGUF {}), {} tensors, {:.1} MiB in {} file(s), {:.1} s",
             r.out.display(),
             r.hf_class,
             r.dtype,
             r.gguf_architecture,
             r.tensors,
             r.bytes as f64 / 1048576.0,
-            r.dtype,
             r.shards.len(),
             r.seconds
         );
