@@ -16,6 +16,7 @@ use crate::{arch::Arch, vocab, ConvertError, Progress};
 use alc_core::DType;
 use alc_format::{GgufFile, TensorInfo};
 use serde_json::{json, Map, Value as Json};
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -310,21 +311,62 @@ fn config_json(
     Ok(c)
 }
 
+/// SentencePiece merges as the Hugging Face converter derives them from a piece
+/// list: every split of every piece into two pieces, ordered by the merged piece's
+/// score (highest first), then by the lengths of the left and right parts (longest
+/// first), ties kept in piece order and, within a piece, by the parts' ids.
+fn spm_merges<'a>(
+    tokens: &[&'a str],
+    scores: &[f32],
+    vocab: &HashMap<&str, usize>,
+) -> Vec<(&'a str, &'a str)> {
+    let mut merges: Vec<(&str, &str, f32)> = Vec::new();
+    let mut local = Vec::new();
+    for (i, &t) in tokens.iter().enumerate() {
+        if !vocab.contains_key(t) {
+            continue;
+        }
+        local.clear();
+        for (k, _) in t.char_indices().skip(1) {
+            let (l, r) = t.split_at(k);
+            if let (Some(&a), Some(&b)) = (vocab.get(l), vocab.get(r)) {
+                local.push((a, b, l, r));
+            }
+        }
+        local.sort_by_key(|&(a, b, _, _)| (a, b));
+        merges.extend(local.iter().map(|&(_, _, l, r)| (l, r, scores[i])));
+    }
+    let len = |s: &str| s.chars().count();
+    // Stable: equal keys keep their order, as Python's sorted(reverse=True) does;
+    // -0.0 and 0.0 compare equal there too.
+    merges.sort_by(|x, y| {
+        y.2.partial_cmp(&x.2)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then_with(|| len(y.0).cmp(&len(x.0)))
+            .then_with(|| len(y.1).cmp(&len(x.1)))
+    });
+    merges.into_iter().map(|(l, r, _)| (l, r)).collect()
+}
+
 /// tokenizer.json, tokenizer_config.json and generation_config.json from the GGUF
-/// vocabulary (byte-level BPE only).
+/// vocabulary: byte-level BPE ("gpt2") or SentencePiece ("llama", rebuilt as a BPE
+/// with byte fallback, merges derived from the piece scores).
 pub fn tokenizer_files(f: &GgufFile, ctx: usize) -> Result<(Json, Json, Json), ConvertError> {
     let bad = |why: String| ConvertError::Tokenizer {
         path: f.path().to_path_buf(),
         why,
     };
     let model = f.get_str("tokenizer.ggml.model")?.unwrap_or("(none)");
-    if model != "gpt2" {
-        return Err(bad(format!(
-            "tokenizer.ggml.model '{model}' cannot be exported yet (supported: gpt2, \
-             byte-level BPE); SentencePiece vocabularies need the model's original \
-             tokenizer.json"
-        )));
-    }
+    let spm = match model {
+        "gpt2" => false,
+        "llama" => true,
+        _ => {
+            return Err(bad(format!(
+                "tokenizer.ggml.model '{model}' cannot be exported (supported: gpt2 \
+                 (byte-level BPE), llama (SentencePiece))"
+            )))
+        }
+    };
     let tokens = f
         .get_str_array("tokenizer.ggml.tokens")?
         .ok_or_else(|| bad("tokenizer.ggml.tokens is missing".into()))?;
@@ -338,29 +380,16 @@ pub fn tokenizer_files(f: &GgufFile, ctx: usize) -> Result<(Json, Json, Json), C
             tokens.len()
         )));
     }
-    let merges = f
-        .get_str_array("tokenizer.ggml.merges")?
-        .ok_or_else(|| bad("tokenizer.ggml.merges is missing".into()))?;
-    let pre = f.get_str("tokenizer.ggml.pre")?.unwrap_or("default");
-    let pre_tok = vocab::pre_tokenizer_json(pre).ok_or_else(|| {
-        bad(format!(
-            "pre-tokenizer '{pre}' cannot be exported (supported: {})",
-            vocab::PRE_SHAPES
-                .iter()
-                .map(|(_, p)| *p)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-    })?;
 
     let mut vocab_map = Map::new();
+    let mut index: HashMap<&str, usize> = HashMap::with_capacity(tokens.len());
     let mut added = Vec::new();
     for (id, (&tok, &ty)) in tokens.iter().zip(&types).enumerate() {
         if ty == vocab::UNUSED as i64 && tok == format!("[PAD{id}]") {
             // Padding rows beyond the tokenizer; `alc compile` recreates them.
             continue;
         }
-        if vocab_map.contains_key(tok) {
+        if index.insert(tok, id).is_some() {
             return Err(bad(format!(
                 "token {id} ({tok:?}) repeats an earlier token; tokenizer.json cannot hold it"
             )));
@@ -378,25 +407,124 @@ pub fn tokenizer_files(f: &GgufFile, ctx: usize) -> Result<(Json, Json, Json), C
             }));
         }
     }
-    let merges: Vec<Json> = merges
-        .iter()
-        .map(|m| match m.split_once(' ') {
-            Some((a, b)) if !a.is_empty() && !b.is_empty() && !b.contains(' ') => Ok(json!([a, b])),
-            _ => Err(bad(format!(
-                "merge {m:?} is not two tokens separated by a space"
-            ))),
-        })
-        .collect::<Result<_, _>>()?;
     let id = |k: &str| -> Result<Option<usize>, ConvertError> {
         Ok(f.get_u64(&format!("tokenizer.ggml.{k}"))?
             .map(|v| v as usize)
             .filter(|&v| v < tokens.len()))
     };
+    let name = |i: Option<usize>| i.map_or(Json::Null, |i| Json::from(tokens[i]));
     let bos = id("bos_token_id")?;
     let eos = id("eos_token_id")?;
+    let unk = id("unknown_token_id")?;
+
+    // The model section and the text pipeline around it.
+    let (model, normalizer, pre_tokenizer, decoder) = if spm {
+        let scores = f.get_f32_array("tokenizer.ggml.scores")?.ok_or_else(|| {
+            bad("tokenizer.ggml.scores is missing (SentencePiece ranks merges by them)".into())
+        })?;
+        if scores.len() != tokens.len() {
+            return Err(bad(format!(
+                "tokenizer.ggml.scores has {} entries for {} tokens",
+                scores.len(),
+                tokens.len()
+            )));
+        }
+        // llama.cpp's default for SentencePiece vocabularies is to add the prefix.
+        let prefix = f
+            .get_bool("tokenizer.ggml.add_space_prefix")?
+            .unwrap_or(true);
+        let merges: Vec<Json> = spm_merges(&tokens, &scores, &index)
+            .into_iter()
+            .map(|(l, r)| json!([l, r]))
+            .collect();
+        let replace =
+            json!({"type": "Replace", "pattern": {"String": " "}, "content": vocab::SPACE});
+        let mut decode = vec![
+            json!({"type": "Replace", "pattern": {"String": vocab::SPACE}, "content": " "}),
+            json!({"type": "ByteFallback"}),
+            json!({"type": "Fuse"}),
+        ];
+        let (normalizer, pre) = if prefix {
+            decode.push(json!({"type": "Strip", "content": " ", "start": 1, "stop": 0}));
+            (
+                json!({"type": "Sequence", "normalizers": [
+                    {"type": "Prepend", "prepend": vocab::SPACE}, replace]}),
+                Json::Null,
+            )
+        } else {
+            (
+                replace,
+                json!({"type": "Split", "pattern": {"String": " "},
+                       "behavior": "MergedWithPrevious", "invert": false}),
+            )
+        };
+        let model = json!({
+            "type": "BPE",
+            "dropout": null,
+            "unk_token": name(unk),
+            "continuing_subword_prefix": null,
+            "end_of_word_suffix": null,
+            "fuse_unk": true,
+            "byte_fallback": true,
+            "ignore_merges": false,
+            "vocab": vocab_map,
+            "merges": merges,
+        });
+        (
+            model,
+            normalizer,
+            pre,
+            json!({"type": "Sequence", "decoders": decode}),
+        )
+    } else {
+        let merges = f
+            .get_str_array("tokenizer.ggml.merges")?
+            .ok_or_else(|| bad("tokenizer.ggml.merges is missing".into()))?;
+        let pre = f.get_str("tokenizer.ggml.pre")?.unwrap_or("default");
+        let pre_tok = vocab::pre_tokenizer_json(pre).ok_or_else(|| {
+            bad(format!(
+                "pre-tokenizer '{pre}' cannot be exported (supported: {})",
+                vocab::PRE_SHAPES
+                    .iter()
+                    .map(|(_, p)| *p)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        let merges: Vec<Json> = merges
+            .iter()
+            .map(|m| match m.split_once(' ') {
+                Some((a, b)) if !a.is_empty() && !b.is_empty() && !b.contains(' ') => {
+                    Ok(json!([a, b]))
+                }
+                _ => Err(bad(format!(
+                    "merge {m:?} is not two tokens separated by a space"
+                ))),
+            })
+            .collect::<Result<_, _>>()?;
+        let model = json!({
+            "type": "BPE",
+            "dropout": null,
+            "unk_token": null,
+            "continuing_subword_prefix": null,
+            "end_of_word_suffix": null,
+            "fuse_unk": false,
+            "byte_fallback": false,
+            "ignore_merges": pre == "llama-bpe",
+            "vocab": vocab_map,
+            "merges": merges,
+        });
+        let normalizer = if pre == "qwen2" {
+            json!({"type": "NFC"})
+        } else {
+            Json::Null
+        };
+        let decoder = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
+        (model, normalizer, pre_tok, decoder)
+    };
+
     let add_bos = f.get_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(false) && bos.is_some();
     let add_eos = f.get_bool("tokenizer.ggml.add_eos_token")?.unwrap_or(false) && eos.is_some();
-    let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
     let post = if add_bos || add_eos {
         let mut specials = Map::new();
         let mut seq = |ids: &[&str]| -> Vec<Json> {
@@ -418,6 +546,8 @@ pub fn tokenizer_files(f: &GgufFile, ctx: usize) -> Result<(Json, Json, Json), C
         let single = seq(&["A"]);
         let pair = seq(&["A", "B"]);
         json!({"type": "TemplateProcessing", "single": single, "pair": pair, "special_tokens": specials})
+    } else if spm {
+        Json::Null
     } else {
         json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false})
     };
@@ -426,29 +556,17 @@ pub fn tokenizer_files(f: &GgufFile, ctx: usize) -> Result<(Json, Json, Json), C
         "truncation": null,
         "padding": null,
         "added_tokens": added,
-        "normalizer": if pre == "qwen2" { json!({"type": "NFC"}) } else { Json::Null },
-        "pre_tokenizer": pre_tok,
+        "normalizer": normalizer,
+        "pre_tokenizer": pre_tokenizer,
         "post_processor": post,
-        "decoder": byte_level,
-        "model": {
-            "type": "BPE",
-            "dropout": null,
-            "unk_token": null,
-            "continuing_subword_prefix": null,
-            "end_of_word_suffix": null,
-            "fuse_unk": false,
-            "byte_fallback": false,
-            "ignore_merges": pre == "llama-bpe",
-            "vocab": vocab_map,
-            "merges": merges,
-        },
+        "decoder": decoder,
+        "model": model,
     });
-    let name = |i: Option<usize>| i.map_or(Json::Null, |i| Json::from(tokens[i]));
     let mut config = json!({
         "tokenizer_class": "PreTrainedTokenizerFast",
         "bos_token": name(bos),
         "eos_token": name(eos),
-        "unk_token": name(id("unknown_token_id")?),
+        "unk_token": name(unk),
         "pad_token": name(id("padding_token_id")?),
         "add_bos_token": add_bos,
         "add_eos_token": add_eos,

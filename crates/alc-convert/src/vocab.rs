@@ -1,11 +1,21 @@
 //! Hugging Face tokenizer files → GGUF `tokenizer.*` metadata that alc's tokenizer
 //! (and llama.cpp's) reads back to the same ids as the `tokenizers` library.
 //!
-//! Supported: byte-level BPE (`model.type` "BPE" with a ByteLevel pre-tokenizer
-//! or decoder), with one of the pre-tokenizer shapes in [`PRE_SHAPES`]. Token
-//! strings are stored as tokenizer.json spells them (GPT-2's byte-to-unicode
-//! alphabet), merges as "left right" lines, ids beyond the tokenizer up to the
-//! model's vocabulary as `[PAD{id}]` unused tokens.
+//! Supported:
+//! - byte-level BPE (`model.type` "BPE" with a ByteLevel pre-tokenizer), with one
+//!   of the pre-tokenizer shapes in [`PRE_SHAPES`] → `tokenizer.ggml.model`
+//!   "gpt2". Token strings are stored as tokenizer.json spells them (GPT-2's
+//!   byte-to-unicode alphabet), merges as "left right" lines.
+//! - SentencePiece-style BPE (`byte_fallback`, spaces as "▁", one of
+//!   [`SPM_SHAPES`]: Gemma, Llama 2 / Mistral) → "llama": pieces, types (byte
+//!   pieces `<0xXX>` BYTE) and scores, which SentencePiece ranks merges by. The
+//!   scores are SentencePiece's own (minus the rank among normal pieces) when the
+//!   merges follow the piece order, as every tokenizer converted from a
+//!   SentencePiece model does; otherwise minus the rank of the first merge that
+//!   makes the piece (docs/FORMAT.md, Part D, "Tokenizer (HF input)").
+//!
+//! Ids beyond the tokenizer up to the model's vocabulary become `[PAD{id}]` unused
+//! tokens.
 
 use crate::ConvertError;
 use alc_format::Value;
@@ -26,11 +36,81 @@ pub const PRE_SHAPES: &[(&str, &str)] = &[
     ("Split(Qwen 2 regex) + ByteLevel", "qwen2"),
 ];
 
+/// Recognised SentencePiece-style shapes (normaliser / pre-tokenizer).
+pub const SPM_SHAPES: &[&str] = &[
+    "Replace(\" \"→\"▁\") with no pre-tokenizer or Split(\" \") (Gemma)",
+    "Sequence[Prepend(\"▁\"), Replace(\" \"→\"▁\")] (Llama 2, Mistral)",
+];
+
+/// SentencePiece's space marker.
+pub(crate) const SPACE: &str = "\u{2581}";
+
 // llama.cpp token types.
 pub(crate) const NORMAL: i32 = 1;
+pub(crate) const UNKNOWN: i32 = 2;
 pub(crate) const CONTROL: i32 = 3;
 pub(crate) const USER_DEFINED: i32 = 4;
 pub(crate) const UNUSED: i32 = 5;
+pub(crate) const BYTE: i32 = 6;
+/// The score llama.cpp's converter gives pieces that merges never make
+/// (control, user-defined, unknown, unused).
+pub(crate) const SPECIAL_SCORE: f32 = -1000.0;
+
+/// The tokenizer families alc converts.
+enum Kind {
+    /// Byte-level BPE with this `tokenizer.ggml.pre`.
+    ByteLevel(&'static str),
+    /// SentencePiece-style BPE.
+    Spm { add_space_prefix: bool },
+}
+
+/// `<0xXX>`: SentencePiece's byte-fallback piece for byte XX.
+pub(crate) fn is_byte_piece(t: &str) -> bool {
+    let b = t.as_bytes();
+    b.len() == 6
+        && t.starts_with("<0x")
+        && b[5] == b'>'
+        && b[3..5].iter().all(|c| c.is_ascii_hexdigit())
+}
+
+/// SentencePiece scores for `types` given tokenizer.json's `merges` (module docs):
+/// normal pieces ranked by piece order when the merges follow it, else by the
+/// first merge that makes them; bytes 0; every other type [`SPECIAL_SCORE`].
+fn spm_scores(types: &[i32], merges: &[(String, String)], ids: &HashMap<String, u32>) -> Vec<f32> {
+    let mut normal_rank = vec![0usize; types.len()];
+    let mut n = 0;
+    for (r, &t) in normal_rank.iter_mut().zip(types) {
+        if t == NORMAL {
+            *r = n;
+            n += 1;
+        }
+    }
+    let mut first_merge: Vec<Option<usize>> = vec![None; types.len()];
+    let mut in_order = true;
+    let mut last = 0;
+    for (rank, (a, b)) in merges.iter().enumerate() {
+        let Some(&id) = ids.get(&format!("{a}{b}")) else {
+            continue;
+        };
+        let id = id as usize;
+        if types[id] != NORMAL {
+            continue;
+        }
+        first_merge[id].get_or_insert(rank);
+        in_order &= normal_rank[id] >= last;
+        last = last.max(normal_rank[id]);
+    }
+    types
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| match t {
+            NORMAL if in_order => -(normal_rank[i] as f32),
+            NORMAL => -(first_merge[i].unwrap_or(merges.len() + normal_rank[i]) as f32),
+            BYTE => 0.0,
+            _ => SPECIAL_SCORE,
+        })
+        .collect()
+}
 
 /// tokenizer.json's `pre_tokenizer` for a `tokenizer.ggml.pre` name: the inverse of
 /// [`PRE_SHAPES`] (used by `alc export`).
@@ -226,35 +306,102 @@ impl HfTokenizer {
         })
     }
 
-    /// GGUF tokenizer metadata for a model with `n_vocab` embedding rows.
-    pub fn metadata(&self, n_vocab: usize) -> Result<Vec<(String, Value)>, ConvertError> {
-        let model = self
-            .json
-            .get("model")
-            .ok_or_else(|| self.bad("no \"model\" section"))?;
+    /// Which tokenizer family tokenizer.json describes, or an error naming its shape.
+    fn kind(&self, model: &Json) -> Result<Kind, ConvertError> {
         let mtype = model.get("type").and_then(|t| t.as_str()).unwrap_or("");
         if mtype != "BPE" {
             return Err(self.bad(format!(
-                "tokenizer model '{mtype}' is not supported (supported: byte-level BPE)"
+                "tokenizer model '{mtype}' is not supported (supported: BPE, byte-level \
+                 or SentencePiece-style with byte fallback)"
             )));
         }
         if model.get("byte_fallback").and_then(|b| b.as_bool()) == Some(true) {
-            return Err(self.bad(
-                "BPE with byte fallback (SentencePiece-style) is not supported yet; \
-                 compile the GGUF made by llama.cpp's converter instead",
-            ));
+            return self
+                .spm_prefix()
+                .map(|add_space_prefix| Kind::Spm { add_space_prefix });
         }
         match self.json.get("normalizer") {
             None | Some(Json::Null) => {}
             Some(n) if n.get("type").and_then(|t| t.as_str()) == Some("NFC") => {}
             Some(n) => {
                 return Err(self.bad(format!(
-                    "normalizer {} is not supported (supported: none, NFC)",
+                    "normalizer {} is not supported for byte-level BPE (supported: none, NFC)",
                     n.get("type").unwrap_or(&Json::Null)
                 )))
             }
         }
-        let pre = self.pre_name()?;
+        self.pre_name().map(Kind::ByteLevel)
+    }
+
+    /// For a SentencePiece-style BPE (byte fallback): whether it puts "▁" before the
+    /// text (Llama 2 / Mistral style) or not (Gemma style), from the normalizer and
+    /// pre-tokenizer; an error for any other shape.
+    fn spm_prefix(&self) -> Result<bool, ConvertError> {
+        let get = |j: &Json, k: &str| j.get(k).cloned().unwrap_or(Json::Null);
+        let ty = |j: &Json| j.get("type").and_then(|t| t.as_str()).map(str::to_string);
+        let is_space_replace = |j: &Json| {
+            ty(j).as_deref() == Some("Replace")
+                && j.get("pattern")
+                    .and_then(|p| p.get("String"))
+                    .and_then(|s| s.as_str())
+                    == Some(" ")
+                && j.get("content").and_then(|c| c.as_str()) == Some(SPACE)
+        };
+        let is_prepend = |j: &Json| {
+            ty(j).as_deref() == Some("Prepend")
+                && j.get("prepend").and_then(|c| c.as_str()) == Some(SPACE)
+        };
+        let norm = get(&self.json, "normalizer");
+        let pre = get(&self.json, "pre_tokenizer");
+        let steps = get(&norm, "normalizers");
+        let steps = steps.as_array().map(Vec::as_slice).unwrap_or_default();
+        // Gemma's pre-tokenizer splits on " ", which the normaliser already replaced:
+        // a no-op.
+        let pre_noop = pre.is_null()
+            || (ty(&pre).as_deref() == Some("Split")
+                && pre
+                    .get("pattern")
+                    .and_then(|p| p.get("String"))
+                    .and_then(|s| s.as_str())
+                    == Some(" "));
+        let prefix = if is_space_replace(&norm) && pre_noop {
+            Some(false)
+        } else if ty(&norm).as_deref() == Some("Sequence")
+            && steps.len() == 2
+            && is_prepend(&steps[0])
+            && is_space_replace(&steps[1])
+            && pre_noop
+        {
+            Some(true)
+        } else if ty(&pre).as_deref() == Some("Metaspace") {
+            return Err(self.bad(
+                "a Metaspace pre-tokenizer is not converted: it skips the \"▁\" prefix where \
+                 the text already starts with a space and (prepend_scheme \"first\") after \
+                 special tokens, which SentencePiece vocabularies in GGUF cannot express; \
+                 compile the GGUF made by llama.cpp's converter from the model's \
+                 tokenizer.model instead",
+            ));
+        } else {
+            None
+        };
+        prefix.ok_or_else(|| {
+            self.bad(format!(
+                "SentencePiece-style BPE with normalizer {} and pre-tokenizer {} is not one \
+                 alc converts (supported: {})",
+                ty(&norm).unwrap_or_else(|| "none".into()),
+                ty(&pre).unwrap_or_else(|| "none".into()),
+                SPM_SHAPES.join("; ")
+            ))
+        })
+    }
+
+    /// GGUF tokenizer metadata for a model with `n_vocab` embedding rows.
+    pub fn metadata(&self, n_vocab: usize) -> Result<Vec<(String, Value)>, ConvertError> {
+        let model = self
+            .json
+            .get("model")
+            .ok_or_else(|| self.bad("no \"model\" section"))?;
+        let kind = self.kind(model)?;
 
         let vocab = model
             .get("vocab")
@@ -310,8 +457,8 @@ impl HfTokenizer {
                 .remove(&(i as u64))
                 .unwrap_or_else(|| (format!("[PAD{i}]"), UNUSED));
             ids.entry(s.clone()).or_insert(i as u32);
-            tokens.push(Value::String(s));
-            types.push(Value::I32(t));
+            tokens.push(s);
+            types.push(t);
         }
 
         let merges = model
@@ -320,32 +467,81 @@ impl HfTokenizer {
             .ok_or_else(|| self.bad("model.merges is missing"))?
             .iter()
             .map(|m| match m {
-                Json::String(s) => Ok(s.clone()),
+                Json::String(s) => match s.split_once(' ') {
+                    Some((a, b)) => Ok((a.to_string(), b.to_string())),
+                    None => Err(self.bad(format!("merge {s:?} is not \"left right\""))),
+                },
                 Json::Array(p) if p.len() == 2 => match (p[0].as_str(), p[1].as_str()) {
-                    (Some(a), Some(b)) => Ok(format!("{a} {b}")),
+                    (Some(a), Some(b)) => Ok((a.to_string(), b.to_string())),
                     _ => Err(self.bad("a merge pair is not two strings")),
                 },
                 _ => Err(self.bad("a merge is neither \"a b\" nor [a, b]")),
             })
-            .map(|r| r.map(Value::String))
             .collect::<Result<Vec<_>, _>>()?;
 
-        let mut m = vec![
-            (
-                "tokenizer.ggml.model".to_string(),
-                Value::String("gpt2".into()),
-            ),
-            ("tokenizer.ggml.pre".to_string(), Value::String(pre.into())),
-            ("tokenizer.ggml.tokens".to_string(), Value::Array(tokens)),
-            ("tokenizer.ggml.token_type".to_string(), Value::Array(types)),
-            ("tokenizer.ggml.merges".to_string(), Value::Array(merges)),
-        ];
         let special = |key: &str| -> Option<u32> {
             self.config
                 .get(key)
                 .and_then(token_str)
                 .and_then(|s| ids.get(s).copied())
         };
+        let unk = special("unk_token").or_else(|| {
+            model
+                .get("unk_token")
+                .and_then(|u| u.as_str())
+                .and_then(|s| ids.get(s).copied())
+        });
+        let mut m = Vec::new();
+        match kind {
+            Kind::ByteLevel(pre) => {
+                m.push(("tokenizer.ggml.model", Value::String("gpt2".into())));
+                m.push(("tokenizer.ggml.pre", Value::String(pre.into())));
+            }
+            Kind::Spm { add_space_prefix } => {
+                // SentencePiece's own types: byte-fallback pieces and the unknown piece.
+                for (t, ty) in tokens.iter().zip(types.iter_mut()) {
+                    if *ty == NORMAL && is_byte_piece(t) {
+                        *ty = BYTE;
+                    }
+                }
+                if let Some(u) = unk {
+                    if types[u as usize] == NORMAL {
+                        types[u as usize] = UNKNOWN;
+                    }
+                }
+                let scores = spm_scores(&types, &merges, &ids);
+                m.push(("tokenizer.ggml.model", Value::String("llama".into())));
+                m.push(("tokenizer.ggml.pre", Value::String("default".into())));
+                m.push((
+                    "tokenizer.ggml.scores",
+                    Value::Array(scores.into_iter().map(Value::F32).collect()),
+                ));
+                m.push((
+                    "tokenizer.ggml.add_space_prefix",
+                    Value::Bool(add_space_prefix),
+                ));
+            }
+        }
+        let byte_level = matches!(kind, Kind::ByteLevel(_));
+        m.push((
+            "tokenizer.ggml.tokens",
+            Value::Array(tokens.into_iter().map(Value::String).collect()),
+        ));
+        m.push((
+            "tokenizer.ggml.token_type",
+            Value::Array(types.into_iter().map(Value::I32).collect()),
+        ));
+        if byte_level {
+            m.push((
+                "tokenizer.ggml.merges",
+                Value::Array(
+                    merges
+                        .into_iter()
+                        .map(|(a, b)| Value::String(format!("{a} {b}")))
+                        .collect(),
+                ),
+            ));
+        }
         let gen_id = |key: &str| -> Option<u32> {
             let v = self.generation.get(key)?;
             let id = v.as_u64().or_else(|| v.as_array()?.first()?.as_u64())?;
@@ -356,11 +552,11 @@ impl HfTokenizer {
         for (key, id) in [
             ("tokenizer.ggml.bos_token_id", bos),
             ("tokenizer.ggml.eos_token_id", eos),
-            ("tokenizer.ggml.unknown_token_id", special("unk_token")),
+            ("tokenizer.ggml.unknown_token_id", unk),
             ("tokenizer.ggml.padding_token_id", special("pad_token")),
         ] {
             if let Some(id) = id {
-                m.push((key.to_string(), Value::U32(id)));
+                m.push((key, Value::U32(id)));
             }
         }
         let add_bos = match self.config.get("add_bos_token").and_then(|b| b.as_bool()) {
@@ -373,13 +569,14 @@ impl HfTokenizer {
             .and_then(|b| b.as_bool())
             .unwrap_or(false);
         m.push((
-            "tokenizer.ggml.add_bos_token".to_string(),
+            "tokenizer.ggml.add_bos_token",
             Value::Bool(add_bos && bos.is_some()),
         ));
         m.push((
-            "tokenizer.ggml.add_eos_token".to_string(),
+            "tokenizer.ggml.add_eos_token",
             Value::Bool(add_eos && eos.is_some()),
         ));
+        let mut m: Vec<(String, Value)> = m.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         if let Some(t) = self.chat_template() {
             m.push(("tokenizer.chat_template".to_string(), Value::String(t)));
         }
@@ -490,5 +687,79 @@ mod tests {
                     .to_vec()
             )
         );
+    }
+
+    /// A SentencePiece-style tokenizer.json over pieces a, b, ab, ba, aba (+ bytes).
+    fn spm_json(merges: &str, normalizer: &str) -> String {
+        format!(
+            r#"{{"model": {{"type": "BPE", "byte_fallback": true, "unk_token": "<unk>",
+               "vocab": {{"<unk>": 0, "<0x41>": 1, "a": 2, "b": 3, "ab": 4, "ba": 5,
+                          "aba": 6}},
+               "merges": {merges}}},
+               "normalizer": {normalizer}}}"#
+        )
+    }
+
+    fn meta(m: &[(String, Value)], key: &str) -> Value {
+        m.iter().find(|(k, _)| k == key).unwrap().1.clone()
+    }
+
+    #[test]
+    fn spm_scores_follow_piece_order_or_merge_rank() {
+        let gemma = r#"{"type": "Replace", "pattern": {"String": " "}, "content": "▁"}"#;
+        let f = |v: &[f32]| Value::Array(v.iter().map(|&x| Value::F32(x)).collect());
+        // Merges in piece order: minus the rank among normal pieces; the byte piece 0,
+        // the unknown piece -1000.
+        let m = tokenizer(
+            &spm_json(r#"[["a","b"],["b","a"],["ab","a"]]"#, gemma),
+            None,
+        )
+        .metadata(7)
+        .unwrap();
+        assert_eq!(
+            meta(&m, "tokenizer.ggml.model"),
+            Value::String("llama".into())
+        );
+        assert_eq!(
+            meta(&m, "tokenizer.ggml.add_space_prefix"),
+            Value::Bool(false)
+        );
+        assert_eq!(
+            meta(&m, "tokenizer.ggml.token_type"),
+            Value::Array([2, 6, 1, 1, 1, 1, 1].map(Value::I32).to_vec())
+        );
+        assert_eq!(
+            meta(&m, "tokenizer.ggml.scores"),
+            f(&[-1000.0, 0.0, -0.0, -1.0, -2.0, -3.0, -4.0])
+        );
+        // "ba" before "ab": ranked by the first merge making each (3 merges; pieces no
+        // merge makes come after them).
+        let m = tokenizer(
+            &spm_json(r#"[["b","a"],["a","b"],["a","ba"]]"#, gemma),
+            None,
+        )
+        .metadata(7)
+        .unwrap();
+        assert_eq!(
+            meta(&m, "tokenizer.ggml.scores"),
+            f(&[-1000.0, 0.0, -3.0, -4.0, -1.0, -0.0, -2.0])
+        );
+        // Llama 2's prefix normaliser.
+        let llama2 = r#"{"type": "Sequence", "normalizers": [
+            {"type": "Prepend", "prepend": "▁"},
+            {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]}"#;
+        let m = tokenizer(&spm_json("[]", llama2), None)
+            .metadata(7)
+            .unwrap();
+        assert_eq!(
+            meta(&m, "tokenizer.ggml.add_space_prefix"),
+            Value::Bool(true)
+        );
+        // Anything else names the shape and the supported ones.
+        let e = tokenizer(&spm_json("[]", r#"{"type": "NFKC"}"#), None)
+            .metadata(7)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("normalizer NFKC") && e.contains("Gemma"), "{e}");
     }
 }
