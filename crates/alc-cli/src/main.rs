@@ -238,7 +238,8 @@ fn main() {
         Cmd::Run(a) => run(a),
         Cmd::Chat(a) => chat(a),
         Cmd::Bench(a) => bench(a),
-        Cmd::Inspect(a) => inspect::inspect(&a.model, a.ctx, a.json, a.tensors),
+        Cmd::Inspect(a) => registry::resolve_model(&a.model)
+            .and_then(|m| inspect::inspect(&m, a.ctx, a.json, a.tensors)),
         Cmd::Compile(a) => compile::compile(a),
         Cmd::Add(a) => registry::add(a),
         Cmd::List(a) => registry::list(a),

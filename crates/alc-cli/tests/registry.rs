@@ -151,4 +151,12 @@ fn run_resolves_a_registered_name() {
     );
     assert!(!by_name.trim().is_empty());
     assert_eq!(by_name, by_path);
+    // inspect resolves names too; the report differs only in the file it names.
+    let info = |m: &str| {
+        let mut j: serde_json::Value =
+            serde_json::from_str(&ok(&home, &["inspect", m, "--json"])).unwrap();
+        j.as_object_mut().unwrap().remove("file");
+        j
+    };
+    assert_eq!(info("smol"), info(p.to_str().unwrap()));
 }

@@ -506,7 +506,32 @@ impl Registry {
             home,
         };
         reg.init()?;
+        reg.sweep_tmp();
         Ok(reg)
+    }
+
+    /// Remove what killed runs left under `tmp/`: files `in-{pid}-…` whose process is
+    /// gone (on Linux, no `/proc/{pid}`; elsewhere, older than a day). Best effort:
+    /// a file that cannot be removed is left for the next open.
+    fn sweep_tmp(&self) {
+        let Ok(entries) = fs::read_dir(self.home.join(TMP_DIR)) else {
+            return;
+        };
+        let own = std::process::id();
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("in-"))
+                .and_then(|n| n.split('-').next())
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if pid != own && !process_alive(pid, &e) {
+                let _ = fs::remove_file(e.path());
+            }
+        }
     }
 
     /// Open the registry in [`default_home`].
@@ -1275,6 +1300,18 @@ fn sync_dir(_dir: &Path) {
         // durability across a power loss.
         let _ = File::open(_dir).and_then(|d| d.sync_all());
     }
+}
+
+/// Whether the process that named temp file `e` may still be writing it.
+fn process_alive(pid: u32, e: &fs::DirEntry) -> bool {
+    if cfg!(target_os = "linux") {
+        return Path::new("/proc").join(pid.to_string()).exists();
+    }
+    let day = std::time::Duration::from_secs(24 * 3600);
+    e.metadata()
+        .and_then(|m| m.modified())
+        .map(|t| t.elapsed().map_or(true, |age| age < day))
+        .unwrap_or(true)
 }
 
 /// A file under `tmp/` that is removed on drop.

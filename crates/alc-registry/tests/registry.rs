@@ -642,3 +642,45 @@ fn copy_when_hard_link_is_impossible() {
         assert_eq!(tmp_files(home.path()), 0);
     }
 }
+
+/// What a killed `add` left under tmp/ goes on the next open; a file of a process
+/// that still runs, and files not named by the registry, stay.
+#[test]
+fn open_sweeps_temp_files_of_dead_processes() {
+    let f = fixture();
+    drop(Registry::open(&f.home).unwrap());
+    let mut done = std::process::Command::new("true").spawn().unwrap();
+    let dead = done.id();
+    done.wait().unwrap();
+    let mut running = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let tmp = f.home.join("tmp");
+    let names = [
+        format!("in-{dead}-1234-0"),
+        format!("in-{dead}-1234-copy-x"),
+        format!("in-{}-1234-0", running.id()),
+        format!("in-{}-1234-0", std::process::id()),
+        "unrelated".to_string(),
+    ];
+    for n in &names {
+        std::fs::write(tmp.join(n), b"partial").unwrap();
+    }
+    drop(Registry::open(&f.home).unwrap());
+    let mut left: Vec<String> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    let _ = running.kill();
+    let _ = running.wait();
+    let mut want = names[2..].to_vec();
+    want.sort();
+    if cfg!(target_os = "linux") {
+        assert_eq!(left, want);
+    } else {
+        // Elsewhere only day-old files go: these are fresh.
+        assert_eq!(left.len(), names.len());
+    }
+}
