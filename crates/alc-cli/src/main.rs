@@ -5,6 +5,7 @@ mod compile;
 mod export;
 mod inspect;
 mod registry;
+mod verify;
 
 use alc_engine::{
     BenchSpec, Deadlines, Engine, EngineConfig, Event, GenRequest, GenStats, Prompt, SamplingParams,
@@ -37,6 +38,10 @@ enum Cmd {
     Bench(BenchArgs),
     /// Architecture, hyperparameters, tensors, tokenizer and memory plan of a model.
     Inspect(InspectArgs),
+    /// Check packages before deployment: digests, structure, compatibility with
+    /// this build, and the bundled self-check. Exit 0 ok, 1 a check failed, 2
+    /// unreadable input.
+    Verify(verify::VerifyArgs),
     /// Compile a Hugging Face checkpoint into one verified, named package.
     Compile(compile::CompileArgs),
     /// Add a package file to the local registry (ALC_HOME) under a name.
@@ -248,6 +253,11 @@ fn main() {
         Cmd::Tag(a) => registry::tag(a),
         Cmd::Ab(a) => registry::ab(a),
         Cmd::Export(a) => export::export(a),
+        Cmd::Verify(a) => verify::verify(a).map(|code| {
+            if code != 0 {
+                std::process::exit(code)
+            }
+        }),
     };
     if let Err(e) = r {
         // One line: the chain of causes joined, skipping a cause whose text the

@@ -26,6 +26,27 @@ const SELF_CHECK_TEXT: &str =
 /// Contexts the manifest's memory plan covers (those up to the package's context,
 /// plus the context itself).
 const PLAN_CONTEXTS: [usize; 4] = [512, 2048, 8192, 32768];
+/// The manifest key of the whole package's sha256 (see [`package_sha256`]).
+pub const PACKAGE_SHA256_KEY: &str = "alc.sha256";
+
+/// sha256 (hex) of the whole package file with the 64 hex digits of
+/// [`PACKAGE_SHA256_KEY`] read as ASCII '0's: the value the key holds in an intact
+/// package. `None` when the file has no such 64-character key (not an alc package, or
+/// one from before the key existed).
+pub fn package_sha256(f: &GgufFile) -> Option<String> {
+    match f.get(PACKAGE_SHA256_KEY) {
+        Some(Value::String(s)) if s.len() == 64 => {}
+        _ => return None,
+    }
+    let at = f.value_offset(PACKAGE_SHA256_KEY)? as usize;
+    let b = f.bytes();
+    let mut h = Sha256::new();
+    h.update(&b[..at]);
+    h.update([b'0'; 64]);
+    h.update(&b[at + 64..]);
+    Some(hex(&h.finalize()))
+}
+
 /// Width of `alc.verification` (padded with spaces so it can be patched in place).
 const STATUS_WIDTH: usize = 8;
 
@@ -602,12 +623,10 @@ fn argmax(x: &[f32]) -> u32 {
         .map_or(0, |(i, _)| i as u32)
 }
 
-/// Teacher-forced next-token logits over the prompt: the scalar reference backend
-/// gives the expectation (its top-1 ids are recorded), the optimised CPU backend
-/// must agree: logits within 30 % relative L2 at every position, the same top-1
-/// except where the two ids' reference logits are closer than the noise between
-/// the backends at that position (3 × the RMS of their logit difference).
-pub fn self_check(file: &Arc<GgufFile>, threads: usize) -> Result<SelfCheck, ConvertError> {
+/// The self-check prompt's ids under `file`'s tokenizer: [`SELF_CHECK_TEXT`] with
+/// the model's BOS rule, cut or padded (repeating the last id) to
+/// [`SELF_CHECK_TOKENS`].
+pub fn self_check_prompt(file: &GgufFile) -> Result<Vec<u32>, ConvertError> {
     let sc = |e: String| ConvertError::SelfCheck(e);
     let tok = alc_tokenizer::Tokenizer::from_gguf(file).map_err(|e| sc(e.to_string()))?;
     let mut prompt = tok
@@ -624,14 +643,34 @@ pub fn self_check(file: &Arc<GgufFile>, threads: usize) -> Result<SelfCheck, Con
         );
     }
     prompt.truncate(SELF_CHECK_TOKENS);
+    Ok(prompt)
+}
+
+/// Teacher-forced next-token logits over the self-check prompt: the scalar
+/// reference backend gives the expectation (its top-1 ids are recorded), the
+/// optimised CPU backend must agree (see the bounds below).
+pub fn self_check(file: &Arc<GgufFile>, threads: usize) -> Result<SelfCheck, ConvertError> {
+    let prompt = self_check_prompt(file)?;
+    self_check_with(file, threads, prompt, None)
+}
+
+/// [`self_check`] over a given `prompt`; with `recorded` (the top-1 ids a package
+/// recorded when it was built), the reference's top-1 must also match them, except
+/// where the two ids are within the same margin the backends may disagree by.
+pub fn self_check_with(
+    file: &Arc<GgufFile>,
+    threads: usize,
+    prompt: Vec<u32>,
+    recorded: Option<&[u32]>,
+) -> Result<SelfCheck, ConvertError> {
+    let sc = |e: String| ConvertError::SelfCheck(e);
+    let n = prompt.len();
     let run = |be: &dyn alc_kernels::Backend, pack: bool| -> Result<Vec<Vec<f32>>, ConvertError> {
         let mut m = alc_models::Model::from_gguf(file.clone()).map_err(|e| sc(e.to_string()))?;
         if pack {
             m.pack_weights(be);
         }
-        let mut state = m
-            .new_state(SELF_CHECK_TOKENS, SELF_CHECK_TOKENS)
-            .map_err(|e| sc(e.to_string()))?;
+        let mut state = m.new_state(n, n).map_err(|e| sc(e.to_string()))?;
         let n_vocab = m.hp.n_vocab;
         let all = m
             .forward(be, &mut state, &prompt, alc_models::Logits::All)
@@ -670,7 +709,14 @@ pub fn self_check(file: &Arc<GgufFile>, threads: usize) -> Result<SelfCheck, Con
         let kl: f64 = lp.iter().zip(&lq).map(|(&p, &q)| p.exp() * (p - q)).sum();
         max_kl = max_kl.max(kl);
         let margin = lp[e as usize] - lp[g as usize];
-        let why = if kl.is_nan() || kl > MAX_KL {
+        let was = recorded.and_then(|r| r.get(pos).copied()).unwrap_or(e);
+        let drift = lp[e as usize] - lp.get(was as usize).copied().unwrap_or(f64::NEG_INFINITY);
+        let why = if was != e && !(drift <= MAX_MARGIN) {
+            Some(format!(
+                "the reference now picks {e} where the package recorded {was} \
+                 ({drift:.3} nat apart > {MAX_MARGIN})"
+            ))
+        } else if kl.is_nan() || kl > MAX_KL {
             Some(format!("KL divergence {kl:.3} nat > {MAX_KL}"))
         } else if e != g && margin > MAX_MARGIN {
             Some(format!(
@@ -1532,6 +1578,8 @@ fn build(
         "alc.tensor_sha256".into(),
         Value::Array(reports.iter().map(|r| vs(&r.sha256)).collect()),
     ));
+    // The whole file's digest, last; patched in once everything else is final.
+    meta.push((PACKAGE_SHA256_KEY.into(), vs(&"0".repeat(64))));
     for (k, v) in meta {
         w.set(&k, v)?;
     }
@@ -1611,6 +1659,8 @@ fn build(
             "alc.verification",
             format!("{status:STATUS_WIDTH$}").as_bytes(),
         )?;
+        let whole = package_sha256(&GgufFile::open(&tmp)?).expect("the key was written");
+        patch(&mut f, &tmp, &w, PACKAGE_SHA256_KEY, whole.as_bytes())?;
         f.sync_all().map_err(io_err(&tmp))?;
     }
     stage(&mut stages, "self_check", t);

@@ -21,6 +21,7 @@ pub mod config;
 pub mod export;
 pub mod naming;
 pub mod quant;
+pub mod verify;
 pub mod vocab;
 
 pub use compile::{compile, CompileOptions, Outcome, Progress, Report};

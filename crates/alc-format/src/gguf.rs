@@ -167,6 +167,8 @@ pub struct GgufFile {
     index: HashMap<String, usize>,
     tensors: Vec<TensorInfo>,
     tensor_index: HashMap<String, usize>,
+    /// Per metadata entry, the file offset of its payload (see `value_offset`).
+    value_offsets: Vec<u64>,
     data_offset: u64,
     alignment: u64,
 }
@@ -244,9 +246,17 @@ impl GgufFile {
 
         let mut metadata = Vec::with_capacity(n_kv as usize);
         let mut index = HashMap::with_capacity(n_kv as usize);
+        let mut value_offsets = Vec::with_capacity(n_kv as usize);
         for i in 0..n_kv {
             let key = r.string(&format!("metadata key #{i}"))?;
             let ty = r.u32(&format!("type of '{key}'"))?;
+            // Payload after a string's length or an array's element type and count.
+            let head = match ty {
+                8 => 8,
+                9 => 12,
+                _ => 0,
+            };
+            value_offsets.push((r.pos + head) as u64);
             let value = r.value(ty, &key, 0)?;
             if index.insert(key.clone(), metadata.len()).is_some() {
                 return Err(r.corrupt(format!("metadata key '{key}' appears twice")));
@@ -350,9 +360,23 @@ impl GgufFile {
             index,
             tensors,
             tensor_index,
+            value_offsets,
             data_offset,
             alignment,
         })
+    }
+
+    /// Absolute file offset of the payload of metadata `key`, as
+    /// `GgufWriter::value_offset` defines it: a scalar's bytes, a string's UTF-8
+    /// (after its length), an array's first element (after its element type and
+    /// count). `None` for an unknown key.
+    pub fn value_offset(&self, key: &str) -> Option<u64> {
+        self.index.get(key).map(|&i| self.value_offsets[i])
+    }
+
+    /// The whole file as read (mapped or owned).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
     }
 
     pub fn path(&self) -> &Path {

@@ -699,3 +699,28 @@ fn value_offsets_point_at_the_payloads() {
     assert_eq!(&h[at("c.arr") + 8..at("c.arr") + 16], &9u64.to_le_bytes());
     assert_eq!(w.value_offset("missing"), None);
 }
+
+/// The reader's value offsets are the writer's, for every value type.
+#[test]
+fn reader_and_writer_agree_on_value_offsets() {
+    let w = build(None);
+    let bytes = to_vec(&w);
+    let f = GgufFile::from_bytes("offsets.gguf", bytes).unwrap();
+    let mut n = 0;
+    for (k, _) in w.metadata() {
+        assert_eq!(f.value_offset(k), w.value_offset(k), "{k}");
+        n += 1;
+    }
+    assert!(n >= 10);
+    assert_eq!(f.value_offset("no.such.key"), None);
+    // A string's offset is its first UTF-8 byte.
+    let (k, s) = w
+        .metadata()
+        .find_map(|(k, v)| match v {
+            Value::String(s) if !s.is_empty() => Some((k, s.clone())),
+            _ => None,
+        })
+        .unwrap();
+    let at = f.value_offset(k).unwrap() as usize;
+    assert_eq!(&f.bytes()[at..at + s.len()], s.as_bytes());
+}
