@@ -270,6 +270,25 @@ impl Engine {
     /// Start the run loop and load `path` on it (under the load deadline).
     pub fn open(path: impl AsRef<Path>, cfg: EngineConfig) -> Result<Engine, EngineError> {
         let path = path.as_ref().to_path_buf();
+        let p = path.clone();
+        Self::open_with(path, cfg, move || {
+            Ok(Arc::new(GgufFile::open(&p).map_err(ModelError::from)?))
+        })
+    }
+
+    /// Start the run loop on a model already in memory (e.g. a sealed package
+    /// decrypted by the caller: its plaintext never touches disk). The file's path
+    /// labels messages.
+    pub fn open_gguf(file: GgufFile, cfg: EngineConfig) -> Result<Engine, EngineError> {
+        let path = file.path().to_path_buf();
+        Self::open_with(path, cfg, move || Ok(Arc::new(file)))
+    }
+
+    fn open_with(
+        path: PathBuf,
+        cfg: EngineConfig,
+        source: impl FnOnce() -> Result<Arc<GgufFile>, EngineError> + Send + 'static,
+    ) -> Result<Engine, EngineError> {
         let tracker = Arc::new(Tracker::default());
         let (tx, rx) = mpsc::channel::<Cmd>();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<ModelInfo, EngineError>>();
@@ -281,7 +300,7 @@ impl Engine {
             .spawn(move || {
                 t2.enter(Stage::Load, 0);
                 let started = Instant::now();
-                match RunLoop::load(&p2, &cfg2, t2.clone()) {
+                match source().and_then(|f| RunLoop::load(&p2, f, &cfg2, t2.clone())) {
                     Ok(mut rl) => {
                         rl.info.load_time = started.elapsed();
                         t2.enter(Stage::Idle, 0);
@@ -529,10 +548,10 @@ struct RunLoop {
 impl RunLoop {
     fn load(
         path: &Path,
+        file: Arc<GgufFile>,
         cfg: &EngineConfig,
         tracker: Arc<Tracker>,
     ) -> Result<RunLoop, EngineError> {
-        let file = Arc::new(GgufFile::open(path).map_err(ModelError::from)?);
         let tok = Tokenizer::from_gguf(&file)?;
         let mut model = Model::from_gguf(file.clone())?;
         let backend = CpuBackend::new(cfg.threads);
