@@ -10,6 +10,9 @@ python3 -m pip install --quiet xllamacpp==2026.10.11549
 # The Hugging Face tokenizers library, for crates/alc-convert/tests/export.rs (exported
 # tokenizer.json files must give llama.cpp's ids there; skips without it).
 python3 -m pip install --quiet tokenizers==0.23.3
+# The TVM FFI runtime library, for crates/alc-abi/tests/third_party.rs (real runtime
+# exports for `alc verify --abi --runtime`; skips without it).
+python3 -m pip install --quiet apache-tvm-ffi==0.1.15.post2
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --release -- -D warnings
 cargo test --workspace --release

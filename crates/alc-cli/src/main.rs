@@ -1,10 +1,12 @@
 //! `alc`: the command-line front end. The only crate that uses anyhow; every error
 //! reaches the user as one line on stderr with a non-zero exit code.
 
+mod abi;
 mod compile;
 mod export;
 mod inspect;
 mod registry;
+mod seal;
 mod verify;
 
 use alc_engine::{
@@ -42,6 +44,11 @@ enum Cmd {
     /// this build, and the bundled self-check. Exit 0 ok, 1 a check failed, 2
     /// unreadable input.
     Verify(verify::VerifyArgs),
+    /// Encrypt and authenticate a package (or any file) in 64 KiB AES-256-GCM blocks
+    /// (.ava3, docs/SEALED.md). `alc run` opens sealed packages directly.
+    Seal(seal::SealArgs),
+    /// Decrypt a sealed file; the output appears only after every block checked out.
+    Unseal(seal::UnsealArgs),
     /// Compile a Hugging Face checkpoint into one verified, named package.
     Compile(compile::CompileArgs),
     /// Add a package file to the local registry (ALC_HOME) under a name.
@@ -106,6 +113,21 @@ impl EngineArgs {
             ..EngineConfig::default()
         };
         let model = registry::resolve_model(&self.model)?;
+        if alc_seal::is_sealed(&model) {
+            // Decrypted into memory, every block authenticated; never written to disk.
+            let t = std::time::Instant::now();
+            let keys = seal::key_source(&seal::KeyArgs::default(), false)?;
+            let bytes = alc_seal::open_in_memory(&model, &keys)
+                .with_context(|| format!("cannot unseal {}", model.display()))?;
+            let file = alc_format::GgufFile::from_bytes(&model, bytes)?;
+            eprintln!(
+                "unsealed {} in memory in {:.2} s",
+                model.display(),
+                t.elapsed().as_secs_f64()
+            );
+            return Engine::open_gguf(file, cfg)
+                .with_context(|| format!("cannot load {}", self.model.display()));
+        }
         Engine::open(&model, cfg).with_context(|| format!("cannot load {}", self.model.display()))
     }
 }
@@ -253,6 +275,8 @@ fn main() {
         Cmd::Tag(a) => registry::tag(a),
         Cmd::Ab(a) => registry::ab(a),
         Cmd::Export(a) => export::export(a),
+        Cmd::Seal(a) => seal::seal(a),
+        Cmd::Unseal(a) => seal::unseal(a),
         Cmd::Verify(a) => verify::verify(a).map(|code| {
             if code != 0 {
                 std::process::exit(code)

@@ -1,8 +1,10 @@
-//! `alc verify`: packages (digests, structure, compatibility, self-check).
+//! `alc verify`: packages (digests, structure, compatibility, self-check), sealed
+//! packages (every block authenticated, then the package checks on the plaintext in
+//! memory), and with `--abi` foreign model libraries (crate alc-abi, docs/ABI.md).
 //! Exit codes: 0 every file passed, 1 a check failed, 2 an input was unreadable.
 
 use crate::registry;
-use alc_convert::verify::{verify_package, Status, VerifyOptions, VerifyReport};
+use alc_convert::verify::{verify_file, verify_package, Status, VerifyOptions, VerifyReport};
 use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
@@ -21,6 +23,19 @@ pub struct VerifyArgs {
     /// Threads for the self-check's CPU backend.
     #[arg(short = 't', long, default_value_t = 2)]
     pub threads: usize,
+    /// Check model libraries (.o, .a, .so, .dylib, tar of objects) against this ABI
+    /// profile (built-in: tvm-ffi, tvm-legacy; or one from --profiles) instead.
+    #[arg(long, value_name = "PROFILE")]
+    pub abi: Option<String>,
+    /// TOML file of user ABI profiles (docs/ABI.md).
+    #[arg(long, value_name = "FILE", requires = "abi")]
+    pub profiles: Option<PathBuf>,
+    /// Runtime library that must export every symbol the model libraries need.
+    #[arg(long, value_name = "LIB", requires = "abi")]
+    pub runtime: Option<PathBuf>,
+    /// Key for sealed packages (docs/SEALED.md).
+    #[command(flatten)]
+    pub key: crate::seal::KeyArgs,
 }
 
 /// Exit code of the worst outcome.
@@ -29,28 +44,74 @@ pub fn verify(a: VerifyArgs) -> Result<i32> {
         threads: a.threads.max(1),
         self_check: !a.no_self_check,
     };
+    if let Some(profile) = &a.abi {
+        return crate::abi::verify_abi(
+            profile,
+            a.profiles.as_deref(),
+            a.runtime.as_deref(),
+            &a.files,
+            a.json,
+        );
+    }
     let mut code = 0;
     for f in &a.files {
-        let report = registry::resolve_model(f)
-            .and_then(|p| verify_package(&p, &opts).map_err(anyhow::Error::from));
+        let path = match registry::resolve_model(f) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: {}: unreadable: {e:#}", f.display());
+                code = 2;
+                continue;
+            }
+        };
+        if alc_seal::is_sealed(&path) {
+            match open_sealed(&path, &a.key) {
+                Ok(file) => {
+                    let r = verify_file(std::sync::Arc::new(file), &opts);
+                    code = code.max(emit(&r, a.json)?);
+                }
+                Err((c, e)) => {
+                    // The seal errors name the file.
+                    eprintln!("error: {e:#}");
+                    code = code.max(c);
+                }
+            }
+            continue;
+        }
+        let report = verify_package(&path, &opts).map_err(anyhow::Error::from);
         match report {
             Err(e) => {
                 eprintln!("error: {}: unreadable: {e:#}", f.display());
                 code = 2;
             }
-            Ok(r) => {
-                if a.json {
-                    println!("{}", serde_json::to_string(&r)?);
-                } else {
-                    print_report(&r);
-                }
-                if !r.passed && code == 0 {
-                    code = 1;
-                }
-            }
+            Ok(r) => code = code.max(emit(&r, a.json)?),
         }
     }
     Ok(code)
+}
+
+/// Print a report; its exit code.
+fn emit(r: &VerifyReport, json: bool) -> Result<i32> {
+    if json {
+        println!("{}", serde_json::to_string(r)?);
+    } else {
+        print_report(r);
+    }
+    Ok(if r.passed { 0 } else { 1 })
+}
+
+/// A sealed package decrypted into memory (every block and the plaintext digest
+/// checked); on failure the exit code (1: authentication failed, 2: unreadable or
+/// no key) and the error.
+fn open_sealed(
+    path: &std::path::Path,
+    key: &crate::seal::KeyArgs,
+) -> std::result::Result<alc_format::GgufFile, (i32, anyhow::Error)> {
+    let keys = crate::seal::key_source(key, false).map_err(|e| (2, e))?;
+    let bytes = alc_seal::open_in_memory(path, &keys).map_err(|e| {
+        let c = if e.is_integrity_failure() { 1 } else { 2 };
+        (c, anyhow::Error::from(e))
+    })?;
+    alc_format::GgufFile::from_bytes(path, bytes).map_err(|e| (2, e.into()))
 }
 
 fn print_report(r: &VerifyReport) {

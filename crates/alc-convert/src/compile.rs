@@ -711,7 +711,7 @@ pub fn self_check_with(
         let margin = lp[e as usize] - lp[g as usize];
         let was = recorded.and_then(|r| r.get(pos).copied()).unwrap_or(e);
         let drift = lp[e as usize] - lp.get(was as usize).copied().unwrap_or(f64::NEG_INFINITY);
-        let why = if was != e && !(drift <= MAX_MARGIN) {
+        let why = if was != e && (drift.is_nan() || drift > MAX_MARGIN) {
             Some(format!(
                 "the reference now picks {e} where the package recorded {was} \
                  ({drift:.3} nat apart > {MAX_MARGIN})"
