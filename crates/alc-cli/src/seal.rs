@@ -1,4 +1,4 @@
-//! `alc seal` / `alc unseal`, and the check of a sealed package for `alc verify`:
+//! `alc seal` / `alc unseal`, and the key arguments `alc verify` and `alc run` share:
 //! packages encrypted and authenticated in 64 KiB blocks (`.ava3`, docs/SEALED.md).
 //!
 //! Keys: `--key-file FILE`, `--passphrase` (ALC_SEAL_PASSPHRASE, else a prompt on the
