@@ -83,6 +83,9 @@ struct EngineArgs {
     /// Multiply every stage deadline (load, tokenize, prefill chunk, decode step).
     #[arg(long, default_value_t = 1.0)]
     deadline_scale: f64,
+    /// Key of a sealed model (.ava3).
+    #[command(flatten)]
+    key: seal::KeyArgs,
 }
 
 impl EngineArgs {
@@ -114,12 +117,8 @@ impl EngineArgs {
         };
         let model = registry::resolve_model(&self.model)?;
         if alc_seal::is_sealed(&model) {
-            // Decrypted into memory, every block authenticated; never written to disk.
             let t = std::time::Instant::now();
-            let keys = seal::key_source(&seal::KeyArgs::default(), false)?;
-            let bytes = alc_seal::open_in_memory(&model, &keys)
-                .with_context(|| format!("cannot unseal {}", model.display()))?;
-            let file = alc_format::GgufFile::from_bytes(&model, bytes)?;
+            let file = seal::open_gguf(&model, &self.key)?;
             eprintln!(
                 "unsealed {} in memory in {:.2} s",
                 model.display(),

@@ -335,3 +335,22 @@ pub fn unseal(a: UnsealArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// A sealed package decrypted into memory (every block and the plaintext digest
+/// checked; nothing written to disk), parsed as GGUF. The error keeps the
+/// [`alc_seal::SealError`] so callers can tell a failed authentication from a missing
+/// key ([`exit_code`]).
+pub fn open_gguf(path: &Path, key: &KeyArgs) -> Result<alc_format::GgufFile> {
+    let keys = key_source(key, false)?;
+    let bytes = alc_seal::open_in_memory(path, &keys)?;
+    Ok(alc_format::GgufFile::from_bytes(path, bytes)?)
+}
+
+/// `alc verify`'s exit code for a failure of [`open_gguf`]: 1 when the file failed
+/// authentication (altered, truncated, extended), else 2 (unreadable, no or wrong key).
+pub fn exit_code(e: &anyhow::Error) -> i32 {
+    match e.downcast_ref::<alc_seal::SealError>() {
+        Some(s) if s.is_integrity_failure() => 1,
+        _ => 2,
+    }
+}

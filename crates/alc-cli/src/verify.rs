@@ -64,15 +64,15 @@ pub fn verify(a: VerifyArgs) -> Result<i32> {
             }
         };
         if alc_seal::is_sealed(&path) {
-            match open_sealed(&path, &a.key) {
+            match crate::seal::open_gguf(&path, &a.key) {
                 Ok(file) => {
                     let r = verify_file(std::sync::Arc::new(file), &opts);
                     code = code.max(emit(&r, a.json)?);
                 }
-                Err((c, e)) => {
+                Err(e) => {
                     // The seal errors name the file.
                     eprintln!("error: {e:#}");
-                    code = code.max(c);
+                    code = code.max(crate::seal::exit_code(&e));
                 }
             }
             continue;
@@ -97,21 +97,6 @@ fn emit(r: &VerifyReport, json: bool) -> Result<i32> {
         print_report(r);
     }
     Ok(if r.passed { 0 } else { 1 })
-}
-
-/// A sealed package decrypted into memory (every block and the plaintext digest
-/// checked); on failure the exit code (1: authentication failed, 2: unreadable or
-/// no key) and the error.
-fn open_sealed(
-    path: &std::path::Path,
-    key: &crate::seal::KeyArgs,
-) -> std::result::Result<alc_format::GgufFile, (i32, anyhow::Error)> {
-    let keys = crate::seal::key_source(key, false).map_err(|e| (2, e))?;
-    let bytes = alc_seal::open_in_memory(path, &keys).map_err(|e| {
-        let c = if e.is_integrity_failure() { 1 } else { 2 };
-        (c, anyhow::Error::from(e))
-    })?;
-    alc_format::GgufFile::from_bytes(path, bytes).map_err(|e| (2, e.into()))
 }
 
 fn print_report(r: &VerifyReport) {

@@ -1,20 +1,11 @@
 //! The registry through the `alc` binary, with `ALC_HOME` in a temp dir: add, list,
 //! show, tag, ab, rm, and `alc run NAME` loading a registered package.
 
-use alc_testdata::{gguf_bytes, Kv};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn alc(home: &Path, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_alc"))
-        .args(args)
-        .env("ALC_HOME", home)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    eprint!("{}", String::from_utf8_lossy(&out.stderr));
-    out
-}
+use alc_testdata::{gguf_bytes, Kv};
+use common::alc;
+use std::path::{Path, PathBuf};
 
 #[track_caller]
 fn ok(home: &Path, args: &[&str]) -> String {

@@ -4,21 +4,13 @@
 //! record, a newer format version, truncation; plus a plain GGUF file and
 //! non-GGUF input. Exit codes: 0 ok, 1 a check failed, 2 unreadable.
 
+mod common;
+
 use alc_format::GgufFile;
+use common::alc;
 use serde_json::Value as Json;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn alc(home: &Path, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_alc"))
-        .args(args)
-        .env("ALC_HOME", home)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    eprint!("{}", String::from_utf8_lossy(&out.stderr));
-    out
-}
+use std::process::Command;
 
 /// `alc verify --json FILE`: exit code and the report.
 fn verify(home: &Path, file: &Path) -> (i32, Json) {
@@ -196,7 +188,59 @@ fn verify_real_package_and_damaged_copies() {
     );
     assert_eq!(out.status.code(), Some(2));
 
-    // 7. The original GGUF: no manifest, so no digests; the rest holds.
+    // 7. Sealed: verify authenticates it in memory and checks the package inside;
+    // run opens it the same way. A flipped ciphertext byte fails authentication
+    // (exit 1); no key at all is exit 2.
+    let sealed = tmp.path().join("smol.alm.ava3");
+    let key = tmp.path().join("seal.key");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let out = alc(
+        &home,
+        &[
+            "seal",
+            &s(&pkg),
+            "-o",
+            &s(&sealed),
+            "--new-key-file",
+            &s(&key),
+        ],
+    );
+    assert!(out.status.success());
+    let with_key = |args: &[&str]| {
+        let mut v: Vec<&str> = args.to_vec();
+        let k = s(&key);
+        v.extend(["--key-file", &k]);
+        alc(&home, &v)
+    };
+    let out = with_key(&["verify", "--json", &s(&sealed)]);
+    assert_eq!(out.status.code(), Some(0));
+    let r: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status(&r, "digests"), "ok", "{r}");
+    let out = with_key(&["run", &s(&sealed), "-p", "hi", "-n", "2", "--temp", "0"]);
+    assert!(out.status.success());
+    let mut data = std::fs::read(&sealed).unwrap();
+    data[200_000] ^= 1;
+    let bad_seal = tmp.path().join("bad.alm.ava3");
+    std::fs::write(&bad_seal, data).unwrap();
+    let out = with_key(&["verify", &s(&bad_seal)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("failed authentication"));
+    let out = Command::new(env!("CARGO_BIN_EXE_alc"))
+        .args(["verify", &s(&sealed)])
+        .env("ALC_HOME", &home)
+        .env_remove("ALC_SEAL_KEY")
+        .env_remove("ALC_SEAL_PASSPHRASE")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // 8. The original GGUF: no manifest, so no digests; the rest holds.
     let (code, r) = verify(&home, &src);
     assert_eq!(code, 0, "{r}");
     assert_eq!(r["alc_package"], false);

@@ -18,7 +18,7 @@
 //! form is documented in docs/FORMAT.md, Part G.
 
 use crate::compile::{
-    package_sha256, self_check_prompt, self_check_with, FORMAT_VERSION, PACKAGE_SHA256_KEY,
+    hex, package_sha256, self_check_prompt, self_check_with, FORMAT_VERSION, PACKAGE_SHA256_KEY,
 };
 use crate::ConvertError;
 use alc_format::{GgufFile, Value};
@@ -179,10 +179,6 @@ pub fn verify_file(file: Arc<GgufFile>, opts: &VerifyOptions) -> VerifyReport {
         passed: checks.iter().all(|c| c.status != Status::Failed),
         checks,
     }
-}
-
-fn hex(d: &[u8]) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn digests(file: &GgufFile) -> Check {
@@ -452,7 +448,18 @@ fn run_self_check(file: &Arc<GgufFile>, threads: usize) -> Check {
             ));
         }
     }
-    let recorded = recorded.filter(|r| r.len() == prompt.len());
+    // A record of the wrong length is damage, not a missing record.
+    let recorded = match recorded {
+        Some(r) if r.len() != prompt.len() => {
+            found.push(finding(
+                "alc.selfcheck.expected",
+                format!("{} ids for a {}-token prompt", r.len(), prompt.len()),
+                RECOPY,
+            ));
+            None
+        }
+        r => r,
+    };
     let what = if recorded.is_some() {
         "recorded prompt → recorded top-1 ids"
     } else {
