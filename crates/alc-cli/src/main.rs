@@ -4,6 +4,7 @@
 mod abi;
 mod compile;
 mod export;
+mod fit;
 mod inspect;
 mod registry;
 mod seal;
@@ -44,6 +45,12 @@ enum Cmd {
     /// this build, and the bundled self-check. Exit 0 ok, 1 a check failed, 2
     /// unreadable input.
     Verify(verify::VerifyArgs),
+    /// Device profiles (RAM, usable memory, GPU, backend) that `alc fit` judges against.
+    Devices(fit::DevicesArgs),
+    /// Will a package run on a device? Peak-memory estimate at a context, verdict
+    /// (fits / tight / does not fit), largest context; --recommend ranks the registry.
+    /// Exit 1 when it does not fit the named device, 2 unreadable input.
+    Fit(fit::FitArgs),
     /// Encrypt and authenticate a package (or any file) in 64 KiB AES-256-GCM blocks
     /// (.ava3, docs/SEALED.md). `alc run` opens sealed packages directly.
     Seal(seal::SealArgs),
@@ -276,6 +283,12 @@ fn main() {
         Cmd::Export(a) => export::export(a),
         Cmd::Seal(a) => seal::seal(a),
         Cmd::Unseal(a) => seal::unseal(a),
+        Cmd::Devices(a) => fit::devices(a),
+        Cmd::Fit(a) => fit::fit_cmd(a).map(|code| {
+            if code != 0 {
+                std::process::exit(code)
+            }
+        }),
         Cmd::Verify(a) => verify::verify(a).map(|code| {
             if code != 0 {
                 std::process::exit(code)
@@ -383,9 +396,11 @@ fn run(a: RunArgs) -> Result<()> {
     println!();
     if a.timings {
         eprintln!(
-            "[load {:.1} ms, backend {}]",
+            "[load {:.1} ms, backend {}, ctx {}, peak RSS {:.1} MiB]",
             engine.info().load_time.as_secs_f64() * 1e3,
-            engine.info().backend
+            engine.info().backend,
+            engine.info().ctx,
+            alc_engine::bench::peak_rss_bytes() as f64 / (1 << 20) as f64
         );
         print_timings(&stats);
     }

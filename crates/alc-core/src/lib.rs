@@ -224,9 +224,56 @@ pub fn executed_type_list() -> String {
         .join(", ")
 }
 
+/// Bytes a heap allocation of `n` bytes occupies: the request rounded up to 16 with an
+/// 8-byte header, at least 32 (glibc malloc's chunk rule; other allocators use size
+/// classes within a few percent of it). Zero for `n == 0` (no allocation). Memory
+/// estimates (`alc fit`) sum this over a structure's allocations.
+pub fn heap_alloc_bytes(n: usize) -> u64 {
+    if n == 0 {
+        0
+    } else {
+        (((n as u64) + 8).next_multiple_of(16)).max(32)
+    }
+}
+
+/// [`heap_alloc_bytes`] of a `Vec<T>` with capacity `cap`.
+pub fn heap_vec_bytes<T>(cap: usize) -> u64 {
+    heap_alloc_bytes(cap.saturating_mul(std::mem::size_of::<T>()))
+}
+
+/// Bytes a `std::collections::HashMap<K, V>` (hashbrown) with capacity `cap` occupies:
+/// a power-of-two bucket count holding `cap` at 7/8 load, one entry and one control
+/// byte per bucket, plus a group of control bytes.
+pub fn heap_hashmap_bytes<K, V>(cap: usize) -> u64 {
+    if cap == 0 {
+        return 0;
+    }
+    let buckets = if cap < 8 {
+        (cap + 1).next_power_of_two()
+    } else {
+        (cap * 8 / 7).next_power_of_two()
+    };
+    heap_alloc_bytes(buckets * (std::mem::size_of::<(K, V)>() + 1) + 16)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heap_sizes() {
+        assert_eq!(heap_alloc_bytes(0), 0);
+        assert_eq!(heap_alloc_bytes(1), 32);
+        assert_eq!(heap_alloc_bytes(24), 32);
+        assert_eq!(heap_alloc_bytes(25), 48);
+        assert_eq!(heap_vec_bytes::<u32>(100), 416);
+        assert_eq!(heap_hashmap_bytes::<u64, u64>(0), 0);
+        // 1000 entries at 7/8 load → 2048 buckets of 16 + 1 bytes.
+        assert_eq!(
+            heap_hashmap_bytes::<u64, u64>(1000),
+            heap_alloc_bytes(2048 * 17 + 16)
+        );
+    }
 
     #[test]
     fn ids_round_trip_and_sizes() {

@@ -44,6 +44,19 @@ pub enum Value {
 }
 
 impl Value {
+    /// Heap bytes this value owns (see [`alc_core::heap_alloc_bytes`]), not counting
+    /// the `Value` itself.
+    pub fn heap_bytes(&self) -> u64 {
+        match self {
+            Value::String(s) => alc_core::heap_alloc_bytes(s.capacity()),
+            Value::Array(a) => {
+                alc_core::heap_vec_bytes::<Value>(a.capacity())
+                    + a.iter().map(Value::heap_bytes).sum::<u64>()
+            }
+            _ => 0,
+        }
+    }
+
     pub fn type_name(&self) -> &'static str {
         match self {
             Value::U8(_) => "u8",
@@ -390,6 +403,35 @@ impl GgufFile {
     }
     pub fn data_offset(&self) -> u64 {
         self.data_offset
+    }
+    /// Heap bytes of the parsed header: metadata keys and values (a string array
+    /// holds one allocation per string), tensor entries and the lookup maps. With the
+    /// header's own mapped pages (`data_offset` bytes, read while parsing) this is
+    /// what an open file costs before any tensor is touched.
+    pub fn heap_bytes(&self) -> u64 {
+        use alc_core::{heap_alloc_bytes as a, heap_hashmap_bytes, heap_vec_bytes};
+        let meta = heap_vec_bytes::<(String, Value)>(self.metadata.capacity())
+            + self
+                .metadata
+                .iter()
+                .map(|(k, v)| a(k.capacity()) + v.heap_bytes())
+                .sum::<u64>()
+            + heap_hashmap_bytes::<String, usize>(self.index.capacity())
+            + self.index.keys().map(|k| a(k.capacity())).sum::<u64>()
+            + heap_vec_bytes::<u64>(self.value_offsets.capacity());
+        let tensors = heap_vec_bytes::<TensorInfo>(self.tensors.capacity())
+            + self
+                .tensors
+                .iter()
+                .map(|t| a(t.name.capacity()) + heap_vec_bytes::<u64>(t.dims.capacity()))
+                .sum::<u64>()
+            + heap_hashmap_bytes::<String, usize>(self.tensor_index.capacity())
+            + self
+                .tensor_index
+                .keys()
+                .map(|k| a(k.capacity()))
+                .sum::<u64>();
+        meta + tensors
     }
     pub fn metadata(&self) -> &[(String, Value)] {
         &self.metadata

@@ -42,6 +42,27 @@ impl std::fmt::Debug for CpuBackend {
     }
 }
 
+/// The most scratch a [`CpuBackend`] of `threads` threads grows to for one model:
+/// quantized activations (`act_row_bytes` per row, the widest matmul input) and
+/// per-block sums (`act_sums` i32 per row) of `ubatch` rows, and per thread the larger
+/// of the decode attention scratch (scores over `ctx` keys plus key, value and
+/// accumulator rows) and the tiled prompt attention's (`n_head` query heads over
+/// `n_kv_head` key heads of `head_dim`). Memory estimates (`alc fit`) count it.
+pub fn scratch_bytes(
+    threads: usize,
+    ubatch: usize,
+    act_row_bytes: usize,
+    act_sums: usize,
+    ctx: usize,
+    (n_head, n_kv_head, hd): (usize, usize, usize),
+) -> u64 {
+    let g = (n_head / n_kv_head.max(1)).max(1);
+    let decode = (ctx + 3 * hd) * 4 + 2 * hd * 2;
+    let tiled = crate::flash::scratch_floats(hd, crate::flash::tokens_per_task(g) * g) * 4;
+    let act = ubatch * (act_row_bytes + act_sums * 4);
+    (act + threads.max(1) * decode.max(tiled)) as u64
+}
+
 impl CpuBackend {
     pub fn new(n_threads: usize) -> Self {
         // The SIMD attention, gates and norms follow the dot kernels' choice, so

@@ -262,6 +262,16 @@ impl Model {
         v
     }
 
+    /// The token embedding table.
+    pub fn tok_embd(&self) -> &TensorInfo {
+        &self.tok_embd
+    }
+
+    /// Whether the output head is the embedding table (tied embeddings).
+    pub fn tied_output(&self) -> bool {
+        self.output.t.name == self.tok_embd.name
+    }
+
     /// Weight bytes read to generate one token (every matrix once, plus one
     /// embedding row): the numerator of model-bandwidth utilisation.
     pub fn bytes_per_token(&self) -> u64 {
@@ -310,7 +320,7 @@ impl Model {
             k.push(KvBuf::new(kv, kv_elems(r)?));
             v.push(KvBuf::new(kv, kv_elems(r)?));
         }
-        let z = |n: usize| vec![0f32; n];
+        let z = |n: usize| committed::<f32>(n);
         Ok(State {
             ctx,
             ubatch: ub,
@@ -536,6 +546,26 @@ pub enum KvType {
     F32,
 }
 
+/// `n` zeros whose pages are resident now. Zeroed allocations come from calloc and
+/// large ones are fresh mappings: untouched, a page costs nothing until the cache
+/// reaches it, and a context that did not fit would fail thousands of tokens in.
+/// Touching every page commits the session's memory when it is created (as
+/// llama.cpp clears its KV buffer), so peak memory is known up front and matches
+/// [`Model::memory_plan`] whatever the prompt length.
+fn committed<T: Copy + Default>(n: usize) -> Vec<T> {
+    let mut v = vec![T::default(); n];
+    let step = (4096 / std::mem::size_of::<T>().max(1)).max(1);
+    let p = v.as_mut_ptr();
+    let mut i = 0;
+    while i < n {
+        // SAFETY: i < n = v.len(); a volatile write of the value already there
+        // cannot be optimised away, so the page is faulted in.
+        unsafe { std::ptr::write_volatile(p.add(i), T::default()) };
+        i += step;
+    }
+    v
+}
+
 /// One layer's keys or values.
 #[derive(Debug)]
 enum KvBuf {
@@ -546,10 +576,9 @@ enum KvBuf {
 
 impl KvBuf {
     fn new(ty: KvType, n: usize) -> KvBuf {
-        // Zeros come from calloc: pages are touched only when used.
         match ty {
-            KvType::F16 => KvBuf::F16(vec![0u16; n]),
-            KvType::F32 => KvBuf::F32(vec![0f32; n]),
+            KvType::F16 => KvBuf::F16(committed(n)),
+            KvType::F32 => KvBuf::F32(committed(n)),
         }
     }
 

@@ -25,6 +25,9 @@ pub(crate) fn pair_key(l: u32, r: u32) -> u64 {
 }
 
 impl Merges {
+    pub fn heap_bytes(&self) -> u64 {
+        alc_core::heap_hashmap_bytes::<u64, (u32, u32)>(self.map.capacity())
+    }
     /// Parse `"left right"` merge lines (split at the first space after the first byte),
     /// interning parts and results that are not vocabulary entries. The first occurrence
     /// of a pair keeps its rank.

@@ -756,6 +756,24 @@ impl Tokenizer {
         StreamDecoder::new(self, skip_special)
     }
 
+    /// Heap bytes this tokenizer owns (see [`alc_core::heap_alloc_bytes`]); memory
+    /// estimates (`alc fit`) add it to the model's.
+    pub fn heap_bytes(&self) -> u64 {
+        use alc_core::{heap_alloc_bytes as a, heap_vec_bytes};
+        self.strings.heap_bytes()
+            + self.index.heap_bytes()
+            + self.pieces.heap_bytes()
+            + self.merges.heap_bytes()
+            + self.specials.heap_bytes()
+            + heap_vec_bytes::<TokenType>(self.types.capacity())
+            + heap_vec_bytes::<u16>(self.attrs.capacity())
+            + heap_vec_bytes::<f32>(self.scores.capacity())
+            // B-tree nodes hold up to 11 keys each.
+            + (self.eog.len().div_ceil(11) as u64) * a(11 * 4 + 16)
+            + a(self.pre_name.capacity())
+            + self.chat_template.as_ref().map_or(0, |t| a(t.capacity()))
+    }
+
     pub fn vocab_size(&self) -> usize {
         self.n_vocab as usize
     }

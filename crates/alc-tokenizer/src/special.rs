@@ -46,6 +46,21 @@ fn c_isspace(b: u8) -> bool {
 }
 
 impl Specials {
+    pub fn heap_bytes(&self) -> u64 {
+        use alc_core::{heap_alloc_bytes, heap_vec_bytes};
+        heap_vec_bytes::<(u32, String)>(self.list.capacity())
+            + self
+                .list
+                .iter()
+                .map(|(_, s)| heap_alloc_bytes(s.capacity()))
+                .sum::<u64>()
+            + heap_vec_bytes::<Node>(self.nodes.capacity())
+            + self
+                .nodes
+                .iter()
+                .map(|n| heap_vec_bytes::<(u8, u32)>(n.children.capacity()))
+                .sum::<u64>()
+    }
     pub fn new(mut list: Vec<(u32, String)>) -> Specials {
         list.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
         let mut nodes = vec![Node::default()];

@@ -63,6 +63,10 @@ pub(crate) struct Strings {
 }
 
 impl Strings {
+    pub fn heap_bytes(&self) -> u64 {
+        alc_core::heap_vec_bytes::<u8>(self.data.capacity())
+            + alc_core::heap_vec_bytes::<u32>(self.offs.capacity())
+    }
     pub fn with_capacity(n: usize, bytes: usize) -> Strings {
         let mut offs = Vec::with_capacity(n + 1);
         offs.push(0);
@@ -101,6 +105,9 @@ pub(crate) struct Index {
 }
 
 impl Index {
+    pub fn heap_bytes(&self) -> u64 {
+        alc_core::heap_vec_bytes::<(u32, u32)>(self.slots.capacity())
+    }
     pub fn with_capacity(n: usize) -> Index {
         let cap = (n.max(8) * 2).next_power_of_two();
         Index {
