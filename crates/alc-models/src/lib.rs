@@ -8,6 +8,7 @@
 //! (a few KB per layer) are copied to f32 at load.
 
 pub mod arch;
+pub mod bert;
 pub mod plan;
 pub mod transformer;
 
@@ -16,6 +17,7 @@ use alc_format::{FormatError, GgufFile, TensorInfo};
 use alc_kernels::RopeStyle;
 use std::sync::Arc;
 
+pub use bert::{BertModel, BertParams, Pooling};
 pub use plan::MemoryPlan;
 pub use transformer::{KvType, Logits, Model, State};
 
