@@ -3,6 +3,7 @@
 
 mod abi;
 mod compile;
+mod embed;
 mod export;
 mod fit;
 mod inspect;
@@ -45,6 +46,8 @@ enum Cmd {
     /// this build, and the bundled self-check. Exit 0 ok, 1 a check failed, 2
     /// unreadable input.
     Verify(verify::VerifyArgs),
+    /// Sentence embeddings from a BERT package (.AON): one vector per text.
+    Embed(embed::EmbedArgs),
     /// Device profiles (RAM, usable memory, GPU, backend) that `alc fit` judges against.
     Devices(fit::DevicesArgs),
     /// Will a package run on a device? Peak-memory estimate at a context, verdict
@@ -283,6 +286,7 @@ fn main() {
         Cmd::Export(a) => export::export(a),
         Cmd::Seal(a) => seal::seal(a),
         Cmd::Unseal(a) => seal::unseal(a),
+        Cmd::Embed(a) => embed::embed(a),
         Cmd::Devices(a) => fit::devices(a),
         Cmd::Fit(a) => fit::fit_cmd(a).map(|code| {
             if code != 0 {

@@ -16,6 +16,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Version of the package manifest (`alc.format_version`).
+#[path = "compile_bert.rs"]
+mod bert;
+
 pub const FORMAT_VERSION: u32 = 1;
 /// Rows converted and quantised per step (bounds the memory of big tensors).
 const ROW_BLOCK: usize = 4096;
@@ -654,6 +657,98 @@ pub fn self_check(file: &Arc<GgufFile>, threads: usize) -> Result<SelfCheck, Con
     self_check_with(file, threads, prompt, None)
 }
 
+/// Smallest cosine similarity between the optimised CPU backend's embedding of
+/// the self-check text and the scalar reference's (and the recorded one's).
+pub const MIN_SELF_CHECK_COSINE: f64 = 0.999;
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        ab += f64::from(x) * f64::from(y);
+        aa += f64::from(x) * f64::from(x);
+        bb += f64::from(y) * f64::from(y);
+    }
+    ab / (aa.sqrt() * bb.sqrt()).max(f64::MIN_POSITIVE)
+}
+
+/// The self-check of an embedding package: the self-check text's embedding from the
+/// scalar reference backend and from the optimised CPU backend must agree (cosine at
+/// least [`MIN_SELF_CHECK_COSINE`]). The manifest records the prompt's ids and, as
+/// `expected`, the f32 bits of the reference embedding's first
+/// [`SELF_CHECK_TOKENS`] components; with `recorded` (those bits, when verifying a
+/// package), the reference must also reproduce them within 1e-3.
+pub fn self_check_encoder(
+    file: &Arc<GgufFile>,
+    threads: usize,
+    recorded: Option<(&[u32], &[u32])>,
+) -> Result<SelfCheck, ConvertError> {
+    let sc = |e: String| ConvertError::SelfCheck(e);
+    let prompt = match recorded {
+        Some((p, _)) => p.to_vec(),
+        None => {
+            let tok = alc_tokenizer::Tokenizer::from_gguf(file).map_err(|e| sc(e.to_string()))?;
+            let mut p = tok
+                .encode(SELF_CHECK_TEXT, true, false)
+                .map_err(|e| sc(e.to_string()))?;
+            // At most SELF_CHECK_TOKENS ids, ending with the separator.
+            if p.len() > SELF_CHECK_TOKENS {
+                let last = *p.last().expect("non-empty");
+                p.truncate(SELF_CHECK_TOKENS - 1);
+                p.push(last);
+            }
+            while p.len() < SELF_CHECK_TOKENS {
+                p.push(*p.last().unwrap_or(&0));
+            }
+            p
+        }
+    };
+    let run = |be: &dyn alc_kernels::Backend, pack: bool| -> Result<Vec<f32>, ConvertError> {
+        let mut m =
+            alc_models::BertModel::from_gguf(file.clone()).map_err(|e| sc(e.to_string()))?;
+        if pack {
+            m.pack_weights(be);
+        }
+        let mut e = m.embed(be, &[&prompt]).map_err(|e| sc(e.to_string()))?;
+        Ok(e.pop().unwrap_or_default())
+    };
+    let reference = run(&alc_kernels::reference::ReferenceBackend, false)?;
+    let cpu = run(&alc_kernels::cpu::CpuBackend::new(threads.max(1)), true)?;
+    let bits = |v: &[f32]| -> Vec<u32> {
+        v.iter()
+            .take(SELF_CHECK_TOKENS)
+            .map(|x| x.to_bits())
+            .collect()
+    };
+    let cos = cosine(&reference, &cpu);
+    let mut failure = None;
+    if cos.is_nan() || cos < MIN_SELF_CHECK_COSINE {
+        failure = Some(format!(
+            "cosine similarity of the CPU and reference embeddings {cos:.6} < {MIN_SELF_CHECK_COSINE}"
+        ));
+    }
+    if let Some((_, want)) = recorded {
+        let drift = want
+            .iter()
+            .zip(&reference)
+            .map(|(&w, &r)| (f32::from_bits(w) - r).abs())
+            .fold(0f32, f32::max);
+        if want.len() != reference.len().min(SELF_CHECK_TOKENS) || drift.is_nan() || drift > 1e-3 {
+            failure.get_or_insert(format!(
+                "the reference embedding's first components moved by {drift:.2e} from the recorded ones (> 1e-3)"
+            ));
+        }
+    }
+    Ok(SelfCheck {
+        prompt,
+        expected: bits(&reference),
+        got: bits(&cpu),
+        max_rel_err: 1.0 - cos,
+        max_kl: 0.0,
+        passed: failure.is_none(),
+        failure,
+    })
+}
+
 /// [`self_check`] over a given `prompt`; with `recorded` (the top-1 ids a package
 /// recorded when it was built), the reference's top-1 must also match them, except
 /// where the two ids are within the same margin the backends may disagree by.
@@ -764,7 +859,12 @@ type ConvertFn<'a> = Box<dyn Fn(usize) -> Result<(Vec<u8>, f64, f64), ConvertErr
 
 /// What a front end (HF directory or GGUF file) hands the back end.
 struct Prepared<'a> {
-    arch: Arch,
+    /// The decoder architecture; `None` for an encoder (BERT, [`bert`]).
+    arch: Option<Arch>,
+    /// `general.architecture` of the package.
+    gguf_arch: &'static str,
+    /// The front end's own file name (encoders), else the naming scheme decides.
+    package_name: Option<String>,
     /// The source's architecture (HF class, or the GGUF's general.architecture).
     source_arch: String,
     quant_name: String,
@@ -869,7 +969,9 @@ fn prepare_hf<'a>(
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_default();
     Ok(Prepared {
-        arch: hp.arch,
+        arch: Some(hp.arch),
+        gguf_arch: hp.arch.gguf_arch(),
+        package_name: None,
         source_arch: cfg.architecture.clone(),
         quant_name: plan.scheme.name().into(),
         ava_bits: plan.scheme.ava_bits().into(),
@@ -1052,7 +1154,9 @@ fn prepare_gguf<'a>(
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     Ok(Prepared {
-        arch,
+        arch: Some(arch),
+        gguf_arch: arch.gguf_arch(),
+        package_name: None,
         source_arch: arch_name,
         quant_name,
         ava_bits,
@@ -1158,7 +1262,11 @@ pub fn compile(
         });
     }
     let st = HfTensors::open(input)?;
-    let prep = prepare_hf(opts, &st, tgt)?;
+    let prep = if bert::is_bert(input) {
+        bert::prepare_bert(opts, &st, tgt)?
+    } else {
+        prepare_hf(opts, &st, tgt)?
+    };
     build(opts, tgt, prep, t, t_all, progress)
 }
 
@@ -1311,9 +1419,10 @@ fn build(
             }
             n.clone()
         }
+        None if prep.package_name.is_some() => prep.package_name.clone().expect("checked"),
         None => naming::package_name(
             opts.name_scheme,
-            prep.arch,
+            prep.arch.expect("decoders name by architecture"),
             &prep.stem,
             params,
             &prep.quant_name,
@@ -1508,6 +1617,8 @@ fn build(
     let mut base_name = name
         .trim_end_matches(".ALM")
         .trim_end_matches(".alm")
+        .trim_end_matches(".AON")
+        .trim_end_matches(".aon")
         .to_string();
     let mut notes = prep.notes;
     let alc_only: Vec<&str> = prep
@@ -1551,7 +1662,6 @@ fn build(
         ("alc.context".into(), Value::U32(prep.ctx as u32)),
         ("alc.vocab_size".into(), Value::U32(prep.n_vocab as u32)),
         ("alc.parameter_count".into(), Value::U64(params)),
-        ("alc.prefill_variants".into(), u32s(&[1, 32, 128, 512])),
         ("alc.compile_date".into(), vs(&date)),
         (
             "alc.memory_plan.ctx".into(),
@@ -1571,6 +1681,9 @@ fn build(
             vs(&format!("{:STATUS_WIDTH$}", "pending")),
         ),
     ]);
+    if prep.arch.is_some() {
+        meta.push(("alc.prefill_variants".into(), u32s(&[1, 32, 128, 512])));
+    }
     if let Some(j) = &prep.tokenizer_json {
         meta.push(("alc.tokenizer.hf_json".into(), vs(j)));
     }
@@ -1614,17 +1727,30 @@ fn build(
     let t = Instant::now();
     let tmp = file.temp_path().to_path_buf();
     let written = Arc::new(GgufFile::open(&tmp)?);
-    let check = self_check(&written, opts.threads)?;
-    let plan_lines: Vec<PlanLine> = {
+    let (check, plan_lines) = if prep.arch.is_none() {
+        let check = self_check_encoder(&written, opts.threads, None)?;
+        let m = alc_models::BertModel::from_gguf(written)
+            .map_err(|e| ConvertError::SelfCheck(e.to_string()))?;
+        let lines: Vec<PlanLine> = contexts
+            .iter()
+            .map(|&c| PlanLine {
+                ctx: c,
+                total_bytes: m.memory_bytes(c),
+            })
+            .collect();
+        (check, lines)
+    } else {
+        let check = self_check(&written, opts.threads)?;
         let m = alc_models::Model::from_gguf(written)
             .map_err(|e| ConvertError::SelfCheck(e.to_string()))?;
-        contexts
+        let lines: Vec<PlanLine> = contexts
             .iter()
             .map(|&c| PlanLine {
                 ctx: c,
                 total_bytes: m.memory_plan(c, c.min(512)).total_bytes,
             })
-            .collect()
+            .collect();
+        (check, lines)
     };
     let status = if check.passed { "verified" } else { "failed" };
     {
@@ -1677,7 +1803,7 @@ fn build(
         package: out_path.clone(),
         name,
         architecture: prep.source_arch.clone(),
-        gguf_architecture: prep.arch.gguf_arch().into(),
+        gguf_architecture: prep.gguf_arch.into(),
         target: tgt.name.into(),
         quant: prep.quant_name.clone(),
         context: prep.ctx,

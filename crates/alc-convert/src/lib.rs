@@ -23,6 +23,7 @@ pub mod naming;
 pub mod quant;
 pub mod verify;
 pub mod vocab;
+pub mod wordpiece_vocab;
 
 pub use compile::{compile, CompileOptions, Outcome, Progress, Report};
 pub use export::{export_hf, ExportDtype, ExportOptions, ExportReport};

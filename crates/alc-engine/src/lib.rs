@@ -12,6 +12,7 @@
 //! prompt length unless `ubatch` overrides.
 
 pub mod bench;
+pub mod embed;
 pub mod sampler;
 pub mod watchdog;
 
@@ -29,6 +30,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub use bench::{BenchReport, BenchSpec, BenchTest};
+pub use embed::{Embedder, Embedding};
 pub use sampler::{Sampler, SamplingParams};
 pub use watchdog::{Deadlines, Stage, Tracker};
 

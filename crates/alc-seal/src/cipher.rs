@@ -3,6 +3,7 @@
 use crate::header::{Header, AAD_LEN, TAG_LEN};
 use crate::key::Key;
 use aes_gcm::aead::consts::U12;
+use aes_gcm::aead::inout::InOutBuf;
 use aes_gcm::aead::AeadInOut;
 use aes_gcm::{Aes256Gcm, KeyInit, Tag};
 
@@ -58,14 +59,38 @@ impl FileCipher {
         }
     }
 
-    /// Encrypts `buf` in place as block `index`; returns its tag.
-    pub(crate) fn seal_block(&self, index: u64, last: bool, buf: &mut [u8]) -> [u8; TAG_LEN] {
+    /// Encrypts `plain` into `out` (same length) as block `index`; returns its tag.
+    pub(crate) fn seal_block_to(
+        &self,
+        index: u64,
+        last: bool,
+        plain: &[u8],
+        out: &mut [u8],
+    ) -> [u8; TAG_LEN] {
         let n = nonce(index, Self::kind(last));
+        let buf = InOutBuf::new(plain, out).expect("plaintext and output have one length");
         let tag = self
             .aead
-            .encrypt_inout_detached(&n, &self.aad, buf.into())
+            .encrypt_inout_detached(&n, &self.aad, buf)
             .expect("a block is far below the GCM message limit");
         tag.into()
+    }
+
+    /// Authenticates ciphertext `ct` as block `index` and decrypts it into `out`
+    /// (same length). On failure nothing is written to `out`.
+    pub(crate) fn open_block_to(
+        &self,
+        index: u64,
+        last: bool,
+        ct: &[u8],
+        out: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), AuthFailed> {
+        let n = nonce(index, Self::kind(last));
+        let buf = InOutBuf::new(ct, out).expect("ciphertext and output have one length");
+        self.aead
+            .decrypt_inout_detached(&n, &self.aad, buf, &Tag::from(*tag))
+            .map_err(|_| AuthFailed)
     }
 
     /// Authenticates and decrypts `buf` in place as block `index`. On failure `buf`

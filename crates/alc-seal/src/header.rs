@@ -310,6 +310,11 @@ impl Header {
         i * u64::from(self.block_size)
     }
 
+    /// Plaintext bytes of blocks `first..first + count` (`first + count <= blocks()`).
+    pub(crate) fn span_len(&self, first: u64, count: u64) -> u64 {
+        self.block_start(first + count).min(self.plaintext_len) - self.block_start(first)
+    }
+
     /// Size of the sealed file: header + plaintext + one tag per block.
     pub fn sealed_len(&self) -> u64 {
         HEADER_LEN as u64 + self.plaintext_len + TAG_LEN as u64 * self.blocks()

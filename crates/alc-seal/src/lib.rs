@@ -29,11 +29,28 @@
 //!   or a byte slice through `Cursor` for in-memory use and fuzzing); it authenticates
 //!   each block as it is read and checks the plaintext SHA-256 when the blocks were
 //!   read in order to the end.
+//! - Throughput (`pipe.rs`, docs/SEALED.md "Performance"). SHA-256 (about 1.6 GB/s per
+//!   core with SHA-NI) is slower than AES-256-GCM (about 2.2 GB/s), and both are needed.
+//!   The blocks do not depend on the digest (their AAD is the header's first 80 bytes;
+//!   the digest sits after them, sealed under its own nonce), so sealing encrypts and
+//!   hashes the same chunk buffers at the same time, on two threads, and writes the
+//!   header last. Opening, verifying and unsealing decrypt chunk k+1 while a second
+//!   thread hashes chunk k. The SHA-256 check on opening is redundant with GCM (every
+//!   block is authenticated, bound to its index, the file and the last-block flag, so
+//!   the exact plaintext is authenticated already): it only guards against a faulty
+//!   sealer. It is kept everywhere (`verify_sealed` always; `open_in_memory`,
+//!   `unseal_bytes`, `unseal_file` too), on the second thread, where it costs a core
+//!   but little wall time; `SealedReader::with_digest_check(false)` skips it.
+//!   Inputs under 4 MiB, or a process limited to one CPU, hash inline. Blocks go in
+//!   chunks of 256 KiB (one read and one write per chunk, encryption and decryption
+//!   out of place, no per-block allocation), and a whole plaintext or sealed file in
+//!   memory is advised `MADV_HUGEPAGE` (4 KiB page faults cost more than GCM).
 
 mod cipher;
 mod header;
 mod key;
 mod open;
+mod pipe;
 mod seal;
 
 pub use header::{

@@ -3,6 +3,7 @@
 use crate::cipher::FileCipher;
 use crate::header::{Header, HEADER_LEN, MAGIC, TAG_LEN};
 use crate::key::KeySource;
+use crate::pipe::{self, ChunkHasher};
 use crate::{Result, SealError};
 use alc_format::AtomicFile;
 use sha2::{Digest, Sha256};
@@ -80,6 +81,8 @@ pub struct SealedReader<R> {
     digest_failed: Option<[u8; 32]>,
     /// Whether to hash the plaintext and check the header's SHA-256.
     check_digest: bool,
+    /// Sealed bytes of a chunk of blocks (ciphertext and tags, nothing secret).
+    stage: Vec<u8>,
 }
 
 impl<R> std::fmt::Debug for SealedReader<R> {
@@ -146,6 +149,7 @@ impl<R: Read + Seek> SealedReader<R> {
             hashed: 0,
             digest_failed: None,
             check_digest: true,
+            stage: Vec::new(),
         };
         let len = r
             .inner
@@ -180,9 +184,10 @@ impl<R: Read + Seek> SealedReader<R> {
     /// Whether reading checks the plaintext SHA-256 (default: yes). Without it, every
     /// block is still authenticated by its GCM tag, bound to its position, to this
     /// file and to the authenticated length, which already detects any change; the
-    /// SHA-256 is a second, independent check that costs about as much as the
-    /// decryption itself (docs/SEALED.md, "Performance"). [`Self::verify`] always
-    /// checks it.
+    /// SHA-256 is a second, independent check (against a faulty sealer) that costs
+    /// about as much CPU as the decryption itself. [`Self::read_to_vec`] runs it on a
+    /// second thread for large files, so it costs a core rather than wall time
+    /// (docs/SEALED.md, "Performance"). [`Self::verify`] always checks it.
     pub fn with_digest_check(mut self, on: bool) -> Self {
         self.check_digest = on;
         self
@@ -237,6 +242,86 @@ impl<R: Read + Seek> SealedReader<R> {
                 block: i,
                 blocks,
             })
+    }
+
+    /// Reads blocks `first..first + count` with one seek and one read, authenticates
+    /// each in order and decrypts it into its place in `dst` (their plaintext,
+    /// `span_len(first, count)` bytes). On a failure the blocks before the failing
+    /// one are in `dst`, the failing one is not written.
+    fn read_chunk(&mut self, first: u64, count: u64, dst: &mut [u8]) -> Result<()> {
+        let blocks = self.header.blocks();
+        debug_assert!(first + count <= blocks);
+        debug_assert_eq!(dst.len() as u64, self.header.span_len(first, count));
+        let m = dst.len() + TAG_LEN * count as usize;
+        self.stage.resize(m, 0);
+        self.inner
+            .seek(SeekFrom::Start(self.header.block_offset(first)))
+            .map_err(|e| SealError::io("seeking in", &self.path, e))?;
+        if let Err(e) = self.inner.read_exact(&mut self.stage) {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                // The file shrank after it was opened.
+                let len = self.inner.seek(SeekFrom::End(0)).unwrap_or(0);
+                self.check_size(len)?;
+            }
+            return Err(SealError::io("reading", &self.path, e));
+        }
+        let (mut p, mut o) = (0, 0);
+        for i in first..first + count {
+            let n = self.header.block_len(i);
+            let (ct, tag) = self.stage[o..o + n + TAG_LEN].split_at(n);
+            let tag: &[u8; TAG_LEN] = tag.try_into().expect("a tag is 16 bytes");
+            self.cipher
+                .open_block_to(i, i + 1 == blocks, ct, &mut dst[p..p + n], tag)
+                .map_err(|_| SealError::BlockAuth {
+                    path: self.path.clone(),
+                    block: i,
+                    blocks,
+                })?;
+            p += n;
+            o += n + TAG_LEN;
+        }
+        Ok(())
+    }
+
+    /// Reads every block in order, a chunk of blocks at a time, passes each chunk's
+    /// authenticated plaintext to `sink`, and returns the plaintext SHA-256, computed
+    /// on a second thread when `threaded` (it hashes chunk k while this thread reads,
+    /// decrypts and sinks chunk k+1). Chunk buffers are reused and zeroised on drop.
+    fn stream_chunks(
+        &mut self,
+        threaded: bool,
+        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<[u8; 32]> {
+        let blocks = self.header.blocks();
+        let per = pipe::blocks_per_chunk(self.header.block_size);
+        let cap = self.header.span_len(0, per.min(blocks)) as usize;
+        std::thread::scope(|scope| -> Result<[u8; 32]> {
+            let mut hasher = ChunkHasher::<Zeroizing<Vec<u8>>>::new(scope, threaded);
+            let (mut spare, mut made) = (None, 0);
+            let mut i = 0;
+            while i < blocks {
+                let count = per.min(blocks - i);
+                let n = self.header.span_len(i, count) as usize;
+                let mut buf = match spare.take() {
+                    Some(b) => b,
+                    None if made < pipe::POOL => {
+                        made += 1;
+                        Zeroizing::new(vec![0u8; cap])
+                    }
+                    None => hasher
+                        .recycled()
+                        .unwrap_or_else(|| Zeroizing::new(vec![0u8; cap])),
+                };
+                // Within the capacity (no reallocation); the hash thread hashes `buf`
+                // whole, so it must be exactly this chunk.
+                buf.resize(n, 0);
+                self.read_chunk(i, count, &mut buf)?;
+                sink(&buf)?;
+                spare = hasher.feed(buf);
+                i += count;
+            }
+            Ok(hasher.finish())
+        })
     }
 
     fn compare_digest(&self, got: &[u8; 32]) -> Result<()> {
@@ -295,7 +380,17 @@ impl<R: Read + Seek> SealedReader<R> {
     /// the plaintext SHA-256 at the end. The buffer is the plaintext length, which was
     /// checked against the source's size at open, so a corrupt header cannot make it
     /// allocate more than the source holds.
-    pub fn read_to_vec(mut self) -> Result<Vec<u8>> {
+    ///
+    /// Blocks are decrypted straight into the buffer, a chunk (256 KiB) at a time;
+    /// for large files the SHA-256 runs on a second thread, one chunk behind, so it
+    /// costs a second core instead of doubling the time.
+    pub fn read_to_vec(self) -> Result<Vec<u8>> {
+        let threaded = self.check_digest && pipe::want_thread(self.header.plaintext_len);
+        self.read_to_vec_with(threaded)
+    }
+
+    /// [`Self::read_to_vec`], hashing on a second thread when `threaded`.
+    pub(crate) fn read_to_vec_with(mut self, threaded: bool) -> Result<Vec<u8>> {
         let len =
             usize::try_from(self.header.plaintext_len).map_err(|_| SealError::BadRequest {
                 what: format!(
@@ -304,38 +399,57 @@ impl<R: Read + Seek> SealedReader<R> {
                     self.header.plaintext_len
                 ),
             })?;
-        let mut out = vec![0u8; len];
-        let mut hasher = Sha256::new();
-        for i in 0..self.header.blocks() {
-            let start = self.header.block_start(i) as usize;
-            let n = self.header.block_len(i);
-            let dst = &mut out[start..start + n];
-            self.decrypt_into(i, dst)?;
-            if self.check_digest {
-                hasher.update(&*dst);
+        let mut out = pipe::zeroed_vec(len);
+        let blocks = self.header.blocks();
+        let per = pipe::blocks_per_chunk(self.header.block_size);
+        let check = self.check_digest;
+        let got = std::thread::scope(|scope| -> Result<Option<[u8; 32]>> {
+            let mut hasher = check.then(|| ChunkHasher::new(scope, threaded));
+            let mut rest: &mut [u8] = &mut out;
+            let mut i = 0;
+            while i < blocks {
+                let count = per.min(blocks - i);
+                let n = self.header.span_len(i, count) as usize;
+                let (chunk, tail) = std::mem::take(&mut rest).split_at_mut(n);
+                rest = tail;
+                self.read_chunk(i, count, chunk)?;
+                if let Some(h) = &mut hasher {
+                    // Authenticated plaintext, never written again.
+                    let chunk: &[u8] = chunk;
+                    h.feed(chunk);
+                }
+                i += count;
             }
-        }
-        if self.check_digest {
-            self.compare_digest(&hasher.finalize().into())?;
+            Ok(hasher.map(ChunkHasher::finish))
+        })?;
+        if let Some(got) = got {
+            self.compare_digest(&got)?;
         }
         Ok(out)
     }
 
     /// Authenticates every block and the plaintext SHA-256 without keeping the
-    /// plaintext; `progress(done, total)` gets plaintext bytes.
-    pub fn verify(mut self, progress: &mut dyn FnMut(u64, u64)) -> Result<SealInfo> {
+    /// plaintext; `progress(done, total)` gets plaintext bytes. The SHA-256 is always
+    /// checked (on a second thread for large files).
+    pub fn verify(self, progress: &mut dyn FnMut(u64, u64)) -> Result<SealInfo> {
+        let threaded = pipe::want_thread(self.header.plaintext_len);
+        self.verify_with(threaded, progress)
+    }
+
+    /// [`Self::verify`], hashing on a second thread when `threaded`.
+    pub(crate) fn verify_with(
+        mut self,
+        threaded: bool,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<SealInfo> {
         let total = self.header.plaintext_len;
-        self.check_digest = true;
-        self.hasher = Sha256::new();
-        self.hashed = 0;
-        self.cached = None;
-        for i in 0..self.header.blocks() {
-            self.read_block(i)?;
-            progress(
-                self.header.block_start(i) + self.header.block_len(i) as u64,
-                total,
-            );
-        }
+        let mut done = 0u64;
+        let got = self.stream_chunks(threaded, &mut |chunk| {
+            done += chunk.len() as u64;
+            progress(done, total);
+            Ok(())
+        })?;
+        self.compare_digest(&got)?;
         Ok(SealInfo {
             sealed_len: self.header.sealed_len(),
             plaintext_sha256: self.digest,
@@ -430,7 +544,20 @@ pub fn unseal_file_with(
     keys: &KeySource,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<SealInfo> {
-    let mut r = SealedReader::open(sealed, keys)?;
+    let r = SealedReader::open(sealed, keys)?;
+    let threaded = pipe::want_thread(r.len());
+    unseal_reader(r, sealed, out, threaded, progress)
+}
+
+/// [`unseal_file_with`] on an open reader, hashing on a second thread when
+/// `threaded`.
+pub(crate) fn unseal_reader(
+    mut r: SealedReader<File>,
+    sealed: &Path,
+    out: &Path,
+    threaded: bool,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<SealInfo> {
     if let (Ok(a), Ok(b)) = (sealed.canonicalize(), out.canonicalize()) {
         if a == b {
             return Err(SealError::BadRequest {
@@ -444,14 +571,16 @@ pub fn unseal_file_with(
     let total = r.len();
     let mut af = AtomicFile::create(out)?;
     let mut written = 0u64;
-    for i in 0..r.header().blocks() {
-        let data = r.read_block(i)?;
+    // This thread reads, decrypts and writes chunk k+1 while the hash thread hashes
+    // chunk k; nothing is renamed into place before the digest matched.
+    let got = r.stream_chunks(threaded, &mut |data| {
         af.write_all(data).map_err(|e| af.error("writing", e))?;
         written += data.len() as u64;
         progress(written, total);
-    }
-    // read_block checked the SHA-256 when it read the last block in order.
-    if written != total || r.hashed != r.header().blocks() {
+        Ok(())
+    })?;
+    r.compare_digest(&got)?;
+    if written != total {
         return Err(SealError::BadRequest {
             what: format!(
                 "{}: internal error: wrote {written} of {total} bytes",

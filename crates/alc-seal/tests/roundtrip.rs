@@ -379,3 +379,34 @@ proptest! {
         prop_assert!(alc_seal::unseal_bytes("p", &sealed, &keys_a()).is_err());
     }
 }
+
+/// A file sealed by an earlier implementation (the one that hashed and encrypted
+/// block by block on one thread) still opens, through every entry point: the format
+/// did not change. Key: 32 bytes of 0x5a; block size 4096; plaintext
+/// `(i * 31 % 251) as u8` for i in 0..10000.
+#[test]
+fn file_sealed_by_an_earlier_version_opens() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/v1-4k.ava3");
+    let keys = KeySource::key(alc_seal::Key::from_bytes(&[0x5a; 32]).unwrap());
+    let plain: Vec<u8> = (0..10_000u32).map(|i| (i * 31 % 251) as u8).collect();
+    let sha: [u8; 32] = Sha256::digest(&plain).into();
+    assert_eq!(
+        hex::encode(sha),
+        "358b97b49110d556c95a92a50bd6a85d6087e894dbf60989b9bc89983288b251"
+    );
+    let info = alc_seal::verify_sealed(&path, &keys).unwrap();
+    assert_eq!(info.plaintext_sha256, sha);
+    assert_eq!(info.header.block_size, 4096);
+    assert_eq!(info.header.plaintext_len, 10_000);
+    assert_eq!(alc_seal::open_in_memory(&path, &keys).unwrap(), plain);
+    let sealed = std::fs::read(&path).unwrap();
+    assert_eq!(alc_seal::unseal_bytes("v1", &sealed, &keys).unwrap(), plain);
+    let mut r = SealedReader::open(&path, &keys).unwrap();
+    let mut v = Vec::new();
+    r.read_to_end(&mut v).unwrap();
+    assert_eq!(v, plain);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("v1.bin");
+    alc_seal::unseal_file(&path, &out, &keys).unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), plain);
+}

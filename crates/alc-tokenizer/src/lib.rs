@@ -13,6 +13,11 @@
 //! word length with no per-step allocation. Nothing is cached across calls.
 //! Chat templates ([`ChatTemplate`]) render with minijinja configured like HF
 //! transformers' `apply_chat_template`.
+//!
+//! BERT vocabularies (`tokenizer.ggml.model` "bert", `wordpiece.rs`) are the exception
+//! to "llama.cpp's ids": their target is Hugging Face `tokenizers` (BertNormalizer,
+//! BertPreTokenizer, WordPiece, `[CLS] … [SEP]`), which they serve for sentence
+//! embeddings; the normaliser settings come from `alc.wordpiece.*` keys.
 
 mod bpe;
 mod chat;
@@ -23,6 +28,7 @@ mod stream;
 mod strings;
 mod unicode;
 mod unicode_table;
+mod wordpiece;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -42,7 +48,7 @@ use strings::{Index, Strings};
 pub enum TokenizerError {
     #[error("GGUF has no tokenizer (tokenizer.ggml.model missing); this file cannot be run")]
     NoTokenizer,
-    #[error("unsupported tokenizer model '{0}'; supported: gpt2 (byte-level BPE), llama (SentencePiece)")]
+    #[error("unsupported tokenizer model '{0}'; supported: gpt2 (byte-level BPE), llama (SentencePiece), bert (WordPiece)")]
     UnsupportedModel(String),
     #[error("unsupported pre-tokenizer '{name}'; supported: {}", SUPPORTED_PRE.join(", "))]
     UnsupportedPre { name: String },
@@ -52,6 +58,13 @@ pub enum TokenizerError {
     BadVocab(String),
     #[error("the model adds a {which} token to every prompt but defines none (tokenizer.ggml.{which}_token_id missing or out of range)")]
     MissingSpecial { which: &'static str },
+    #[error("BERT vocabulary: {key} ({what}) {}", id_problem(*.value, *.n_vocab))]
+    MissingId {
+        key: &'static str,
+        what: &'static str,
+        value: Option<i64>,
+        n_vocab: usize,
+    },
     #[error("reading tokenizer metadata: {0}")]
     Format(#[from] alc_format::FormatError),
     #[error("GGUF has no chat template (tokenizer.chat_template missing)")]
@@ -60,6 +73,14 @@ pub enum TokenizerError {
     TemplateSyntax(String),
     #[error("chat template failed to render: {0}")]
     TemplateRender(String),
+}
+
+/// "is missing" or "is V, out of range for N tokens" (for [`TokenizerError::MissingId`]).
+fn id_problem(value: Option<i64>, n_vocab: usize) -> String {
+    match value {
+        Some(v) => format!("is {v}, out of range for {n_vocab} tokens"),
+        None => "is missing".to_string(),
+    }
 }
 
 /// Token type as declared in GGUF `tokenizer.ggml.token_type`.
@@ -104,6 +125,8 @@ impl TokenType {
 enum Model {
     Bpe,
     Spm,
+    /// WordPiece (BERT), Hugging Face `tokenizers` semantics.
+    Wpm,
 }
 
 /// Summary of a vocabulary for `alc inspect`.
@@ -187,6 +210,8 @@ pub struct Tokenizer {
     add_space_prefix: bool,
     clean_spaces: bool,
     chat_template: Option<String>,
+    /// WordPiece settings (model "bert" only).
+    wp: Option<wordpiece::WpConfig>,
 }
 
 const EOT_NAMES: &[&str] = &[
@@ -289,6 +314,7 @@ impl Tokenizer {
         let model = match model_name {
             "gpt2" => Model::Bpe,
             "llama" => Model::Spm,
+            "bert" => Model::Wpm,
             other => return Err(TokenizerError::UnsupportedModel(other.to_string())),
         };
         let pre_name = f.get_str("tokenizer.ggml.pre")?.unwrap_or("").to_string();
@@ -299,7 +325,7 @@ impl Tokenizer {
                         name: pre_name.clone(),
                     }
                 })?),
-                Model::Spm => None,
+                Model::Spm | Model::Wpm => None,
             };
 
         let arr = f.get_array("tokenizer.ggml.tokens")?.ok_or_else(|| {
@@ -385,6 +411,7 @@ impl Tokenizer {
         let (def_bos, def_eos, def_unk) = match model {
             Model::Spm => (in_range(1), in_range(2), in_range(0)),
             Model::Bpe => (in_range(11), in_range(11), None),
+            Model::Wpm => (None, None, None),
         };
         let read = |key: &str, def: Option<u32>| -> Result<Option<u32>, TokenizerError> {
             Ok(match get_id(f, &format!("tokenizer.ggml.{key}"))? {
@@ -414,11 +441,13 @@ impl Tokenizer {
             add_eos = v;
         }
 
-        // tokens recognised by name; a found one is made a control token
+        // tokens recognised by name; a found one is made a control token (BERT: only
+        // among the control tokens, as in the phantom-space form a normal token's text
+        // is not its HF text)
         let lookup = |name: &str| {
-            index
-                .get(&strings, name.as_bytes())
-                .filter(|&id| id < n_vocab)
+            index.get(&strings, name.as_bytes()).filter(|&id| {
+                id < n_vocab && (model != Model::Wpm || types[id as usize] == TokenType::Control)
+            })
         };
         let detect = |slot: &mut Option<u32>, names: &[&str], attrs: &mut Vec<u16>| {
             if slot.is_some() {
@@ -520,6 +549,7 @@ impl Tokenizer {
         let mut byte_tokens = [None; 256];
         for (b, slot) in byte_tokens.iter_mut().enumerate() {
             *slot = match model {
+                Model::Wpm => None,
                 Model::Bpe => lookup_bytes(&index, &strings, n_vocab, &[b as u8]),
                 Model::Spm => {
                     lookup_bytes(&index, &strings, n_vocab, format!("<0x{b:02X}>").as_bytes())
@@ -541,7 +571,7 @@ impl Tokenizer {
                 buf.extend_from_slice(text);
             } else if a & attr::NORMAL != 0 {
                 match model {
-                    Model::Spm => unescape_spaces(text, &mut buf),
+                    Model::Spm | Model::Wpm => unescape_spaces(text, &mut buf),
                     Model::Bpe => byte_decode(bytemap, text, &mut buf),
                 }
             } else if a & attr::BYTE != 0 {
@@ -551,6 +581,10 @@ impl Tokenizer {
         }
 
         let chat_template = f.get_str("tokenizer.chat_template")?.map(str::to_string);
+        let wp = match model {
+            Model::Wpm => Some(wordpiece_config(f, &strings, &attrs, n_vocab)?),
+            _ => None,
+        };
         Ok(Tokenizer {
             model,
             pre_name,
@@ -578,6 +612,7 @@ impl Tokenizer {
             add_space_prefix,
             clean_spaces,
             chat_template,
+            wp,
         })
     }
 
@@ -602,6 +637,9 @@ impl Tokenizer {
         add_special: bool,
         parse_special: bool,
     ) -> Result<Vec<u32>, TokenizerError> {
+        if self.model == Model::Wpm {
+            return Ok(self.encode_wpm(text, add_special, parse_special, None)?.0);
+        }
         let mut out = Vec::with_capacity(text.len() / 3 + 2);
         let frags = if text.is_empty() {
             Vec::new()
@@ -615,6 +653,8 @@ impl Tokenizer {
             );
         }
         match self.model {
+            // encoded by `encode_wpm` above
+            Model::Wpm => {}
             Model::Spm => {
                 let ctx = spm::SpmCtx {
                     strings: &self.strings,
@@ -684,6 +724,70 @@ impl Tokenizer {
         Ok(out)
     }
 
+    /// Encode `text` for a sentence embedding as sentence-transformers does: special
+    /// token texts in `text` are recognised, `[CLS]` … `[SEP]` are added, and the
+    /// content is truncated so the whole fits in [`max_length`](Self::max_length)
+    /// (the flag says whether it was). A vocabulary other than BERT's gives
+    /// `encode(text, true, true)` untruncated.
+    pub fn encode_for_embedding(&self, text: &str) -> Result<(Vec<u32>, bool), TokenizerError> {
+        match &self.wp {
+            Some(wp) => self.encode_wpm(text, true, true, wp.max_length),
+            None => Ok((self.encode(text, true, true)?, false)),
+        }
+    }
+
+    /// The model's maximum sequence length in tokens, special tokens included
+    /// (`alc.wordpiece.max_length`); `None` when the package does not say.
+    pub fn max_length(&self) -> Option<usize> {
+        self.wp.as_ref().and_then(|w| w.max_length)
+    }
+
+    /// WordPiece encoding: `[CLS]` … `[SEP]` with `add_special`, the content cut to
+    /// `max_length` minus the special tokens; returns whether it was cut.
+    fn encode_wpm(
+        &self,
+        text: &str,
+        add_special: bool,
+        parse_special: bool,
+        max_length: Option<usize>,
+    ) -> Result<(Vec<u32>, bool), TokenizerError> {
+        let cfg = self.wp.as_ref().ok_or_else(|| {
+            TokenizerError::BadVocab("BERT vocabulary without WordPiece settings".to_string())
+        })?;
+        let ctx = wordpiece::WpCtx {
+            strings: &self.strings,
+            index: &self.index,
+            attrs: &self.attrs,
+            n_vocab: self.n_vocab,
+            cfg,
+        };
+        let mut out = Vec::with_capacity(text.len() / 3 + 2);
+        if add_special {
+            out.push(cfg.cls);
+        }
+        if !text.is_empty() {
+            for frag in self.specials.partition(text, parse_special, &self.attrs) {
+                match frag {
+                    Frag::Text(s, e) => ctx.encode_text(&text[s..e], &mut out),
+                    Frag::Token(id) => out.push(id),
+                }
+            }
+        }
+        let mut truncated = false;
+        if let Some(max) = max_length {
+            let n_special = if add_special { 2 } else { 0 };
+            let keep = usize::from(add_special) + max.saturating_sub(n_special);
+            if out.len() > keep {
+                out.truncate(keep);
+                truncated = true;
+            }
+        }
+        if add_special {
+            out.push(cfg.sep);
+        }
+        Ok((out, truncated))
+    }
+
     fn check(&self, id: u32) -> Result<usize, TokenizerError> {
         if id < self.n_vocab {
             Ok(id as usize)
@@ -724,7 +828,24 @@ impl Tokenizer {
     }
 
     /// [`decode`](Self::decode) without the UTF-8 conversion.
+    ///
+    /// BERT vocabularies decode as Hugging Face's WordPiece decoder does (pieces joined
+    /// by spaces, `##` continuations glued on, no space before `.` `?` `!` `,`), and
+    /// `skip_special` drops every control token.
     pub fn decode_bytes(&self, ids: &[u32], skip_special: bool) -> Result<Vec<u8>, TokenizerError> {
+        if self.model == Model::Wpm {
+            let mut pieces = Vec::with_capacity(ids.len());
+            for &id in ids {
+                let a = self.attrs[self.check(id)?];
+                if skip_special && a & (attr::CONTROL | attr::UNKNOWN) != 0 {
+                    continue;
+                }
+                pieces.push(wordpiece::hf_piece(self.strings.get(id), a));
+            }
+            let mut out = Vec::with_capacity(ids.len() * 6);
+            wordpiece::decode_into(pieces.into_iter(), &mut out);
+            return Ok(out);
+        }
         let mut ids = ids;
         let mut remove_space = self.add_space_prefix;
         if skip_special && self.add_bos && !ids.is_empty() && Some(ids[0]) == self.bos {
@@ -772,6 +893,7 @@ impl Tokenizer {
             + (self.eog.len().div_ceil(11) as u64) * a(11 * 4 + 16)
             + a(self.pre_name.capacity())
             + self.chat_template.as_ref().map_or(0, |t| a(t.capacity()))
+        // the WordPiece settings are plain values; its character table is static
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -828,11 +950,12 @@ impl Tokenizer {
             .get(&self.strings, text.as_bytes())
             .filter(|&id| id < self.n_vocab)
     }
-    /// "bpe (gpt2)" or "spm (llama)".
+    /// "bpe (gpt2)", "spm (llama)" or "wpm (bert)".
     pub fn kind(&self) -> &'static str {
         match self.model {
             Model::Bpe => "bpe (gpt2)",
             Model::Spm => "spm (llama)",
+            Model::Wpm => "wpm (bert)",
         }
     }
     /// GGUF pre-tokenizer name (`tokenizer.ggml.pre`).
@@ -916,6 +1039,95 @@ impl fmt::Debug for Tokenizer {
             .field("vocab_size", &self.n_vocab)
             .finish_non_exhaustive()
     }
+}
+
+/// The `alc.wordpiece.*` settings and the special ids of a BERT vocabulary (FORMAT.md,
+/// "WordPiece vocabularies (BERT)"). Keys llama.cpp's converter does not write fall
+/// back to HF's BertNormalizer defaults, or llama.cpp's `tokenizer.ggml.normalizer.*`.
+fn wordpiece_config(
+    f: &GgufFile,
+    strings: &Strings,
+    attrs: &[u16],
+    n_vocab: u32,
+) -> Result<wordpiece::WpConfig, TokenizerError> {
+    let id = |key: &'static str, what: &'static str| -> Result<u32, TokenizerError> {
+        let v = get_id(f, key)?;
+        match v {
+            Some(x) if x >= 0 && x < i64::from(n_vocab) => Ok(x as u32),
+            _ => Err(TokenizerError::MissingId {
+                key,
+                what,
+                value: v,
+                n_vocab: n_vocab as usize,
+            }),
+        }
+    };
+    let cls = if f.get("tokenizer.ggml.bos_token_id").is_none()
+        && f.get("tokenizer.ggml.cls_token_id").is_some()
+    {
+        id("tokenizer.ggml.cls_token_id", "the [CLS] id")?
+    } else {
+        id("tokenizer.ggml.bos_token_id", "the [CLS] id")?
+    };
+    let sep = id("tokenizer.ggml.seperator_token_id", "the [SEP] id")?;
+    let unk = id("tokenizer.ggml.unknown_token_id", "the [UNK] id")?;
+    let flag = |key: &str, alt: Option<&str>| -> Result<Option<bool>, TokenizerError> {
+        if let Some(v) = f.get_bool(key)? {
+            return Ok(Some(v));
+        }
+        Ok(match alt {
+            Some(k) => f.get_bool(k)?,
+            None => None,
+        })
+    };
+    let lowercase = flag(
+        "alc.wordpiece.lowercase",
+        Some("tokenizer.ggml.normalizer.lowercase"),
+    )?
+    .unwrap_or(true);
+    let strip_accents = flag(
+        "alc.wordpiece.strip_accents",
+        Some("tokenizer.ggml.normalizer.strip_accents"),
+    )?
+    .unwrap_or(lowercase);
+    let handle_chinese_chars = flag("alc.wordpiece.handle_chinese_chars", None)?.unwrap_or(true);
+    let clean_text = flag("alc.wordpiece.clean_text", None)?.unwrap_or(true);
+    let count = |key: &str| -> Result<Option<usize>, TokenizerError> {
+        match f.get_u64(key)? {
+            None => Ok(None),
+            Some(v) if v <= u64::from(u32::MAX) => Ok(Some(v as usize)),
+            Some(v) => Err(TokenizerError::BadVocab(format!(
+                "{key} is {v}, above 2^32"
+            ))),
+        }
+    };
+    let max_input_chars_per_word = count("alc.wordpiece.max_input_chars_per_word")?.unwrap_or(100);
+    let max_length = count("alc.wordpiece.max_length")?;
+    if let Some(p) = f.get_str("alc.wordpiece.continuing_subword_prefix")? {
+        if p != "##" {
+            return Err(TokenizerError::BadVocab(format!(
+                "alc.wordpiece.continuing_subword_prefix is {p:?}; the phantom-space vocabulary form supports only \"##\""
+            )));
+        }
+    }
+    // longest HF-form vocabulary text: "▁x" is x, a continuation "y" is "##y"
+    let mut max_piece_bytes = 0;
+    for id in 0..n_vocab {
+        let (text, cont) = wordpiece::hf_piece(strings.get(id), attrs[id as usize]);
+        max_piece_bytes = max_piece_bytes.max(text.len() + if cont { 2 } else { 0 });
+    }
+    Ok(wordpiece::WpConfig {
+        lowercase,
+        strip_accents,
+        handle_chinese_chars,
+        clean_text,
+        max_input_chars_per_word,
+        max_length,
+        cls,
+        sep,
+        unk,
+        max_piece_bytes,
+    })
 }
 
 fn lookup_bytes(index: &Index, strings: &Strings, n_vocab: u32, text: &[u8]) -> Option<u32> {
