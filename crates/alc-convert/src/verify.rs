@@ -241,7 +241,13 @@ fn digests(file: &GgufFile) -> Check {
 /// The structure check, and whether the model builds (the self-check needs it).
 fn structure(file: &Arc<GgufFile>) -> (Check, bool) {
     let mut found = Vec::new();
-    let model = match alc_models::Model::from_gguf(file.clone()) {
+    // (layers, embedding rows) of the model as the engine builds it.
+    let built = if is_encoder(file) {
+        alc_models::BertModel::from_gguf(file.clone()).map(|m| (m.hp.n_layer, m.hp.n_vocab))
+    } else {
+        alc_models::Model::from_gguf(file.clone()).map(|m| (m.hp.n_layer, m.hp.n_vocab))
+    };
+    let model = match built {
         Ok(m) => Some(m),
         Err(e) => {
             found.push(finding("model", e.to_string(), RECOMPILE));
@@ -329,10 +335,8 @@ fn structure(file: &Arc<GgufFile>) -> (Check, bool) {
     }
     let ok = model.is_some();
     let summary = match &model {
-        Some(m) => format!(
-            "{} layers, {} embedding rows, {} tensors",
-            m.hp.n_layer,
-            m.hp.n_vocab,
+        Some((layers, rows)) => format!(
+            "{layers} layers, {rows} embedding rows, {} tensors",
             file.tensors().len()
         ),
         None => format!("{} tensors", file.tensors().len()),
@@ -353,7 +357,7 @@ fn compatibility(file: &GgufFile, format_version: Option<u32>) -> Check {
     }
     let arch = file.get_str("general.architecture").ok().flatten();
     match arch {
-        Some(a) if alc_models::arch_spec(a).is_some() => {}
+        Some(a) if alc_models::arch_spec(a).is_some() || a == "bert" => {}
         _ => found.push(finding(
             "general.architecture",
             format!(
@@ -362,6 +366,7 @@ fn compatibility(file: &GgufFile, format_version: Option<u32>) -> Check {
                 alc_models::ARCHS
                     .iter()
                     .map(|f| f().name)
+                    .chain(["bert"])
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
@@ -415,7 +420,54 @@ fn u32_array(file: &GgufFile, key: &str) -> Option<Vec<u32>> {
     }
 }
 
+/// An embedding package (BERT encoder) rather than a decoder.
+fn is_encoder(file: &GgufFile) -> bool {
+    file.get_str("general.architecture").ok().flatten() == Some("bert")
+}
+
+/// The self-check of an embedding package: the recorded prompt's embedding from the
+/// reference backend must reproduce the recorded components, and the CPU backend
+/// must agree with it ([`crate::compile::self_check_encoder`]).
+fn run_encoder_self_check(file: &Arc<GgufFile>, threads: usize) -> Check {
+    let mut found = Vec::new();
+    let (Some(prompt), Some(expected)) = (
+        u32_array(file, "alc.selfcheck.prompt"),
+        u32_array(file, "alc.selfcheck.expected"),
+    ) else {
+        return check(
+            "self_check",
+            "no recorded self-check".into(),
+            vec![finding("alc.selfcheck.prompt", "missing", RECOMPILE)],
+        );
+    };
+    match crate::compile::self_check_encoder(file, threads, Some((&prompt, &expected))) {
+        Err(e) => found.push(finding("self-check", e.to_string(), RECOMPILE)),
+        Ok(r) => {
+            if let Some(f) = &r.failure {
+                found.push(finding("self-check", f.clone(), RECOPY));
+            }
+            return check(
+                "self_check",
+                format!(
+                    "recorded prompt → recorded embedding: {} tokens, 1 − cosine(reference, CPU) {:.2e}",
+                    prompt.len(),
+                    r.max_rel_err
+                ),
+                found,
+            );
+        }
+    }
+    check(
+        "self_check",
+        "recorded prompt → recorded embedding".into(),
+        found,
+    )
+}
+
 fn run_self_check(file: &Arc<GgufFile>, threads: usize) -> Check {
+    if is_encoder(file) {
+        return run_encoder_self_check(file, threads);
+    }
     let mut found = Vec::new();
     let prompt = match self_check_prompt(file) {
         Ok(p) => p,

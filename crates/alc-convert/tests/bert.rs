@@ -144,6 +144,18 @@ fn minilm_f32_and_int8_match_the_reference() {
     let int8_size = std::fs::metadata(&int8_pkg).unwrap().len();
     assert!(int8_size < 30_000_000, "int8 package is {int8_size} bytes");
 
+    // `alc verify` checks an embedding package like a language-model package.
+    let rep = alc_convert::verify::verify_package(
+        &int8_pkg,
+        &alc_convert::verify::VerifyOptions {
+            threads: 2,
+            self_check: true,
+        },
+    )
+    .unwrap();
+    assert!(rep.passed, "{rep:#?}");
+    assert_eq!(rep.architecture.as_deref(), Some("bert"));
+
     let e32 = Embedder::open(&f32_pkg, 2).unwrap();
     let e8 = Embedder::open(&int8_pkg, 2).unwrap();
     assert_eq!((e32.dim(), e32.max_tokens), (384, 256));

@@ -554,6 +554,12 @@ impl RunLoop {
         cfg: &EngineConfig,
         tracker: Arc<Tracker>,
     ) -> Result<RunLoop, EngineError> {
+        if file.get_str("general.architecture").ok().flatten() == Some("bert") {
+            return Err(EngineError::BadRequest(format!(
+                "{} is an embedding model (bert), not a language model; use `alc embed`",
+                path.display()
+            )));
+        }
         let tok = Tokenizer::from_gguf(&file)?;
         let mut model = Model::from_gguf(file.clone())?;
         let backend = CpuBackend::new(cfg.threads);
