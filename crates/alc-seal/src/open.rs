@@ -297,27 +297,15 @@ impl<R: Read + Seek> SealedReader<R> {
         let cap = self.header.span_len(0, per.min(blocks)) as usize;
         std::thread::scope(|scope| -> Result<[u8; 32]> {
             let mut hasher = ChunkHasher::<Zeroizing<Vec<u8>>>::new(scope, threaded);
-            let (mut spare, mut made) = (None, 0);
+            let mut pool = pipe::BufPool::new(cap);
             let mut i = 0;
             while i < blocks {
                 let count = per.min(blocks - i);
                 let n = self.header.span_len(i, count) as usize;
-                let mut buf = match spare.take() {
-                    Some(b) => b,
-                    None if made < pipe::POOL => {
-                        made += 1;
-                        Zeroizing::new(vec![0u8; cap])
-                    }
-                    None => hasher
-                        .recycled()
-                        .unwrap_or_else(|| Zeroizing::new(vec![0u8; cap])),
-                };
-                // Within the capacity (no reallocation); the hash thread hashes `buf`
-                // whole, so it must be exactly this chunk.
-                buf.resize(n, 0);
+                let mut buf = pool.take(&mut hasher, n);
                 self.read_chunk(i, count, &mut buf)?;
                 sink(&buf)?;
-                spare = hasher.feed(buf);
+                pool.hash(&mut hasher, buf);
                 i += count;
             }
             Ok(hasher.finish())

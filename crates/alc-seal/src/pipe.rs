@@ -13,6 +13,7 @@
 use sha2::{Digest, Sha256};
 use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
 use std::thread::{Scope, ScopedJoinHandle};
+use zeroize::Zeroizing;
 
 /// Plaintext bytes per chunk of blocks (rounded down to whole blocks, at least one).
 /// A chunk and its sealed bytes stay in a core's L2 cache; 64 KiB to 4 MiB measured
@@ -33,6 +34,63 @@ pub(crate) const THREAD_MIN: u64 = 4 << 20;
 /// Blocks per chunk for a block size.
 pub(crate) fn blocks_per_chunk(block_size: u32) -> u64 {
     (CHUNK_BYTES / block_size as usize).max(1) as u64
+}
+
+/// Chunk buffers for a [`ChunkHasher`]: the buffer just hashed inline is reused at
+/// once; on a thread, new ones are made while fewer than [`POOL`] exist, then the
+/// hash thread's finished ones are recycled. Each holds `cap` bytes, so a chunk
+/// never reallocates (and plaintext is never left in a freed allocation).
+pub(crate) struct BufPool {
+    cap: usize,
+    spare: Option<Zeroizing<Vec<u8>>>,
+    made: usize,
+}
+
+impl BufPool {
+    pub(crate) fn new(cap: usize) -> BufPool {
+        BufPool {
+            cap,
+            spare: None,
+            made: 0,
+        }
+    }
+
+    /// A buffer of exactly `len` bytes (`len <= cap`) for the next chunk; the hash
+    /// takes the buffer whole, so it must be exactly the chunk.
+    pub(crate) fn take(
+        &mut self,
+        h: &mut ChunkHasher<'_, Zeroizing<Vec<u8>>>,
+        len: usize,
+    ) -> Zeroizing<Vec<u8>> {
+        debug_assert!(len <= self.cap);
+        let mut b = match self.spare.take() {
+            Some(b) => b,
+            None if self.made < POOL => {
+                self.made += 1;
+                Zeroizing::new(vec![0u8; self.cap])
+            }
+            None => h
+                .recycled()
+                .unwrap_or_else(|| Zeroizing::new(vec![0u8; self.cap])),
+        };
+        b.resize(len, 0);
+        b
+    }
+
+    /// Hash `buf` (inline, or queued for the hash thread), keeping it for reuse when
+    /// it comes straight back.
+    pub(crate) fn hash(
+        &mut self,
+        h: &mut ChunkHasher<'_, Zeroizing<Vec<u8>>>,
+        buf: Zeroizing<Vec<u8>>,
+    ) {
+        self.spare = h.feed(buf);
+    }
+
+    #[cfg(test)]
+    fn made(&self) -> usize {
+        self.made
+    }
 }
 
 /// Whether hashing `len` plaintext bytes on a second thread is worth it: the input is
@@ -188,23 +246,14 @@ mod tests {
             assert_eq!(got, want, "threaded {threaded}");
             // Owned buffers that come back for reuse.
             let got = std::thread::scope(|s| {
-                let mut h = ChunkHasher::<Vec<u8>>::new(s, threaded);
-                let mut made = 0;
-                let mut spare = None;
+                let mut h = ChunkHasher::<Zeroizing<Vec<u8>>>::new(s, threaded);
+                let mut pool = BufPool::new(65_536);
                 for c in data.chunks(65_536) {
-                    let mut buf = match spare.take() {
-                        Some(b) => b,
-                        None if made < POOL => {
-                            made += 1;
-                            Vec::new()
-                        }
-                        None => h.recycled().expect("a buffer comes back"),
-                    };
-                    buf.clear();
-                    buf.extend_from_slice(c);
-                    spare = h.feed(buf);
+                    let mut buf = pool.take(&mut h, c.len());
+                    buf.copy_from_slice(c);
+                    pool.hash(&mut h, buf);
                 }
-                assert!(made <= POOL);
+                assert!(pool.made() <= POOL);
                 h.finish()
             });
             assert_eq!(got, want, "threaded {threaded}, recycled buffers");

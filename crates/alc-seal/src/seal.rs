@@ -322,30 +322,18 @@ fn seal_stream(
     let mut sealed = vec![0u8; cap + TAG_LEN * per.min(blocks) as usize];
     std::thread::scope(|scope| -> Result<[u8; 32]> {
         let mut hasher = ChunkHasher::<Zeroizing<Vec<u8>>>::new(scope, threaded);
-        let (mut spare, mut made) = (None, 0);
+        let mut pool = pipe::BufPool::new(cap);
         let mut done = 0u64;
         while s.next < blocks {
             let count = per.min(blocks - s.next);
             let n = s.header.span_len(s.next, count) as usize;
             let m = n + TAG_LEN * count as usize;
-            let mut buf = match spare.take() {
-                Some(b) => b,
-                None if made < pipe::POOL => {
-                    made += 1;
-                    Zeroizing::new(vec![0u8; cap])
-                }
-                None => hasher
-                    .recycled()
-                    .unwrap_or_else(|| Zeroizing::new(vec![0u8; cap])),
-            };
-            // Within the capacity (no reallocation); the hash thread hashes `buf`
-            // whole, so it must be exactly this chunk.
-            buf.resize(n, 0);
+            let mut buf = pool.take(&mut hasher, n);
             read_full(f, &mut buf, src, done, len)?;
             s.seal_chunk(count, &buf, &mut sealed[..m]);
             af.write_all(&sealed[..m])
                 .map_err(|e| af.error("writing", e))?;
-            spare = hasher.feed(buf);
+            pool.hash(&mut hasher, buf);
             done += n as u64;
             progress(done, len);
         }
