@@ -14,6 +14,7 @@ use std::sync::Arc;
 use alc_format::{GgufFile, TensorInfo};
 use alc_kernels::{Backend, Weight};
 
+use crate::pack::Mat;
 use crate::{tensor, ModelError};
 
 /// How token vectors become one sentence vector.
@@ -59,11 +60,6 @@ pub struct BertParams {
     pub eps: f32,
     pub pooling: Pooling,
     pub normalize: bool,
-}
-
-struct Mat {
-    t: TensorInfo,
-    packed: Option<std::ops::Range<usize>>,
 }
 
 struct Layer {
@@ -258,10 +254,7 @@ impl BertModel {
         for i in 0..n_layer {
             let n = |s: &str| format!("blk.{i}.{s}");
             let m = |s: &str, dims: &[u64]| -> Result<Mat, ModelError> {
-                Ok(Mat {
-                    t: tensor(&f, &n(s), &arch, dims)?.clone(),
-                    packed: None,
-                })
+                Ok(tensor(&f, &n(s), &arch, dims)?.clone().into())
             };
             layers.push(Layer {
                 wq: m("attn_q.weight", &[d, d])?,
@@ -314,10 +307,6 @@ impl BertModel {
     /// bytes repacked.
     pub fn pack_weights(&mut self, be: &dyn Backend) -> u64 {
         let file = self.file.clone();
-        let view = |t: &TensorInfo| {
-            let (rows, cols) = t.rows_cols();
-            Weight::row_major(t.dtype, rows as usize, cols as usize, file.tensor_data(t))
-        };
         let mut mats: Vec<&mut Mat> = Vec::new();
         for l in &mut self.layers {
             mats.extend([
@@ -329,47 +318,13 @@ impl BertModel {
                 &mut l.w_down,
             ]);
         }
-        let mut total = 0usize;
-        let mut plan = Vec::with_capacity(mats.len());
-        for m in &mats {
-            let at = total.next_multiple_of(64);
-            let len = be.packed_len(&view(&m.t));
-            if let Some(len) = len {
-                total = at + len;
-            }
-            plan.push(len.map(|len| at..at + len));
-        }
-        if total == 0 {
-            return 0;
-        }
-        let Ok(mut arena) = memmap2::MmapMut::map_anon(total) else {
-            return 0;
-        };
-        let mut bytes = 0;
-        for (m, r) in mats.into_iter().zip(plan) {
-            let Some(r) = r else { continue };
-            be.pack_into(&view(&m.t), &mut arena[r.clone()]);
-            bytes += r.len() as u64;
-            m.packed = Some(r);
-            file.release_tensor_pages(&m.t);
-        }
-        self.packed = Some(arena);
+        let (arena, bytes) = crate::pack::pack(&file, be, mats);
+        self.packed = arena;
         bytes
     }
 
     fn weight<'a>(&'a self, m: &'a Mat) -> Weight<'a> {
-        let t = &m.t;
-        let (rows, cols) = t.rows_cols();
-        let w = Weight::row_major(
-            t.dtype,
-            rows as usize,
-            cols as usize,
-            self.file.tensor_data(t),
-        );
-        match (&m.packed, &self.packed) {
-            (Some(r), Some(arena)) => w.with_packed(&arena[r.clone()]),
-            _ => w,
-        }
+        crate::pack::weight(&self.file, self.packed.as_ref(), m)
     }
 
     /// Bytes to embed one sentence of `n` tokens: the tensors plus the f32

@@ -9,6 +9,7 @@
 
 pub mod arch;
 pub mod bert;
+mod pack;
 pub mod plan;
 pub mod transformer;
 

@@ -1,5 +1,6 @@
 //! The shared pre-norm decoder transformer and its per-session state.
 
+use crate::pack::Mat;
 use crate::{arch_spec, supported_archs, tensor, ArchSpec, HParams, ModelError};
 use alc_core::DType;
 use alc_format::{GgufFile, TensorInfo};
@@ -16,20 +17,6 @@ pub enum Logits {
     Last,
     /// For every token of the chunk (teacher forcing, perplexity).
     All,
-}
-
-/// A weight matrix: its tensor in the mapped file, and where in the model's packed
-/// arena the copy the backend repacked at load lies ([`Model::pack_weights`]);
-/// matmuls use that copy when present.
-struct Mat {
-    t: TensorInfo,
-    packed: Option<std::ops::Range<usize>>,
-}
-
-impl From<TensorInfo> for Mat {
-    fn from(t: TensorInfo) -> Self {
-        Mat { t, packed: None }
-    }
 }
 
 struct Layer {
@@ -180,10 +167,6 @@ impl Model {
     /// tied output matrix (a copy would double it). Returns the bytes repacked.
     pub fn pack_weights(&mut self, be: &dyn Backend) -> u64 {
         let file = self.file.clone();
-        let view = |t: &TensorInfo| {
-            let (rows, cols) = t.rows_cols();
-            Weight::row_major(t.dtype, rows as usize, cols as usize, file.tensor_data(t))
-        };
         let mut mats: Vec<&mut Mat> = Vec::new();
         for l in &mut self.layers {
             mats.extend([
@@ -200,58 +183,13 @@ impl Model {
         if self.output.t.name != self.tok_embd.name {
             mats.push(&mut self.output);
         }
-        // Offsets in one arena, each matrix 64-byte aligned.
-        let mut total = 0usize;
-        let mut plan = Vec::with_capacity(mats.len());
-        for m in &mats {
-            let at = total.next_multiple_of(64);
-            let len = be.packed_len(&view(&m.t));
-            if let Some(len) = len {
-                total = at + len;
-            }
-            plan.push(len.map(|len| at..at + len));
-        }
-        if total == 0 {
-            return 0;
-        }
-        let mut arena = match memmap2::MmapMut::map_anon(total) {
-            Ok(a) => a,
-            // No memory for the copies: run from the mapped rows as they are.
-            Err(e) => {
-                tracing::warn!(
-                    "no memory to repack {total} bytes of weights ({e}); running unpacked"
-                );
-                return 0;
-            }
-        };
-        #[cfg(target_os = "linux")]
-        let _ = arena.advise(memmap2::Advice::HugePage);
-        let mut bytes = 0;
-        for (m, r) in mats.into_iter().zip(plan) {
-            let Some(r) = r else { continue };
-            be.pack_into(&view(&m.t), &mut arena[r.clone()]);
-            bytes += r.len() as u64;
-            m.packed = Some(r);
-            // The mapped original is not read again; keep one copy resident.
-            file.release_tensor_pages(&m.t);
-        }
-        self.packed = Some(arena);
+        let (arena, bytes) = crate::pack::pack(&file, be, mats);
+        self.packed = arena;
         bytes
     }
 
     fn weight<'a>(&'a self, m: &'a Mat) -> Weight<'a> {
-        let t = &m.t;
-        let (rows, cols) = t.rows_cols();
-        let w = Weight::row_major(
-            t.dtype,
-            rows as usize,
-            cols as usize,
-            self.file.tensor_data(t),
-        );
-        match (&m.packed, &self.packed) {
-            (Some(r), Some(arena)) => w.with_packed(&arena[r.clone()]),
-            _ => w,
-        }
+        crate::pack::weight(&self.file, self.packed.as_ref(), m)
     }
 
     /// Weight types this model needs executed (for backend capability checks).
