@@ -12,7 +12,7 @@ use alc_registry::Registry;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use crate::registry;
+use crate::{one_line, registry};
 
 #[derive(Args)]
 pub struct DevicesArgs {
@@ -262,20 +262,6 @@ pub fn fit_cmd(a: FitArgs) -> Result<i32> {
         _ => 0,
     };
     Ok(code)
-}
-
-fn one_line(e: &anyhow::Error) -> String {
-    let mut msg = String::new();
-    for c in e.chain() {
-        let c = c.to_string();
-        if !msg.contains(&c) {
-            if !msg.is_empty() {
-                msg.push_str(": ");
-            }
-            msg.push_str(&c);
-        }
-    }
-    msg
 }
 
 fn recommend(a: &FitArgs, dev: &Device, threads: usize) -> Result<i32> {

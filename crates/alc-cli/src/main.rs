@@ -300,21 +300,25 @@ fn main() {
         }),
     };
     if let Err(e) = r {
-        // One line: the chain of causes joined, skipping a cause whose text the
-        // message already carries (library errors often print their source).
-        let mut msg = String::new();
-        for c in e.chain() {
-            let c = c.to_string();
-            if !msg.contains(&c) {
-                if !msg.is_empty() {
-                    msg.push_str(": ");
-                }
-                msg.push_str(&c);
-            }
-        }
-        eprintln!("error: {msg}");
+        eprintln!("error: {}", one_line(&e));
         std::process::exit(1);
     }
+}
+
+/// One line: the chain of causes joined, skipping a cause whose text the message
+/// already carries (library errors often print their source).
+pub(crate) fn one_line(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for c in e.chain() {
+        let c = c.to_string();
+        if !msg.contains(&c) {
+            if !msg.is_empty() {
+                msg.push_str(": ");
+            }
+            msg.push_str(&c);
+        }
+    }
+    msg
 }
 
 fn read_stdin_prompt() -> Result<String> {

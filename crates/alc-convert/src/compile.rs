@@ -917,6 +917,34 @@ fn check_target(tgt: &Target, name: &str, dt: DType, fix: &str) -> Result<(), Co
     )))
 }
 
+/// The directory's own name (the published size may be read from it).
+fn dir_stem(dir: &Path) -> String {
+    dir.canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default()
+}
+
+/// The per-tensor steps of a Hugging Face front end: convert package tensor `i` of
+/// `plans` from the checkpoint, and release its source pages afterwards.
+fn hf_steps<'a>(
+    st: &'a HfTensors,
+    plans: Vec<(TensorPlan, DType)>,
+    threads: usize,
+) -> (ConvertFn<'a>, Box<dyn Fn(usize) + 'a>) {
+    let plans = Arc::new(plans);
+    let (pc, pr) = (plans.clone(), plans);
+    (
+        Box::new(move |i| {
+            let (p, dt) = &pc[i];
+            convert_tensor(st, p, *dt, threads)
+        }),
+        Box::new(move |i| {
+            let _ = st.release(&pr[i].0.source);
+        }),
+    )
+}
+
 /// Front end for a Hugging Face checkpoint directory.
 fn prepare_hf<'a>(
     opts: &'a CompileOptions,
@@ -960,14 +988,8 @@ fn prepare_hf<'a>(
         .collect();
     let plans: Vec<(TensorPlan, DType)> =
         plan.tensors.into_iter().map(|(p, dt, _)| (p, dt)).collect();
-    let plans = Arc::new(plans);
-    let (pc, pr) = (plans.clone(), plans);
-    let threads = opts.threads;
-    let stem = dir
-        .canonicalize()
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_default();
+    let (convert, release) = hf_steps(st, plans, opts.threads);
+    let stem = dir_stem(dir);
     Ok(Prepared {
         arch: Some(hp.arch),
         gguf_arch: hp.arch.gguf_arch(),
@@ -981,13 +1003,8 @@ fn prepare_hf<'a>(
         meta,
         tokenizer_json: Some(tokenizer.json_text.clone()),
         tensors,
-        convert: Box::new(move |i| {
-            let (p, dt) = &pc[i];
-            convert_tensor(st, p, *dt, threads)
-        }),
-        release: Box::new(move |i| {
-            let _ = st.release(&pr[i].0.source);
-        }),
+        convert,
+        release,
         sources,
         stem,
         notes: plan.notes,
@@ -1419,15 +1436,18 @@ fn build(
             }
             n.clone()
         }
-        None if prep.package_name.is_some() => prep.package_name.clone().expect("checked"),
-        None => naming::package_name(
-            opts.name_scheme,
-            prep.arch.expect("decoders name by architecture"),
-            &prep.stem,
-            params,
-            &prep.quant_name,
-            &prep.ava_bits,
-        ),
+        None => match (&prep.package_name, prep.arch) {
+            (Some(n), _) => n.clone(),
+            (None, Some(arch)) => naming::package_name(
+                opts.name_scheme,
+                arch,
+                &prep.stem,
+                params,
+                &prep.quant_name,
+                &prep.ava_bits,
+            ),
+            (None, None) => unreachable!("an encoder front end names its package"),
+        },
     };
     std::fs::create_dir_all(&opts.out_dir).map_err(io_err(&opts.out_dir))?;
     let out_path = opts.out_dir.join(&name);

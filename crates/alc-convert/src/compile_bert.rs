@@ -12,13 +12,12 @@
 //! encoder, or `--name-scheme plain`, gets `bert-{size}-{quant}.aon`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use alc_core::DType;
 use alc_format::{HfTensors, Value};
 use serde_json::Value as Json;
 
-use super::{check_ctx, convert_tensor, OutTensor, Prepared, Target};
+use super::{check_ctx, dir_stem, hf_steps, OutTensor, Prepared, Target};
 use crate::arch::{TensorPlan, Transform};
 use crate::naming::{size_from_count, size_from_name, NameScheme};
 use crate::quant::Reason;
@@ -371,11 +370,7 @@ pub(super) fn prepare_bert<'a>(
     meta.extend(vocab);
 
     let params: u64 = plans.iter().map(|(p, _, _)| p.n_elements() as u64).sum();
-    let stem = dir
-        .canonicalize()
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_default();
+    let stem = dir_stem(dir);
     let package_name = match opts.name_scheme {
         NameScheme::Ava if n_layer == 6 && d == 384 => format!("AVA-384-Base-{}.AON", q.bits()),
         _ => {
@@ -406,10 +401,11 @@ pub(super) fn prepare_bert<'a>(
             shape: p.shape.clone(),
         })
         .collect();
-    let plans: Arc<Vec<(TensorPlan, DType)>> =
-        Arc::new(plans.into_iter().map(|(p, dt, _)| (p, dt)).collect());
-    let (pc, pr) = (plans.clone(), plans);
-    let threads = opts.threads;
+    let (convert, release) = hf_steps(
+        st,
+        plans.into_iter().map(|(p, dt, _)| (p, dt)).collect(),
+        opts.threads,
+    );
     Ok(Prepared {
         arch: None,
         gguf_arch: "bert",
@@ -423,13 +419,8 @@ pub(super) fn prepare_bert<'a>(
         meta,
         tokenizer_json: std::fs::read_to_string(dir.join("tokenizer.json")).ok(),
         tensors,
-        convert: Box::new(move |i| {
-            let (p, dt) = &pc[i];
-            convert_tensor(st, p, *dt, threads)
-        }),
-        release: Box::new(move |i| {
-            let _ = st.release(&pr[i].0.source);
-        }),
+        convert,
+        release,
         sources,
         stem,
         notes: Vec::new(),

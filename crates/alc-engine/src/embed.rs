@@ -101,16 +101,18 @@ impl Embedder {
         self.backend.name()
     }
 
-    /// Token ids of `text` as the model sees them (cut to [`Embedder::max_tokens`],
-    /// the last id kept), and whether it was cut. Special tokens written in the text
-    /// ("[SEP]") are parsed as such, as the Hugging Face tokenizer does.
+    /// Token ids of `text` as the model sees them, and whether it was cut: the
+    /// tokenizer's [`Tokenizer::encode_for_embedding`] (special tokens written in the
+    /// text parsed as the Hugging Face tokenizer does, cut to the vocabulary's
+    /// `max_length`); a vocabulary that does not record one (llama.cpp's own BERT
+    /// files) is cut here to the model's positions, keeping the closing [SEP].
     pub fn tokenize(&self, text: &str) -> Result<(Vec<u32>, bool), EngineError> {
-        let mut ids = self.tok.encode(text, true, true)?;
-        let cut = ids.len() > self.max_tokens;
-        if cut {
+        let (mut ids, mut cut) = self.tok.encode_for_embedding(text)?;
+        if ids.len() > self.max_tokens {
             let last = *ids.last().expect("longer than max");
             ids.truncate(self.max_tokens - 1);
             ids.push(last);
+            cut = true;
         }
         Ok((ids, cut))
     }
