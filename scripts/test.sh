@@ -13,6 +13,8 @@ python3 -m pip install --quiet tokenizers==0.23.3
 # The TVM FFI runtime library, for crates/alc-abi/tests/third_party.rs (real runtime
 # exports for `alc verify --abi --runtime`; skips without it).
 python3 -m pip install --quiet apache-tvm-ffi==0.1.15.post2
+# ONNX Runtime, loaded at run time by crates/alc-ort (its tests skip without it).
+python3 -m pip install --quiet onnxruntime==1.32.0
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --release -- -D warnings
 cargo test --workspace --release

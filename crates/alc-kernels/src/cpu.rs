@@ -3,7 +3,7 @@
 
 use crate::pool::{n_chunks, split_range, ThreadPool};
 use crate::reference::{first_visible, gated_act_slice, rms_norm_row, rope_head, rope_table};
-use crate::{AttnShape, Backend, DType, Layout, RopeStyle, SyncPtr, Weight};
+use crate::{encoder, AttnShape, Backend, DType, Layout, RopeStyle, SyncPtr, Weight};
 use alc_quant::packed;
 use half::f16;
 use std::sync::Mutex;
@@ -486,6 +486,32 @@ impl Backend for CpuBackend {
             let g = unsafe { gp.slice(r.start, r.len()) };
             act(g, &up[r]);
         });
+    }
+
+    fn add_layer_norm(
+        &self,
+        x: &mut [f32],
+        r: Option<(&[f32], &[f32])>,
+        w: &[f32],
+        b: &[f32],
+        eps: f32,
+    ) {
+        encoder::add_layer_norm(&self.pool, self.simd, x, r, w, b, eps)
+    }
+
+    fn bias_gelu(&self, x: &mut [f32], bias: &[f32]) {
+        encoder::bias_gelu(&self.pool, self.simd, x, bias)
+    }
+
+    fn attention_segments(
+        &self,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        s: &encoder::SegAttn,
+        out: &mut [f32],
+    ) {
+        encoder::attention_segments(&self.pool, self.simd, q, k, v, s, out)
     }
 }
 

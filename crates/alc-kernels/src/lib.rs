@@ -12,6 +12,7 @@
 
 pub mod bandwidth;
 pub mod cpu;
+pub mod encoder;
 mod flash;
 pub mod pool;
 pub mod reference;
@@ -169,6 +170,38 @@ pub trait Backend: Send + Sync {
     }
     /// `gate = act(gate) * up`, elementwise; `gelu` selects GELU (tanh) over SiLU.
     fn gated_act(&self, gate: &mut [f32], up: &[f32], gelu: bool);
+
+    // Encoder (BERT) ops. The defaults are the scalar references of
+    // [`encoder`]; backends override them with fast forms.
+
+    /// `x = LayerNorm(x + r + rb) · w + b` per row of `w.len()`; `r` is an optional
+    /// residual branch (same shape as `x`) with its bias `rb`.
+    fn add_layer_norm(
+        &self,
+        x: &mut [f32],
+        r: Option<(&[f32], &[f32])>,
+        w: &[f32],
+        b: &[f32],
+        eps: f32,
+    ) {
+        encoder::add_layer_norm_ref(x, r, w, b, eps)
+    }
+    /// `x = GELU_erf(x + bias)` per row of `bias.len()`.
+    fn bias_gelu(&self, x: &mut [f32], bias: &[f32]) {
+        encoder::bias_gelu_ref(x, bias)
+    }
+    /// Bidirectional attention within each sentence of rows stacked as
+    /// `[rows][n_head · head_dim]` (q, k, v and out).
+    fn attention_segments(
+        &self,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        s: &encoder::SegAttn,
+        out: &mut [f32],
+    ) {
+        encoder::attention_segments_ref(q, k, v, s, out)
+    }
 }
 
 /// GELU, tanh approximation (as gemma's `gelu_pytorch_tanh`), in f32.

@@ -310,3 +310,71 @@ fn unsupported_types_are_reported() {
         assert!(!be.supports(DType::Q2_K));
     }
 }
+
+/// Encoder ops (BERT) in f32 against the f64 references: layer norm and GELU to a
+/// few f32 ulps, attention to 2e-6 of max |v| (f32 exp and accumulation).
+#[test]
+fn encoder_layer_norm_gelu_attention() {
+    use alc_kernels::encoder::SegAttn;
+    let mut rng = SmallRng::seed_from_u64(7);
+    let reference = ReferenceBackend;
+    for &(n, d) in &[(1usize, 384usize), (3, 33), (9, 1536), (70, 384)] {
+        let x = rand_vec(&mut rng, n * d, 4.0);
+        let r = rand_vec(&mut rng, n * d, 2.0);
+        let rb = rand_vec(&mut rng, d, 0.5);
+        let w = rand_vec(&mut rng, d, 1.5);
+        let b = rand_vec(&mut rng, d, 0.3);
+        for residual in [false, true] {
+            let rr = residual.then_some((r.as_slice(), rb.as_slice()));
+            let mut want = x.clone();
+            reference.add_layer_norm(&mut want, rr, &w, &b, 1e-12);
+            for (name, be) in backends() {
+                let mut got = x.clone();
+                be.add_layer_norm(&mut got, rr, &w, &b, 1e-12);
+                close(
+                    &got,
+                    &want,
+                    |_| 2e-5,
+                    &format!("{name} add_layer_norm n={n} d={d} residual={residual}"),
+                );
+            }
+        }
+        let mut want = x.clone();
+        reference.bias_gelu(&mut want, &rb);
+        for (name, be) in backends() {
+            let mut got = x.clone();
+            be.bias_gelu(&mut got, &rb);
+            close(
+                &got,
+                &want,
+                |i| 1e-6 * want[i].abs().max(1.0),
+                &format!("{name} bias_gelu n={n} d={d}"),
+            );
+        }
+    }
+    for lens in [vec![1usize], vec![7], vec![3, 1, 17, 5], vec![64, 2, 33]] {
+        let (nh, hd) = (3usize, 20usize);
+        let rows: usize = lens.iter().sum();
+        let q = rand_vec(&mut rng, rows * nh * hd, 2.0);
+        let k = rand_vec(&mut rng, rows * nh * hd, 2.0);
+        let v = rand_vec(&mut rng, rows * nh * hd, 1.0);
+        let s = SegAttn {
+            lens: &lens,
+            n_head: nh,
+            head_dim: hd,
+            scale: 1.0 / (hd as f32).sqrt(),
+        };
+        let mut want = vec![0f32; q.len()];
+        reference.attention_segments(&q, &k, &v, &s, &mut want);
+        for (name, be) in backends() {
+            let mut got = vec![f32::NAN; q.len()];
+            be.attention_segments(&q, &k, &v, &s, &mut got);
+            close(
+                &got,
+                &want,
+                |_| 2e-6,
+                &format!("{name} attention_segments lens={lens:?}"),
+            );
+        }
+    }
+}

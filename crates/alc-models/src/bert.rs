@@ -108,44 +108,7 @@ fn to_f32(f: &GgufFile, t: &TensorInfo) -> Vec<f32> {
     out
 }
 
-/// erf(x), Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7).
-#[inline]
-pub fn erf(x: f32) -> f32 {
-    let s = x.signum();
-    let a = x.abs() as f64;
-    let t = 1.0 / (1.0 + 0.327_591_1 * a);
-    let poly = t
-        * (0.254_829_592
-            + t * (-0.284_496_736
-                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
-    (s as f64 * (1.0 - poly * (-a * a).exp())) as f32
-}
-
-/// GELU with erf (BERT's "gelu").
-#[inline]
-pub fn gelu_erf(x: f32) -> f32 {
-    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
-}
-
-/// Layer norm of each `w.len()`-wide row of `x`, in place.
-fn layer_norm(x: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
-    let d = w.len();
-    for row in x.chunks_exact_mut(d) {
-        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
-        let var = row
-            .iter()
-            .map(|&v| {
-                let c = v as f64 - mean;
-                c * c
-            })
-            .sum::<f64>()
-            / d as f64;
-        let inv = 1.0 / (var + eps as f64).sqrt();
-        for ((v, &g), &bb) in row.iter_mut().zip(w).zip(b) {
-            *v = ((*v as f64 - mean) * inv) as f32 * g + bb;
-        }
-    }
-}
+pub use alc_kernels::encoder::{erf_ref as erf, gelu_erf_ref as gelu_erf};
 
 fn add_bias(x: &mut [f32], b: &[f32]) {
     for row in x.chunks_exact_mut(b.len()) {
@@ -385,15 +348,19 @@ impl BertModel {
                 r += 1;
             }
         }
-        layer_norm(&mut x, &self.embd_norm.0, &self.embd_norm.1, hp.eps);
+        be.add_layer_norm(&mut x, None, &self.embd_norm.0, &self.embd_norm.1, hp.eps);
 
         let (mut q, mut k, mut v) = (vec![0f32; n * d], vec![0f32; n * d], vec![0f32; n * d]);
         let mut att = vec![0f32; n * d];
         let mut o = vec![0f32; n * d];
         let mut h = vec![0f32; n * ff];
-        let max_len = batch.iter().map(|s| s.len()).max().unwrap_or(0);
-        let mut scores = vec![0f32; max_len];
-        let scale = 1.0 / (hd as f32).sqrt();
+        let lens: Vec<usize> = batch.iter().map(|s| s.len()).collect();
+        let shape = alc_kernels::encoder::SegAttn {
+            lens: &lens,
+            n_head: nh,
+            head_dim: hd,
+            scale: 1.0 / (hd as f32).sqrt(),
+        };
         for l in &self.layers {
             let ws = [self.weight(&l.wq), self.weight(&l.wk), self.weight(&l.wv)];
             be.matmul_many(&ws, &x, n, &mut [&mut q, &mut k, &mut v]);
@@ -401,55 +368,13 @@ impl BertModel {
             add_bias(&mut k, &l.bk);
             add_bias(&mut v, &l.bv);
             // Bidirectional attention within each sentence.
-            let mut start = 0;
-            for s in batch {
-                let len = s.len();
-                for hh in 0..nh {
-                    let off = hh * hd;
-                    for i in 0..len {
-                        let qi = &q[(start + i) * d + off..(start + i) * d + off + hd];
-                        let mut mx = f32::NEG_INFINITY;
-                        for (j, sc) in scores[..len].iter_mut().enumerate() {
-                            let kj = &k[(start + j) * d + off..(start + j) * d + off + hd];
-                            let dot: f32 = qi.iter().zip(kj).map(|(a, b)| a * b).sum();
-                            *sc = dot * scale;
-                            mx = mx.max(*sc);
-                        }
-                        let mut sum = 0f32;
-                        for sc in &mut scores[..len] {
-                            *sc = (*sc - mx).exp();
-                            sum += *sc;
-                        }
-                        let out = &mut att[(start + i) * d + off..(start + i) * d + off + hd];
-                        out.fill(0.0);
-                        for (j, &w) in scores[..len].iter().enumerate() {
-                            let vj = &v[(start + j) * d + off..(start + j) * d + off + hd];
-                            let w = w / sum;
-                            for (a, &b) in out.iter_mut().zip(vj) {
-                                *a += w * b;
-                            }
-                        }
-                    }
-                }
-                start += len;
-            }
+            be.attention_segments(&q, &k, &v, &shape, &mut att);
             be.matmul(&self.weight(&l.wo), &att, n, &mut o);
-            add_bias(&mut o, &l.bo);
-            for (a, b) in x.iter_mut().zip(&o) {
-                *a += b;
-            }
-            layer_norm(&mut x, &l.attn_norm.0, &l.attn_norm.1, hp.eps);
+            be.add_layer_norm(&mut x, Some((&o, &l.bo)), &l.attn_norm.0, &l.attn_norm.1, hp.eps);
             be.matmul(&self.weight(&l.w_up), &x, n, &mut h);
-            add_bias(&mut h, &l.b_up);
-            for a in h.iter_mut() {
-                *a = gelu_erf(*a);
-            }
+            be.bias_gelu(&mut h, &l.b_up);
             be.matmul(&self.weight(&l.w_down), &h, n, &mut o);
-            add_bias(&mut o, &l.b_down);
-            for (a, b) in x.iter_mut().zip(&o) {
-                *a += b;
-            }
-            layer_norm(&mut x, &l.out_norm.0, &l.out_norm.1, hp.eps);
+            be.add_layer_norm(&mut x, Some((&o, &l.b_down)), &l.out_norm.0, &l.out_norm.1, hp.eps);
         }
         // Pooling and normalisation.
         let mut out = Vec::with_capacity(batch.len());
@@ -486,34 +411,5 @@ impl BertModel {
             start += len;
         }
         Ok(out)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn erf_matches_known_values() {
-        // erf at a few points (values from the standard tables).
-        for (x, want) in [
-            (0.0f32, 0.0f64),
-            (0.5, 0.520_499_877_8),
-            (1.0, 0.842_700_792_9),
-            (2.0, 0.995_322_265_0),
-            (-1.5, -0.966_105_146_5),
-        ] {
-            assert!((erf(x) as f64 - want).abs() < 3e-7, "erf({x}) = {}", erf(x));
-        }
-        assert!((gelu_erf(1.0) - 0.841_344_7).abs() < 1e-6);
-    }
-
-    #[test]
-    fn layer_norm_centres_and_scales() {
-        let mut x = vec![1.0, 2.0, 3.0, 4.0];
-        layer_norm(&mut x, &[1.0; 4], &[0.5; 4], 1e-12);
-        let mean: f32 = x.iter().sum::<f32>() / 4.0;
-        assert!((mean - 0.5).abs() < 1e-6);
-        assert!((x[3] - 0.5 - 1.341_640_8).abs() < 1e-5);
     }
 }
