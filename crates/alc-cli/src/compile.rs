@@ -10,7 +10,8 @@ use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct CompileArgs {
-    /// Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json).
+    /// Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json), a
+    /// GGUF file, or an ONNX BERT encoder (.onnx).
     input: PathBuf,
     /// Backend the package is for: cpu, cuda, vulkan or metal (decides the defaults
     /// and which tensor types are allowed).
@@ -51,6 +52,19 @@ pub struct CompileArgs {
     /// Do not add the package to the local registry (ALC_HOME).
     #[arg(long)]
     no_register: bool,
+    /// Embedding models: native (alc's engine, default) or onnxruntime (the package
+    /// holds an ONNX graph run by ONNX Runtime; implied by an .onnx input, whose
+    /// --quant is int8 (weight-only, default), int8-dynamic or f32).
+    #[arg(long)]
+    runtime: Option<String>,
+    /// Tokenizer of an .onnx input: a Hugging Face directory with tokenizer.json
+    /// (default: the .onnx file's directory).
+    #[arg(long, value_name = "DIR")]
+    tokenizer: Option<PathBuf>,
+    /// ONNX packages: also write the graph as a plain .onnx file beside the package
+    /// (for stock ONNX Runtime / ONNX Runtime Mobile).
+    #[arg(long)]
+    emit_onnx: bool,
 }
 
 /// A bytes progress bar with a stage message and ETA on a terminal; hidden otherwise
@@ -100,6 +114,9 @@ pub fn compile(a: CompileArgs) -> Result<()> {
         overrides: a.tensor_type,
         threads: a.threads.unwrap_or(defaults.threads),
         force: a.force,
+        runtime: a.runtime,
+        tokenizer: a.tokenizer,
+        emit_onnx: a.emit_onnx,
         ..defaults
     };
     let tty = std::io::stderr().is_terminal() && !a.json;
@@ -192,6 +209,17 @@ pub fn compile(a: CompileArgs) -> Result<()> {
                 }
                 println!("report    {}.report.json", r.name);
             }
+        }
+    }
+    if opts.emit_onnx {
+        let out = package.with_extension("onnx");
+        let n = alc_convert::compile::extract_onnx(&package, &out)?;
+        if !a.json {
+            println!(
+                "onnx      {} ({:.1} MiB)",
+                out.display(),
+                n as f64 / 1048576.0
+            );
         }
     }
     if !a.no_register {

@@ -1,7 +1,7 @@
 //! `alc embed`: sentence embeddings from a BERT package (.AON).
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use alc_engine::Embedder;
 use anyhow::{bail, Context, Result};
@@ -24,17 +24,95 @@ pub struct EmbedArgs {
     /// Compute threads (default: all cores).
     #[arg(short = 't', long)]
     pub threads: Option<usize>,
+    /// Tokenizer of a plain .onnx model: a Hugging Face directory with tokenizer.json
+    /// (and sentence-transformers' modules.json / 1_Pooling; default: the .onnx file's
+    /// directory).
+    #[arg(long, value_name = "DIR")]
+    pub tokenizer: Option<PathBuf>,
     /// Key of a sealed package (.ava3).
     #[command(flatten)]
     pub key: seal::KeyArgs,
 }
 
-fn lines(text: &str) -> Vec<String> {
+pub fn lines(text: &str) -> Vec<String> {
     text.lines()
         .map(|l| l.trim_end_matches('\r'))
         .filter(|l| !l.trim().is_empty())
         .map(str::to_string)
         .collect()
+}
+
+/// Whether `model` (a path or registry name) is an embedding model: a GGUF-based
+/// package whose architecture is `bert`. Anything unreadable answers false (the
+/// language-model path then reports the problem).
+pub fn is_embedding_model(model: &Path) -> bool {
+    if is_onnx(model) {
+        return true;
+    }
+    let Ok(path) = registry::resolve_model(model) else {
+        return false;
+    };
+    if alc_seal::is_sealed(&path) {
+        return false;
+    }
+    alc_format::GgufFile::open(&path)
+        .ok()
+        .and_then(|f| {
+            f.get_str("general.architecture")
+                .ok()
+                .flatten()
+                .map(|a| a == "bert")
+        })
+        .unwrap_or(false)
+}
+
+fn is_onnx(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+}
+
+/// Load an embedding model: a path or registry name, sealed packages opened with `key`,
+/// a plain .onnx file with the tokenizer of `tokenizer` (or its own directory).
+pub fn open(
+    package: &Path,
+    threads: usize,
+    key: &seal::KeyArgs,
+    tokenizer: Option<&Path>,
+) -> Result<Embedder> {
+    if is_onnx(package) {
+        let dir = match tokenizer {
+            Some(d) => d.to_path_buf(),
+            None => package
+                .parent()
+                .map(|p| {
+                    if p.as_os_str().is_empty() {
+                        Path::new(".")
+                    } else {
+                        p
+                    }
+                })
+                .unwrap_or(Path::new("."))
+                .to_path_buf(),
+        };
+        if !dir.join("tokenizer.json").is_file() {
+            bail!(
+                "{} needs its tokenizer: pass --tokenizer DIR (a Hugging Face directory with tokenizer.json); {} has none",
+                package.display(),
+                dir.display()
+            );
+        }
+        let tok = alc_convert::encoder_tokenizer_gguf(&dir)
+            .with_context(|| format!("cannot read the tokenizer in {}", dir.display()))?;
+        return Embedder::open_onnx(package, &tok, threads)
+            .with_context(|| format!("cannot load {}", package.display()));
+    }
+    let path = registry::resolve_model(package)?;
+    if alc_seal::is_sealed(&path) {
+        Embedder::open_gguf(seal::open_gguf(&path, key)?, threads)
+    } else {
+        Embedder::open(&path, threads)
+    }
+    .with_context(|| format!("cannot load {}", package.display()))
 }
 
 pub fn embed(a: EmbedArgs) -> Result<()> {
@@ -58,13 +136,7 @@ pub fn embed(a: EmbedArgs) -> Result<()> {
         bail!("no text to embed; pass texts as arguments, --file FILE, or lines on stdin");
     }
     let threads = a.threads.unwrap_or_else(alc_engine::default_threads);
-    let path = registry::resolve_model(&a.package)?;
-    let emb = if alc_seal::is_sealed(&path) {
-        Embedder::open_gguf(seal::open_gguf(&path, &a.key)?, threads)
-    } else {
-        Embedder::open(&path, threads)
-    }
-    .with_context(|| format!("cannot load {}", a.package.display()))?;
+    let emb = open(&a.package, threads, &a.key, a.tokenizer.as_deref())?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let t = std::time::Instant::now();
     let out = emb.embed(&refs)?;
@@ -98,8 +170,9 @@ pub fn embed(a: EmbedArgs) -> Result<()> {
             "schema": "alc.embed/1",
             "model": a.package.display().to_string(),
             "dim": emb.dim(),
-            "pooling": emb.model().hp.pooling,
-            "normalized": emb.model().hp.normalize,
+            "pooling": emb.pooling().0,
+            "normalized": emb.pooling().1,
+            "runtime": emb.backend_name(),
             "data": data,
         });
         println!("{}", serde_json::to_string(&v)?);

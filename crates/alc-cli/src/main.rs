@@ -2,8 +2,10 @@
 //! reaches the user as one line on stderr with a non-zero exit code.
 
 mod abi;
+mod classify;
 mod compile;
 mod embed;
+mod embed_bench;
 mod export;
 mod fit;
 mod inspect;
@@ -48,6 +50,10 @@ enum Cmd {
     Verify(verify::VerifyArgs),
     /// Sentence embeddings from a BERT package (.AON): one vector per text.
     Embed(embed::EmbedArgs),
+    /// Intent classification: nearest intent centroid (from a YAML intents file) by
+    /// cosine over sentence embeddings, `unknown` below a threshold; --eval scores a
+    /// labelled TSV.
+    Classify(classify::ClassifyArgs),
     /// Device profiles (RAM, usable memory, GPU, backend) that `alc fit` judges against.
     Devices(fit::DevicesArgs),
     /// Will a package run on a device? Peak-memory estimate at a context, verdict
@@ -244,6 +250,16 @@ struct BenchArgs {
     /// Skip the memory-bandwidth probe (no MBU).
     #[arg(long)]
     no_bandwidth: bool,
+    /// Embedding models: sentences per call, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,32")]
+    batch: Vec<usize>,
+    /// Embedding models: the sentences to embed, one per line (required for them).
+    #[arg(long, short = 'f', value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// Embedding models in plain .onnx files: the Hugging Face directory of their
+    /// tokenizer (default: the file's directory).
+    #[arg(long, value_name = "DIR")]
+    tokenizer: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -287,6 +303,7 @@ fn main() {
         Cmd::Seal(a) => seal::seal(a),
         Cmd::Unseal(a) => seal::unseal(a),
         Cmd::Embed(a) => embed::embed(a),
+        Cmd::Classify(a) => classify::classify(a),
         Cmd::Devices(a) => fit::devices(a),
         Cmd::Fit(a) => fit::fit_cmd(a).map(|code| {
             if code != 0 {
@@ -473,9 +490,51 @@ fn chat(a: ChatArgs) -> Result<()> {
     Ok(())
 }
 
+fn bench_embed(a: BenchArgs) -> Result<()> {
+    let Some(file) = &a.file else {
+        bail!(
+            "{} is an embedding model: pass the sentences to benchmark with --file FILE (one per line)",
+            a.engine.model.display()
+        );
+    };
+    let s = std::fs::read_to_string(file).with_context(|| {
+        format!(
+            "cannot read {} (one UTF-8 sentence per line)",
+            file.display()
+        )
+    })?;
+    let sentences = embed::lines(&s);
+    let threads = a.engine.threads.unwrap_or_else(alc_engine::default_threads);
+    let emb = embed::open(
+        &a.engine.model,
+        threads,
+        &a.engine.key,
+        a.tokenizer.as_deref(),
+    )?;
+    let r = embed_bench::run(
+        &a.engine.model,
+        &emb,
+        threads,
+        embed_bench::Spec {
+            sentences: &sentences,
+            batches: &a.batch,
+            reps: a.reps,
+        },
+    )?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        embed_bench::print(&r);
+    }
+    Ok(())
+}
+
 fn bench(a: BenchArgs) -> Result<()> {
     if a.reps == 0 {
         bail!("--reps must be at least 1");
+    }
+    if embed::is_embedding_model(&a.engine.model) {
+        return bench_embed(a);
     }
     let need = a.n_prompt.iter().copied().max().unwrap_or(0).max(a.n_gen) + 1;
     let mut ea = a.engine.clone();

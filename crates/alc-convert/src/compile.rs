@@ -15,10 +15,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Version of the package manifest (`alc.format_version`).
 #[path = "compile_bert.rs"]
 mod bert;
+#[path = "compile_onnx.rs"]
+mod onnx;
+pub use bert::{encoder_metadata, encoder_tokenizer_gguf};
+pub use onnx::{extract_onnx, is_onnx_package, self_check_onnx, ONNX_QUANTS};
 
+/// Version of the package manifest (`alc.format_version`).
 pub const FORMAT_VERSION: u32 = 1;
 /// Rows converted and quantised per step (bounds the memory of big tensors).
 const ROW_BLOCK: usize = 4096;
@@ -73,6 +77,13 @@ pub struct CompileOptions {
     pub threads: usize,
     /// Replace a package of the same name built from other inputs.
     pub force: bool,
+    /// `--runtime`: `native` (default) or `onnxruntime` (embedding models: the
+    /// package holds an ONNX graph run by ONNX Runtime; an .onnx input implies it).
+    pub runtime: Option<String>,
+    /// `--tokenizer DIR`: tokenizer directory of an .onnx input (default: its own).
+    pub tokenizer: Option<PathBuf>,
+    /// `--emit-onnx`: ONNX packages also write their graph as a plain .onnx file.
+    pub emit_onnx: bool,
 }
 
 impl CompileOptions {
@@ -90,6 +101,9 @@ impl CompileOptions {
             overrides: Vec::new(),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             force: false,
+            runtime: None,
+            tokenizer: None,
+            emit_onnx: false,
         }
     }
 }
@@ -883,6 +897,15 @@ struct Prepared<'a> {
     /// Directory or file stem the published size may be read from.
     stem: String,
     notes: Vec<String>,
+    /// ONNX packages: the graph and its f32 source for the self-check.
+    onnx: Option<OnnxBuild>,
+}
+
+/// The graph of an ONNX package ([`onnx`]) and, when it was quantised, the f32 source
+/// graph the self-check compares against.
+struct OnnxBuild {
+    graph: Arc<Vec<u8>>,
+    reference: Option<Arc<Vec<u8>>>,
 }
 
 fn check_ctx(opts: &CompileOptions, ctx_train: usize, tgt: &Target) -> Result<usize, ConvertError> {
@@ -1008,6 +1031,7 @@ fn prepare_hf<'a>(
         sources,
         stem,
         notes: plan.notes,
+        onnx: None,
     })
 }
 
@@ -1202,6 +1226,7 @@ fn prepare_gguf<'a>(
         sources: vec![f.path().to_path_buf()],
         stem,
         notes,
+        onnx: None,
     })
 }
 
@@ -1257,6 +1282,34 @@ pub fn compile(
     let input = &opts.input;
     progress(Progress::Stage("reading the input"));
     let t = Instant::now();
+    let runtime = opts.runtime.as_deref().unwrap_or("native");
+    if !["native", "onnxruntime"].contains(&runtime) {
+        return Err(ConvertError::Unsupported(format!(
+            "--runtime {runtime}: use native or onnxruntime"
+        )));
+    }
+    if onnx::is_onnx(input) || (runtime == "onnxruntime" && input.is_dir()) {
+        if input.is_dir() && !bert::is_bert(input) {
+            return Err(ConvertError::Unsupported(format!(
+                "{}: --runtime onnxruntime packages BERT sentence encoders only; this checkpoint is not one",
+                input.display()
+            )));
+        }
+        if !input.exists() {
+            return Err(ConvertError::MissingFile {
+                path: input.clone(),
+                what: "the ONNX model",
+            });
+        }
+        let prep = onnx::prepare_onnx(opts, tgt)?;
+        return build(opts, tgt, prep, t, t_all, progress);
+    }
+    if runtime == "onnxruntime" {
+        return Err(ConvertError::Unsupported(format!(
+            "{}: --runtime onnxruntime needs an .onnx file or a BERT checkpoint directory",
+            input.display()
+        )));
+    }
     if input.is_file() {
         let mut magic = [0u8; 4];
         let _ = std::fs::File::open(input)
@@ -1747,7 +1800,29 @@ fn build(
     let t = Instant::now();
     let tmp = file.temp_path().to_path_buf();
     let written = Arc::new(GgufFile::open(&tmp)?);
-    let (check, plan_lines) = if prep.arch.is_none() {
+    let (check, plan_lines) = if let Some(ob) = &prep.onnx {
+        let check = onnx::self_check_onnx(
+            &tmp,
+            opts.threads,
+            None,
+            ob.reference.as_deref().map(|v| v.as_slice()),
+        )?;
+        // ONNX Runtime holds the graph and its optimised copy of the weights, plus
+        // activations of about 16 floats per hidden unit and token (a rough plan).
+        let hidden = written
+            .get_u64("bert.embedding_length")
+            .ok()
+            .flatten()
+            .unwrap_or(384);
+        let lines: Vec<PlanLine> = contexts
+            .iter()
+            .map(|&c| PlanLine {
+                ctx: c,
+                total_bytes: 2 * ob.graph.len() as u64 + (c as u64) * hidden * 16 * 4,
+            })
+            .collect();
+        (check, lines)
+    } else if prep.arch.is_none() {
         let check = self_check_encoder(&written, opts.threads, None)?;
         let m = alc_models::BertModel::from_gguf(written)
             .map_err(|e| ConvertError::SelfCheck(e.to_string()))?;

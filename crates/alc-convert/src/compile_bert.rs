@@ -103,6 +103,38 @@ impl BertQuant {
     }
 }
 
+/// What an ONNX encoder needs beside its graph, from a Hugging Face / sentence-
+/// transformers directory: architecture `bert`, the WordPiece vocabulary of its
+/// tokenizer.json, and pooling / normalisation (`bert.pooling_type`,
+/// `alc.embedding.normalize`).
+pub fn encoder_metadata(dir: &Path) -> Result<Vec<(String, Value)>, ConvertError> {
+    let (pool, normalize, _) = pooling(dir)?;
+    let mut meta = vec![
+        (
+            "general.architecture".to_string(),
+            Value::String("bert".into()),
+        ),
+        ("bert.pooling_type".into(), Value::U32(pool)),
+        ("alc.embedding.normalize".into(), Value::Bool(normalize)),
+    ];
+    meta.extend(crate::wordpiece_vocab::wordpiece_metadata(dir)?);
+    Ok(meta)
+}
+
+/// [`encoder_metadata`] as an in-memory GGUF file without tensors (the tokenizer of
+/// `alc embed MODEL.onnx --tokenizer DIR`).
+pub fn encoder_tokenizer_gguf(dir: &Path) -> Result<alc_format::GgufFile, ConvertError> {
+    let mut w = alc_format::GgufWriter::new();
+    for (k, v) in encoder_metadata(dir)? {
+        w.set(&k, v)?;
+    }
+    let bytes = w.header_bytes();
+    Ok(alc_format::GgufFile::from_bytes(
+        dir.join("tokenizer.json"),
+        bytes,
+    )?)
+}
+
 /// Pooling from `1_Pooling/config.json` (mean when absent, as sentence-transformers
 /// defaults), and whether a Normalize module follows (modules.json).
 fn pooling(dir: &Path) -> Result<(u32, bool, Vec<PathBuf>), ConvertError> {
@@ -424,5 +456,6 @@ pub(super) fn prepare_bert<'a>(
         sources,
         stem,
         notes: Vec::new(),
+        onnx: None,
     })
 }

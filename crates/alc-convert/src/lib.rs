@@ -25,7 +25,9 @@ pub mod verify;
 pub mod vocab;
 pub mod wordpiece_vocab;
 
-pub use compile::{compile, CompileOptions, Outcome, Progress, Report};
+pub use compile::{
+    compile, encoder_metadata, encoder_tokenizer_gguf, CompileOptions, Outcome, Progress, Report,
+};
 pub use export::{export_hf, ExportDtype, ExportOptions, ExportReport};
 
 use std::path::PathBuf;

@@ -242,15 +242,21 @@ fn digests(file: &GgufFile) -> Check {
 fn structure(file: &Arc<GgufFile>) -> (Check, bool) {
     let mut found = Vec::new();
     // (layers, embedding rows) of the model as the engine builds it.
-    let built = if is_encoder(file) {
-        alc_models::BertModel::from_gguf(file.clone()).map(|m| (m.hp.n_layer, m.hp.n_vocab))
+    let built = if crate::compile::is_onnx_package(file) {
+        onnx_structure(file)
+    } else if is_encoder(file) {
+        alc_models::BertModel::from_gguf(file.clone())
+            .map(|m| (m.hp.n_layer, m.hp.n_vocab))
+            .map_err(|e| e.to_string())
     } else {
-        alc_models::Model::from_gguf(file.clone()).map(|m| (m.hp.n_layer, m.hp.n_vocab))
+        alc_models::Model::from_gguf(file.clone())
+            .map(|m| (m.hp.n_layer, m.hp.n_vocab))
+            .map_err(|e| e.to_string())
     };
     let model = match built {
         Ok(m) => Some(m),
         Err(e) => {
-            found.push(finding("model", e.to_string(), RECOMPILE));
+            found.push(finding("model", e, RECOMPILE));
             None
         }
     };
@@ -373,7 +379,17 @@ fn compatibility(file: &GgufFile, format_version: Option<u32>) -> Check {
             "upgrade alc, or compile the model for a supported architecture",
         )),
     }
-    for t in file.tensors() {
+    let onnx = crate::compile::is_onnx_package(file);
+    if onnx {
+        if let Err(e) = alc_ort::runtime() {
+            found.push(finding(
+                "alc.runtime",
+                format!("the package runs on ONNX Runtime, which is not available: {e}"),
+                "install ONNX Runtime as the message says",
+            ));
+        }
+    }
+    for t in file.tensors().iter().filter(|_| !onnx) {
         if !alc_core::EXECUTED_TYPES.contains(&t.dtype) {
             found.push(finding(
                 format!("tensor {}", t.name),
@@ -421,6 +437,28 @@ fn u32_array(file: &GgufFile, key: &str) -> Option<Vec<u32>> {
 }
 
 /// An embedding package (BERT encoder) rather than a decoder.
+/// (layers, vocabulary) of an ONNX package: its graph parses and is BERT-shaped,
+/// its tokenizer loads.
+fn onnx_structure(file: &GgufFile) -> Result<(usize, usize), String> {
+    let t = file
+        .tensor(alc_engine::embed::ONNX_TENSOR)
+        .ok_or_else(|| format!("no '{}' tensor", alc_engine::embed::ONNX_TENSOR))?;
+    let model = alc_onnx::Model::parse(file.tensor_data(t)).map_err(|e| e.to_string())?;
+    let shape = alc_onnx::bert_shape(&model).map_err(|e| e.to_string())?;
+    let want = file.get_u64("bert.embedding_length").ok().flatten();
+    if want != Some(shape.hidden as u64) {
+        return Err(format!(
+            "the graph's hidden size {} differs from bert.embedding_length {want:?}",
+            shape.hidden
+        ));
+    }
+    let layers = file.get_u64("bert.block_count").ok().flatten().unwrap_or(0) as usize;
+    let vocab = alc_tokenizer::Tokenizer::from_gguf(file)
+        .map(|t| t.vocab_size())
+        .map_err(|e| e.to_string())?;
+    Ok((layers, vocab))
+}
+
 fn is_encoder(file: &GgufFile) -> bool {
     file.get_str("general.architecture").ok().flatten() == Some("bert")
 }
@@ -440,7 +478,12 @@ fn run_encoder_self_check(file: &Arc<GgufFile>, threads: usize) -> Check {
             vec![finding("alc.selfcheck.prompt", "missing", RECOMPILE)],
         );
     };
-    match crate::compile::self_check_encoder(file, threads, Some((&prompt, &expected))) {
+    let r = if crate::compile::is_onnx_package(file) {
+        crate::compile::self_check_onnx(file.path(), threads, Some((&prompt, &expected)), None)
+    } else {
+        crate::compile::self_check_encoder(file, threads, Some((&prompt, &expected)))
+    };
+    match r {
         Err(e) => found.push(finding("self-check", e.to_string(), RECOMPILE)),
         Ok(r) => {
             if let Some(f) = &r.failure {

@@ -12,6 +12,7 @@
 //! prompt length unless `ubatch` overrides.
 
 pub mod bench;
+pub mod classify;
 pub mod embed;
 pub mod sampler;
 pub mod watchdog;
@@ -30,7 +31,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub use bench::{BenchReport, BenchSpec, BenchTest};
-pub use embed::{Embedder, Embedding};
+pub use classify::{Centroids, Classification, Intents, DEFAULT_THRESHOLD};
+pub use embed::{EmbedRuntime, Embedder, Embedding};
 pub use sampler::{Sampler, SamplingParams};
 pub use watchdog::{Deadlines, Stage, Tracker};
 
@@ -79,6 +81,8 @@ pub enum EngineError {
     Model(#[from] ModelError),
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
+    #[error(transparent)]
+    Onnx(#[from] alc_ort::OrtError),
     #[error("stage '{stage}' ({detail}) exceeded its deadline of {limit:?} on backend {backend} after {elapsed:?}; the engine was asked to stop. Raise the deadline with --deadline-scale or report the model and prompt")]
     Timeout {
         stage: &'static str,
@@ -97,6 +101,10 @@ pub enum EngineError {
     },
     #[error("{0}")]
     BadRequest(String),
+    /// A mistake in an input file (intents, labelled set): where (file and line) and
+    /// what is wrong.
+    #[error("{at}: {why}")]
+    BadInput { at: String, why: String },
     #[error("this model has no chat template (tokenizer.chat_template); use `alc run` with a raw prompt")]
     NoChatTemplate,
     #[error("the engine thread has stopped: {0}")]

@@ -9,16 +9,24 @@
 use crate::pool::{n_chunks, split_range, ThreadPool};
 use crate::SyncPtr;
 
+/// Abramowitz & Stegun 7.1.26: erf(x) ≈ 1 − t·(a1 + t·(a2 + … + t·a5))·e^(−x²),
+/// t = 1 / (1 + p·x), for x ≥ 0.
+const AS_P: f64 = 0.327_591_1;
+const AS_A: [f64; 5] = [
+    0.254_829_592,
+    -0.284_496_736,
+    1.421_413_741,
+    -1.453_152_027,
+    1.061_405_429,
+];
+
 /// erf(x), Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7), in f64.
 #[inline]
 pub fn erf_ref(x: f32) -> f32 {
     let s = x.signum();
     let a = x.abs() as f64;
-    let t = 1.0 / (1.0 + 0.327_591_1 * a);
-    let poly = t
-        * (0.254_829_592
-            + t * (-0.284_496_736
-                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    let t = 1.0 / (1.0 + AS_P * a);
+    let poly = t * AS_A.iter().rev().fold(0.0, |acc, &c| acc * t + c);
     (s as f64 * (1.0 - poly * (-a * a).exp())) as f32
 }
 
@@ -57,12 +65,12 @@ fn exp_neg(x: f32) -> f32 {
 pub fn gelu_erf_fast(x: f32) -> f32 {
     let z = x * std::f32::consts::FRAC_1_SQRT_2;
     let a = z.abs();
-    let t = 1.0 / 0.327_591_1f32.mul_add(a, 1.0);
-    let mut p = 1.061_405_429f32;
-    p = p.mul_add(t, -1.453_152_027);
-    p = p.mul_add(t, 1.421_413_741);
-    p = p.mul_add(t, -0.284_496_736);
-    p = p.mul_add(t, 0.254_829_592);
+    let t = 1.0 / (AS_P as f32).mul_add(a, 1.0);
+    let mut p = AS_A[4] as f32;
+    p = p.mul_add(t, AS_A[3] as f32);
+    p = p.mul_add(t, AS_A[2] as f32);
+    p = p.mul_add(t, AS_A[1] as f32);
+    p = p.mul_add(t, AS_A[0] as f32);
     p *= t;
     let e = 1.0 - p * exp_neg(-a * a);
     let erf = if z < 0.0 { -e } else { e };
@@ -137,7 +145,13 @@ pub fn add_layer_norm_ref(
 
 /// One row of [`add_layer_norm_ref`] in f32 arithmetic with 8 partial sums.
 #[inline(always)]
-fn add_layer_norm_row(row: &mut [f32], r: Option<(&[f32], &[f32])>, w: &[f32], b: &[f32], eps: f32) {
+fn add_layer_norm_row(
+    row: &mut [f32],
+    r: Option<(&[f32], &[f32])>,
+    w: &[f32],
+    b: &[f32],
+    eps: f32,
+) {
     if let Some((r, rb)) = r {
         for ((v, &a), &c) in row.iter_mut().zip(r).zip(rb) {
             *v += a + c;
@@ -216,7 +230,10 @@ pub fn attention_segments_ref(q: &[f32], k: &[f32], v: &[f32], s: &SegAttn, out:
                 let scores: Vec<f64> = (0..len)
                     .map(|j| {
                         let kj = &k[(start + j) * d + off..][..s.head_dim];
-                        qi.iter().zip(kj).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>()
+                        qi.iter()
+                            .zip(kj)
+                            .map(|(&a, &b)| a as f64 * b as f64)
+                            .sum::<f64>()
                             * s.scale as f64
                     })
                     .collect();
@@ -381,11 +398,35 @@ pub fn attention_segments(
         if simd {
             // SAFETY: `simd` is set only when AVX2 and FMA were detected.
             return unsafe {
-                attend_head_avx2(q, k, v, d, hd, args.0, args.1, args.2, s.scale, &mut scores, op)
+                attend_head_avx2(
+                    q,
+                    k,
+                    v,
+                    d,
+                    hd,
+                    args.0,
+                    args.1,
+                    args.2,
+                    s.scale,
+                    &mut scores,
+                    op,
+                )
             };
         }
         let _ = simd;
-        attend_head(q, k, v, d, hd, args.0, args.1, args.2, s.scale, &mut scores, op)
+        attend_head(
+            q,
+            k,
+            v,
+            d,
+            hd,
+            args.0,
+            args.1,
+            args.2,
+            s.scale,
+            &mut scores,
+            op,
+        )
     });
 }
 
@@ -424,7 +465,10 @@ mod tests {
         for i in 0..=80_000 {
             let x = -(i as f32) * 1e-3;
             let (got, want) = (exp_neg(x) as f64, (x as f64).exp());
-            assert!((got - want).abs() <= 4e-7 * want + 1e-38, "exp({x}) {got} {want}");
+            assert!(
+                (got - want).abs() <= 4e-7 * want + 1e-38,
+                "exp({x}) {got} {want}"
+            );
         }
     }
 }

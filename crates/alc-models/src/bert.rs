@@ -370,11 +370,23 @@ impl BertModel {
             // Bidirectional attention within each sentence.
             be.attention_segments(&q, &k, &v, &shape, &mut att);
             be.matmul(&self.weight(&l.wo), &att, n, &mut o);
-            be.add_layer_norm(&mut x, Some((&o, &l.bo)), &l.attn_norm.0, &l.attn_norm.1, hp.eps);
+            be.add_layer_norm(
+                &mut x,
+                Some((&o, &l.bo)),
+                &l.attn_norm.0,
+                &l.attn_norm.1,
+                hp.eps,
+            );
             be.matmul(&self.weight(&l.w_up), &x, n, &mut h);
             be.bias_gelu(&mut h, &l.b_up);
             be.matmul(&self.weight(&l.w_down), &h, n, &mut o);
-            be.add_layer_norm(&mut x, Some((&o, &l.b_down)), &l.out_norm.0, &l.out_norm.1, hp.eps);
+            be.add_layer_norm(
+                &mut x,
+                Some((&o, &l.b_down)),
+                &l.out_norm.0,
+                &l.out_norm.1,
+                hp.eps,
+            );
         }
         // Pooling and normalisation.
         let mut out = Vec::with_capacity(batch.len());

@@ -22,6 +22,9 @@
 //!   regrouped so that group j's bits sit one shift away from bit 4 of each byte
 //!   (bit `8i + j` = element `4j + i`, bit `8i + 4 + j` = element `16 + 4j + i`),
 //!   then the 128 quant bytes as for Q4_0.
+//! - Q8_0 (272 bytes = 8 × 34): `d[8]`, then 8 groups of 32 bytes; group j holds,
+//!   for r in 0..8, the signed quants `4j..4j+4` of row r. The kernel multiplies
+//!   |q| by the activation bytes signed as q (`vpsignb`), as the row kernel does.
 //! - Q4_K (1184 bytes = 8 × 148 per super-block of 256): `d[8]`, `dmin[8]` (f16),
 //!   the 6-bit scales and mins unpacked to bytes (`sc[s][r]`; mins in pairs of
 //!   sub-blocks `m[t][r][2]`), then 4 chunks of 8 groups of 32 bytes: chunk c,
@@ -32,7 +35,8 @@
 //! Q4_K group 148/144 of that (the unpacked scales); group g starts at
 //! `g × packed_len(w, n, 8)`. The quants stay unsigned: the Q4_0 and Q5_0 offsets
 //! (−8, −16) and the Q4_K mins come back through per-block activation sums that
-//! [`act_sums`] precomputes (exact, in integers, as llama.cpp's integer dot).
+//! [`act_sums`] precomputes (exact, in integers, as llama.cpp's integer dot);
+//! Q8_0's quants are signed and need none.
 
 use crate::blocks::{cast_blocks, pack_k_scales, unpack_k_scales, BlockQ4K, BlockQ8K, BlockQ8_0};
 use crate::reference::check_len;
@@ -46,7 +50,7 @@ pub const MAX_TOKENS: usize = 4;
 
 /// Where one row's block goes in a packed block: `f16s` f16 fields (d, and m for
 /// Q4_1) at `f · 16 + 2r`, for Q5_0 the regrouped fifth bits at `16 + 4r`, then the
-/// 128 quant bytes at `qs_at`.
+/// 128 quant bytes (256 for Q8_0) at `qs_at`.
 struct Shape {
     f16s: usize,
     qh: bool,
@@ -74,7 +78,13 @@ fn shape(w: DType) -> Shape {
 }
 
 /// Weight types with a packed layout.
-pub const TYPES: [DType; 4] = [DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q4_K];
+pub const TYPES: [DType; 5] = [
+    DType::Q4_0,
+    DType::Q4_1,
+    DType::Q5_0,
+    DType::Q8_0,
+    DType::Q4_K,
+];
 
 fn packable(w: DType) -> bool {
     TYPES.contains(&w)
@@ -203,6 +213,7 @@ pub fn pack_into(
     match w {
         DType::Q4_1 => pack_groups::<20, 2, false>(rb, src, out),
         DType::Q5_0 => pack_groups::<22, 1, true>(rb, src, out),
+        DType::Q8_0 => pack_groups::<34, 1, false>(rb, src, out),
         DType::Q4_K => pack_q4k(rb, src, out),
         _ => pack_groups::<18, 1, false>(rb, src, out),
     }
@@ -277,8 +288,9 @@ fn unpack_q4k(rb: usize, packed: &[u8], out: &mut [u8]) {
 }
 
 /// [`pack_into`] for one block shape (BB bytes per block, F16S f16 fields, fifth
-/// bits or not), with every offset a constant so that the copies compile to plain
-/// moves. `src` and `out` hold whole groups of rows of `rb` bytes.
+/// bits or not; the rest of the block is quant bytes, 16 or 32, moved 4 at a
+/// time), with every offset a constant so that the copies compile to plain moves.
+/// `src` and `out` hold whole groups of rows of `rb` bytes.
 fn pack_groups<const BB: usize, const F16S: usize, const QH: bool>(
     rb: usize,
     src: &[u8],
@@ -303,7 +315,7 @@ fn pack_groups<const BB: usize, const F16S: usize, const QH: bool>(
                     let qh = u32::from_le_bytes(s[2..6].try_into().expect("4 bytes"));
                     dst[16 + 4 * r..][..4].copy_from_slice(&regroup_qh(qh).to_le_bytes());
                 }
-                for j in 0..4 {
+                for j in 0..(BB - at) / 4 {
                     dst[qs_at + j * 32 + r * 4..][..4].copy_from_slice(&s[at + 4 * j..][..4]);
                 }
             }
@@ -338,7 +350,7 @@ pub fn unpack(w: DType, n: usize, rows: usize, packed: &[u8]) -> Result<Vec<u8>,
                     d[at..at + 4].copy_from_slice(&ungroup_qh(q).to_le_bytes());
                     at += 4;
                 }
-                for j in 0..4 {
+                for j in 0..(bb - at) / 4 {
                     d[at + 4 * j..][..4].copy_from_slice(&src[sh.qs_at + j * 32 + r * 4..][..4]);
                 }
             }
@@ -371,7 +383,8 @@ fn offset(w: DType) -> i32 {
 /// (Q5_0), `out[b] = 8 × Σ q` (16 × Σ q) over block b's 32 activation quants: the
 /// weight offset, applied once per block in integers. For Q4_K, 4 values per
 /// super-block b: `out[4b + t]` holds the sums of sub-blocks 2t (low i16) and 2t + 1
-/// (high i16), which meet the mins. Nothing for Q4_1 (its Q8_1 blocks carry `s`).
+/// (high i16), which meet the mins. Nothing for Q4_1 (its Q8_1 blocks carry `s`)
+/// nor Q8_0 (signed quants).
 pub fn act_sums(w: DType, n: usize, act_row: &[u8], out: &mut [i32]) -> Result<(), QuantError> {
     let need = act_row_bytes(w, n)?;
     if act_row.len() < need {
@@ -416,7 +429,7 @@ pub fn act_sums(w: DType, n: usize, act_row: &[u8], out: &mut [i32]) -> Result<(
 /// `group`: one packed group (8 rows of `n` elements, [`packed_len`]`(w, n, 8)`
 /// bytes); `acts`: k activation rows as for [`crate::dot`] (`quantize_act` output,
 /// row j at `j × act_stride`); `sums`: for Q4_0, Q5_0 and Q4_K, k rows of
-/// [`act_sums`] output at `j × sums_stride` (ignored for Q4_1). Results agree with
+/// [`act_sums`] output at `j × sums_stride` (ignored for Q4_1 and Q8_0). Results agree with
 /// [`crate::reference::dot`] on the unpacked rows within float rounding.
 ///
 /// Panics if [`supports`] is false for `w` (callers pack only what it accepts) or a

@@ -5,7 +5,18 @@ use alc_quant::{act_row_bytes, dequantize, packed, quantize_act, reference, DTyp
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-const TYPES: [DType; 4] = [DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q4_K];
+const TYPES: [DType; 5] = [
+    DType::Q4_0,
+    DType::Q4_1,
+    DType::Q5_0,
+    DType::Q8_0,
+    DType::Q4_K,
+];
+
+#[test]
+fn every_packed_type_is_tested() {
+    assert_eq!(packed::TYPES.to_vec(), TYPES.to_vec());
+}
 
 fn rand_f16(rng: &mut SmallRng, lo: f32, hi: f32) -> [u8; 2] {
     half::f16::from_f32(rng.gen_range(lo..hi)).to_le_bytes()
@@ -130,7 +141,7 @@ fn packed_kernels_match_reference() {
     }
     let mut rng = SmallRng::seed_from_u64(11);
     for w in TYPES {
-        for n in [32, 96, 256, 576, 1536, 4864] {
+        for n in [32, 96, 256, 384, 576, 1536, 4864] {
             if n % w.block_size() != 0 {
                 continue;
             }
@@ -149,7 +160,9 @@ fn packed_kernels_do_not_saturate() {
     }
     let mut rng = SmallRng::seed_from_u64(12);
     for w in TYPES {
-        for fill in [0x00u8, 0xFF, 0x88, 0x0F, 0xF0] {
+        // 0x80 / 0x7F: Q8_0's extreme quants (−128, 127) against ±127 activations,
+        // the worst case for its i16 pair sums (2 × 128 × 127).
+        for fill in [0x00u8, 0xFF, 0x88, 0x0F, 0xF0, 0x80, 0x7F, 0x81] {
             let n = 512;
             let src = random_rows(w, &mut rng, n, 8, Some(fill));
             let (a, stride) = acts(w, &mut rng, n, true);
@@ -231,6 +244,44 @@ fn q4_k_layout_is_pinned() {
         }
     }
     assert_eq!(packed::unpack(DType::Q4_K, n, rows, &pk).unwrap(), src);
+}
+
+#[test]
+fn q8_0_layout_is_pinned() {
+    // Row r, block b: scale = r + 8b (as f16), quant i = (32r + i) as i8. The packed
+    // block b (272 bytes) starts with the 8 scales, then group j (0..8) holds quants
+    // 4j..4j+4 of each row.
+    let (n, rows) = (64, 8);
+    let mut src = vec![0u8; rows * 2 * 34];
+    for r in 0..rows {
+        for b in 0..2 {
+            let blk = &mut src[r * 68 + b * 34..][..34];
+            blk[..2].copy_from_slice(&half::f16::from_f32((r + 8 * b) as f32).to_le_bytes());
+            for i in 0..32 {
+                blk[2 + i] = (32 * r + i) as u8;
+            }
+        }
+    }
+    let pk = packed::pack(DType::Q8_0, n, rows, &src).unwrap();
+    assert_eq!(pk.len(), src.len());
+    for b in 0..2 {
+        let blk = &pk[b * 272..(b + 1) * 272];
+        for r in 0..8 {
+            let d = half::f16::from_le_bytes([blk[2 * r], blk[2 * r + 1]]).to_f32();
+            assert_eq!(d, (r + 8 * b) as f32);
+            for j in 0..8 {
+                for i in 0..4 {
+                    assert_eq!(blk[16 + 32 * j + 4 * r + i], (32 * r + 4 * j + i) as u8);
+                }
+            }
+        }
+    }
+    assert_eq!(packed::unpack(DType::Q8_0, n, rows, &pk).unwrap(), src);
+    assert_eq!(
+        packed::act_sums_len(DType::Q8_0, n),
+        0,
+        "signed quants: no sums"
+    );
 }
 
 #[test]
