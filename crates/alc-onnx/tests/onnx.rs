@@ -4,7 +4,8 @@
 use alc_onnx::proto::Tensor;
 use alc_onnx::proto::{dtype, Graph, Model, Node, OpsetId, ValueInfo};
 use alc_onnx::{
-    bert_shape, export_bert, quantize, quantize_dynamic, OnnxError, QuantOptions, Scheme,
+    bert_shape, export_bert, quantize, quantize_dynamic, Dequantize, OnnxError, QuantOptions,
+    Scheme,
 };
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -317,6 +318,23 @@ fn weight_only_gemm_becomes_dequantize_matmul_add() {
     let d = &q.graph.as_ref().unwrap().node[0];
     assert_eq!(d.op_type, "DequantizeLinear");
     assert!(d.attr("axis").is_none());
+
+    // Cast + Mul dequantisation needs no axis, so per channel works on opset 12 too.
+    let cast_mul = QuantOptions {
+        dequantize: Dequantize::CastMul,
+        ..QuantOptions::default()
+    };
+    let (q, _) = quantize(&tiny_gemm_model(12), &cast_mul).unwrap();
+    let g = q.graph.as_ref().unwrap();
+    let ops: Vec<&str> = g.node.iter().map(|n| n.op_type.as_str()).collect();
+    assert_eq!(ops, ["Cast", "Mul", "MatMul", "Add"]);
+    let scale = g
+        .initializer
+        .iter()
+        .find(|t| t.name == g.node[1].input[1])
+        .unwrap();
+    assert_eq!(scale.dims, vec![2]);
+    assert_eq!(g.node[1].output[0], g.node[2].input[1]);
 }
 
 fn tiny_add_model() -> Model {
