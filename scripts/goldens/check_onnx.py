@@ -10,7 +10,8 @@ Prints per-sentence cosine statistics (mean / min / the worst sentences); exits 
 a --min-cos or --mean-cos bar is missed. --bench also times batch-1 runs (one
 sentence per run, no padding) over the golden sentences of 8..64 tokens, after a
 warm-up pass, cycling through them for at least --bench-seconds, and reports
-sentences/s and the median latency; note the machine load (`uptime`) with the numbers. Reference: onnxruntime 1.32.0, onnx, numpy
+sentences/s (overall and of the fastest pass) and the median latency; note the
+machine load (`uptime`) with the numbers. Reference: onnxruntime 1.32.0, onnx, numpy
 (`pip install onnxruntime==1.32.0 onnx numpy`).
 """
 
@@ -102,7 +103,7 @@ def main():
             b = summary["bench"]
             print(f"bench: batch 1, {b['sentences']} sentences of {b['min_tokens']}..{b['max_tokens']} "
                   f"tokens (mean {b['mean_tokens']:.1f}), {b['runs']} runs in {b['seconds']:.1f} s: "
-                  f"{b['sentences_per_s']:.1f} sentences/s, median {b['median_ms']:.2f} ms, "
+                  f"{b['sentences_per_s']:.1f} sentences/s (best pass {b['best_pass_sentences_per_s']:.1f}), median {b['median_ms']:.2f} ms, "
                   f"load average {b['loadavg'][0]:.2f}")
     ok = True
     if args.min_cos is not None and cos.min() < args.min_cos:
@@ -133,12 +134,15 @@ def bench(sess, names, out_name, items, min_seconds):
     for feed in feeds:  # warm-up: one pass
         sess.run([out_name], feed)
     lat = []
+    passes = []
     start = time.perf_counter()
     while True:
+        p0 = time.perf_counter()
         for feed in feeds:
             t0 = time.perf_counter()
             sess.run([out_name], feed)
             lat.append(time.perf_counter() - t0)
+        passes.append(time.perf_counter() - p0)
         elapsed = time.perf_counter() - start
         if elapsed >= min_seconds:
             break
@@ -151,6 +155,8 @@ def bench(sess, names, out_name, items, min_seconds):
         "runs": len(lat),
         "seconds": elapsed,
         "sentences_per_s": len(lat) / elapsed,
+        # The fastest pass over all sentences: less sensitive to other load.
+        "best_pass_sentences_per_s": len(feeds) / min(passes),
         "median_ms": float(np.median(lat)) * 1e3,
         "loadavg": list(os.getloadavg()),
     }

@@ -2,7 +2,6 @@
 //! from a BERT package (.AON), with an intents file (YAML) and a centroid cache under
 //! `$ALC_HOME/cache/centroids/`; `--eval` scores a labelled TSV.
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -65,23 +64,7 @@ fn texts(a: &ClassifyArgs) -> Result<Vec<String>> {
             bail!("text {} is empty; pass non-empty texts to classify", i + 1);
         }
     }
-    let mut texts = a.texts.clone();
-    if let Some(f) = &a.file {
-        let s = std::fs::read_to_string(f)
-            .with_context(|| format!("cannot read {} (one UTF-8 text per line)", f.display()))?;
-        texts.extend(crate::embed::lines(&s));
-    }
-    if texts.is_empty() && a.file.is_none() {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("reading texts from stdin (one per line, UTF-8)")?;
-        texts = crate::embed::lines(&s);
-    }
-    if texts.is_empty() {
-        bail!("no text to classify; pass texts as arguments, --file FILE, or lines on stdin");
-    }
-    Ok(texts)
+    crate::embed::gather_texts(&a.texts, a.file.as_deref(), "classify")
 }
 
 fn scored_json(s: &classify::Scored) -> serde_json::Value {

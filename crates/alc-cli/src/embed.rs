@@ -42,6 +42,36 @@ pub fn lines(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// UTF-8 text of `bytes` from `source`; invalid UTF-8 is an error naming its line.
+fn utf8(bytes: Vec<u8>, source: &str) -> Result<String> {
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+        anyhow::anyhow!("{source} line {line} is not valid UTF-8 (byte {at}); texts must be UTF-8, one per line")
+    })
+}
+
+/// The texts of `alc embed` / `alc classify`: the arguments, then the lines of `file`,
+/// else the lines of stdin (empty lines skipped); none at all is an error.
+pub fn gather_texts(args: &[String], file: Option<&Path>, verb: &str) -> Result<Vec<String>> {
+    let mut texts = args.to_vec();
+    if let Some(f) = file {
+        let b = std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?;
+        texts.extend(lines(&utf8(b, &f.display().to_string())?));
+    }
+    if texts.is_empty() && file.is_none() {
+        let mut b = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut b)
+            .context("reading texts from stdin")?;
+        texts = lines(&utf8(b, "stdin")?);
+    }
+    if texts.is_empty() {
+        bail!("no text to {verb}; pass texts as arguments, --file FILE, or lines on stdin");
+    }
+    Ok(texts)
+}
+
 /// Whether `model` (a path or registry name) is an embedding model: a GGUF-based
 /// package whose architecture is `bert`. Anything unreadable answers false (the
 /// language-model path then reports the problem).
@@ -119,22 +149,7 @@ pub fn embed(a: EmbedArgs) -> Result<()> {
     if let Some(0) = a.threads {
         bail!("--threads must be at least 1");
     }
-    let mut texts = a.texts.clone();
-    if let Some(f) = &a.file {
-        let s = std::fs::read_to_string(f)
-            .with_context(|| format!("cannot read {} (one UTF-8 text per line)", f.display()))?;
-        texts.extend(lines(&s));
-    }
-    if texts.is_empty() && a.file.is_none() {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("reading texts from stdin (one per line, UTF-8)")?;
-        texts = lines(&s);
-    }
-    if texts.is_empty() {
-        bail!("no text to embed; pass texts as arguments, --file FILE, or lines on stdin");
-    }
+    let texts = gather_texts(&a.texts, a.file.as_deref(), "embed")?;
     let threads = a.threads.unwrap_or_else(alc_engine::default_threads);
     let emb = open(&a.package, threads, &a.key, a.tokenizer.as_deref())?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();

@@ -256,11 +256,23 @@ impl Embedder {
     }
 
     /// Embeddings of `texts`, in order.
+    /// A text that tokenises to nothing but [CLS] and [SEP] (empty, only whitespace
+    /// or control characters) is an error naming it (1-based).
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Embedding>, EngineError> {
-        let toks = texts
-            .iter()
-            .map(|t| self.tokenize(t))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut toks = Vec::with_capacity(texts.len());
+        for (i, t) in texts.iter().enumerate() {
+            let (ids, cut) = self.tokenize(t)?;
+            if ids.len() <= 2 {
+                return Err(EngineError::BadInput {
+                    at: format!("text {}", i + 1),
+                    why: format!(
+                        "{:?} is empty or only whitespace / control characters; there is nothing to embed",
+                        t.chars().take(40).collect::<String>()
+                    ),
+                });
+            }
+            toks.push((ids, cut));
+        }
         self.embed_ids(&toks)
     }
 

@@ -252,7 +252,10 @@ pub fn attention_segments_ref(q: &[f32], k: &[f32], v: &[f32], s: &SegAttn, out:
     }
 }
 
-/// One (sentence, head) of the attention in f32: `scores` holds `len` floats.
+/// One (sentence, head) of the attention in f32. `scratch` holds `len × (hd + 1)`
+/// floats: the head's keys transposed (`kt[c][j]`, so that a query's scores against
+/// all keys are `hd` contiguous multiply-adds over `len` lanes, with no horizontal
+/// sums) and the scores.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn attend_head(
@@ -265,25 +268,28 @@ fn attend_head(
     len: usize,
     off: usize,
     scale: f32,
-    scores: &mut [f32],
+    scratch: &mut [f32],
     out: SyncPtr<f32>,
 ) {
+    let (kt, scores) = scratch[..len * (hd + 1)].split_at_mut(len * hd);
+    for j in 0..len {
+        let kj = &k[(start + j) * d + off..][..hd];
+        for (c, &x) in kj.iter().enumerate() {
+            kt[c * len + j] = x;
+        }
+    }
     for i in 0..len {
         let qi = &q[(start + i) * d + off..][..hd];
-        let mut mx = f32::NEG_INFINITY;
-        for (j, sc) in scores[..len].iter_mut().enumerate() {
-            let kj = &k[(start + j) * d + off..][..hd];
-            let mut acc = [0f32; 8];
-            for (qc, kc) in qi.chunks(8).zip(kj.chunks(8)) {
-                for ((a, &x), &y) in acc.iter_mut().zip(qc).zip(kc) {
-                    *a = x.mul_add(y, *a);
-                }
+        scores.fill(0.0);
+        for (c, &x) in qi.iter().enumerate() {
+            let qc = x * scale;
+            for (sc, &kv) in scores.iter_mut().zip(&kt[c * len..(c + 1) * len]) {
+                *sc = qc.mul_add(kv, *sc);
             }
-            *sc = acc.iter().sum::<f32>() * scale;
-            mx = mx.max(*sc);
         }
+        let mx = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0f32;
-        for sc in &mut scores[..len] {
+        for sc in scores.iter_mut() {
             *sc = exp_neg(*sc - mx);
             sum += *sc;
         }
@@ -291,7 +297,7 @@ fn attend_head(
         // SAFETY: rows start..start+len of head `off` belong to this task only.
         let o = unsafe { out.slice((start + i) * d + off, hd) };
         o.fill(0.0);
-        for (j, &w) in scores[..len].iter().enumerate() {
+        for (j, &w) in scores.iter().enumerate() {
             let vj = &v[(start + j) * d + off..][..hd];
             let w = w * inv;
             for (a, &b) in o.iter_mut().zip(vj) {
@@ -392,7 +398,7 @@ pub fn attention_segments(
     let tasks = s.lens.len() * nh;
     pool.run(tasks, |_, t| {
         let (seg, h) = (t / nh, t % nh);
-        let mut scores = vec![0f32; max_len];
+        let mut scores = vec![0f32; max_len * (hd + 1)];
         let args = (starts[seg], s.lens[seg], h * hd);
         #[cfg(target_arch = "x86_64")]
         if simd {
