@@ -1,5 +1,5 @@
 //! Fuzz the ONNX protobuf reader (`alc_onnx::Model::parse`), then `bert_shape`, the
-//! dynamic quantiser and the writer on what it accepts.
+//! quantiser (both schemes) and the writer on what it accepts.
 //!
 //! `Ok` or `Err` are both fine; a panic, a huge allocation or a hang is a bug. Every
 //! length is checked against the input, so allocations stay below its size. Accepted
@@ -8,7 +8,7 @@
 
 #![no_main]
 
-use alc_onnx::{bert_shape, quantize_dynamic, Model, QuantOptions};
+use alc_onnx::{bert_shape, quantize, Model, QuantOptions};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common/verbose.rs"]
@@ -32,7 +32,9 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(bytes.len(), model.encoded_len());
     let again = Model::parse(&bytes).expect("a serialized model parses again");
     assert!(again.to_bytes() == bytes, "serialization is not stable");
-    if let Ok((q, _)) = quantize_dynamic(&model, &QuantOptions::default()) {
-        let _ = q.to_bytes();
+    for opts in [QuantOptions::default(), QuantOptions::dynamic()] {
+        if let Ok((q, _)) = quantize(&model, &opts) {
+            let _ = q.to_bytes();
+        }
     }
 });

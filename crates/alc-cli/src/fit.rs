@@ -109,6 +109,13 @@ fn estimator(path: &Path, threads: usize) -> Result<Estimator> {
         );
     }
     let file = alc_format::GgufFile::open(path)?;
+    if file.get_str("general.architecture").ok().flatten() == Some("bert") {
+        bail!(
+            "{} is an embedding model (bert): alc fit estimates language models only; an embedding package needs about its file size plus a few MiB of activations (see `alc bench {} -f SENTENCES` for its measured peak RSS)",
+            path.display(),
+            path.display()
+        );
+    }
     Ok(Estimator::new(Arc::new(file), threads)?)
 }
 

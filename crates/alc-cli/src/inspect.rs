@@ -116,10 +116,23 @@ pub fn inspect(path: &Path, ctx: Option<usize>, json: bool, list_tensors: bool) 
         }
     });
     let model = alc_models::Model::from_gguf(f.clone());
-    let (supported, reason) = match (&model, &tok) {
-        (Ok(_), Ok(_)) => (true, None),
-        (Err(e), _) => (false, Some(e.to_string())),
-        (_, Err(e)) => (false, Some(e.to_string())),
+    // Embedding packages are not decoders: they are supported when their encoder
+    // builds (native) or their runtime is ONNX Runtime (`alc verify` checks the graph).
+    let encoder = (f.get_str("general.architecture").ok().flatten() == Some("bert")).then(|| {
+        if alc_convert::compile::is_onnx_package(&f) {
+            Ok(())
+        } else {
+            alc_models::BertModel::from_gguf(f.clone())
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    });
+    let (supported, reason) = match (&model, &tok, encoder) {
+        (_, Err(e), _) => (false, Some(e.to_string())),
+        (_, _, Some(Ok(()))) => (true, None),
+        (_, _, Some(Err(e))) => (false, Some(e)),
+        (Ok(_), Ok(_), None) => (true, None),
+        (Err(e), _, None) => (false, Some(e.to_string())),
     };
     let (hparams, kv, plan) = match &model {
         Ok(m) => {

@@ -905,6 +905,8 @@ struct Prepared<'a> {
 /// graph the self-check compares against.
 struct OnnxBuild {
     graph: Arc<Vec<u8>>,
+    /// Elements of the source graph's initializers (the model's parameters).
+    parameters: u64,
     reference: Option<Arc<Vec<u8>>>,
 }
 
@@ -1475,11 +1477,14 @@ fn build(
     let sources = prep.sources.clone();
     let mut hashing = Some(std::thread::spawn(move || SourceDigest::of(&sources)));
     let key_of = |d: &SourceDigest| d.build_key(opts, tgt, &prep);
-    let params: u64 = prep
-        .tensors
-        .iter()
-        .map(|t| t.shape.iter().product::<usize>() as u64)
-        .sum();
+    let params: u64 = match &prep.onnx {
+        Some(o) => o.parameters,
+        None => prep
+            .tensors
+            .iter()
+            .map(|t| t.shape.iter().product::<usize>() as u64)
+            .sum(),
+    };
     let name = match &opts.name {
         Some(n) => {
             if n.is_empty() || n.contains('/') || n.contains('\\') || n.starts_with('.') {

@@ -6,7 +6,7 @@
 //! - a Hugging Face BERT directory with `--runtime onnxruntime`: the checkpoint is
 //!   exported to f32 ONNX first (`alc_onnx::export_bert`).
 //!
-//! The graph is quantised by `alc_onnx::quantize_dynamic` (`--quant int8`, the
+//! The graph is quantised by `alc_onnx::quantize` (`--quant int8`, the
 //! default: its default scheme; `int8-dynamic`: int8 compute with per-token
 //! activations; `f32`: unchanged) and stored whole as the one tensor
 //! [`alc_engine::embed::ONNX_TENSOR`] (type I8) beside the WordPiece vocabulary,
@@ -124,6 +124,16 @@ pub(super) fn prepare_onnx<'a>(
             )))
         }
     };
+    let parameters: u64 = source_model
+        .graph
+        .as_ref()
+        .map(|g| {
+            g.initializer
+                .iter()
+                .map(|t| t.dims.iter().map(|&d| d.max(0) as u64).product::<u64>())
+                .sum()
+        })
+        .unwrap_or(0);
     let bytes = model.to_bytes();
     let reference = (quant != "f32").then(|| source_model.to_bytes());
     let n_layer = model
@@ -205,6 +215,7 @@ pub(super) fn prepare_onnx<'a>(
         notes,
         onnx: Some(super::OnnxBuild {
             graph: bytes,
+            parameters,
             reference: reference.map(Arc::new),
         }),
     })
