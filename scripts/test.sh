@@ -15,6 +15,9 @@ python3 -m pip install --quiet tokenizers==0.23.3
 python3 -m pip install --quiet apache-tvm-ffi==0.1.15.post2
 # ONNX Runtime, loaded at run time by crates/alc-ort (its tests skip without it).
 python3 -m pip install --quiet onnxruntime==1.32.0
+# The official OpenAI client, for crates/alc-cli/tests/serve.rs (`alc serve` driven by
+# scripts/openai_client_check.py; skips without it).
+python3 -m pip install --quiet openai==2.54.0
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --release -- -D warnings
 cargo test --workspace --release

@@ -11,6 +11,7 @@ mod fit;
 mod inspect;
 mod registry;
 mod seal;
+mod serve;
 mod verify;
 
 use alc_engine::{
@@ -81,6 +82,9 @@ enum Cmd {
     Ab(registry::AbArgs),
     /// Write a GGUF file or package back as a Hugging Face checkpoint (--hf).
     Export(export::ExportArgs),
+    /// OpenAI-compatible HTTP server (/v1/chat/completions, /v1/completions,
+    /// /v1/embeddings, /v1/models, /health, /metrics) over one or more models.
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Args, Clone)]
@@ -300,6 +304,7 @@ fn main() {
         Cmd::Tag(a) => registry::tag(a),
         Cmd::Ab(a) => registry::ab(a),
         Cmd::Export(a) => export::export(a),
+        Cmd::Serve(a) => serve::serve(a),
         Cmd::Seal(a) => seal::seal(a),
         Cmd::Unseal(a) => seal::unseal(a),
         Cmd::Embed(a) => embed::embed(a),

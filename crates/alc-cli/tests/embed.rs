@@ -109,7 +109,15 @@ fn embed_both_runtimes_and_bad_input() {
     args.extend(texts);
     let native = alc(h, &args);
     let native_v = vectors(&native);
-    let mut args = vec!["embed", s(&onnx), "--tokenizer", s(&dir), "--json", "-t", "2"];
+    let mut args = vec![
+        "embed",
+        s(&onnx),
+        "--tokenizer",
+        s(&dir),
+        "--json",
+        "-t",
+        "2",
+    ];
     args.extend(texts);
     let ort = alc(h, &args);
     let v: Value = serde_json::from_slice(&ort.stdout).unwrap();
@@ -192,7 +200,10 @@ fn embed_both_runtimes_and_bad_input() {
     let o = Command::new(env!("CARGO_BIN_EXE_alc"))
         .args(["embed", s(&onnx), "--tokenizer", s(&dir), "x"])
         .env("ALC_HOME", h)
-        .env("ORT_DYLIB_PATH", out.path().join("no-such-libonnxruntime.so"))
+        .env(
+            "ORT_DYLIB_PATH",
+            out.path().join("no-such-libonnxruntime.so"),
+        )
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
@@ -212,7 +223,17 @@ fn embed_both_runtimes_and_bad_input() {
     );
     one_line_error(&o, "not one");
     one_line_error(
-        &alc(h, &["compile", s(&dir), "--runtime", "tvm", "--out", s(out.path())]),
+        &alc(
+            h,
+            &[
+                "compile",
+                s(&dir),
+                "--runtime",
+                "tvm",
+                "--out",
+                s(out.path()),
+            ],
+        ),
         "--runtime tvm",
     );
 }

@@ -457,9 +457,19 @@ impl GgufFile {
     /// not double the resident set. The bytes stay valid: a later read faults them
     /// back in from the file, unchanged. A no-op for owned buffers and off Unix.
     pub fn release_tensor_pages(&self, t: &TensorInfo) {
+        self.release_tensor_range(t, 0, t.bytes as usize);
+    }
+
+    /// [`release_tensor_pages`](Self::release_tensor_pages) for the bytes
+    /// `start..start + len` of `t`'s data only (whole pages inside it); a range past
+    /// the tensor is ignored.
+    pub fn release_tensor_range(&self, t: &TensorInfo, start: usize, len: usize) {
+        if start.checked_add(len).is_none_or(|e| e as u64 > t.bytes) {
+            return;
+        }
         if let Bytes::Mmap(m) = &self.bytes {
-            let start = (self.data_offset + t.offset) as usize;
-            crate::pages::release_range(m, start, t.bytes as usize);
+            let at = (self.data_offset + t.offset) as usize + start;
+            crate::pages::release_range(m, at, len);
         }
     }
 

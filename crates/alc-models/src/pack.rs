@@ -59,13 +59,49 @@ pub(crate) fn pack(
     let mut bytes = 0;
     for (m, r) in mats.into_iter().zip(plan) {
         let Some(r) = r else { continue };
-        be.pack_into(&view(file, &m.t), &mut arena[r.clone()]);
+        pack_one(file, be, &m.t, &mut arena[r.clone()]);
         bytes += r.len() as u64;
         m.packed = Some(r);
         // The mapped original is not read again; keep one copy resident.
         file.release_tensor_pages(&m.t);
     }
     (Some(arena), bytes)
+}
+
+/// Source bytes repacked per step of a large matrix: its mapped pages are dropped
+/// step by step, so the transient second copy is one step, not the whole matrix (a
+/// 136 MiB Q8_0 output matrix would otherwise add its size to the peak RSS at load).
+const PACK_STEP_BYTES: usize = 4 << 20;
+
+/// Repack `t` into `out`: in steps of whole 8-row groups when the backend's layout
+/// is group-major (the packed length of a group range is that range's share), else
+/// in one call.
+fn pack_one(file: &GgufFile, be: &dyn Backend, t: &TensorInfo, out: &mut [u8]) {
+    let w = view(file, t);
+    let (rows, cols) = (w.rows, w.cols);
+    let data = file.tensor_data(t);
+    const G: usize = alc_quant::packed::ROWS;
+    let groups = rows / G;
+    let src_group = if rows > 0 { data.len() / rows * G } else { 0 };
+    let step = (PACK_STEP_BYTES / src_group.max(1)).max(1);
+    let chunked = rows % G == 0 && groups > step && out.len() % groups == 0 && {
+        let sub = Weight::row_major(t.dtype, step * G, cols, &data[..step * src_group]);
+        be.packed_len(&sub) == Some(out.len() / groups * step)
+    };
+    if !chunked {
+        be.pack_into(&w, out);
+        return;
+    }
+    let dst_group = out.len() / groups;
+    let mut g0 = 0;
+    while g0 < groups {
+        let g1 = (g0 + step).min(groups);
+        let src = &data[g0 * src_group..g1 * src_group];
+        let sub = Weight::row_major(t.dtype, (g1 - g0) * G, cols, src);
+        be.pack_into(&sub, &mut out[g0 * dst_group..g1 * dst_group]);
+        file.release_tensor_range(t, g0 * src_group, src.len());
+        g0 = g1;
+    }
 }
 
 /// The matrix as the backend runs it: the repacked copy in `arena` when there is

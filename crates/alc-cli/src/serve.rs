@@ -1,0 +1,104 @@
+//! `alc serve`: the OpenAI-compatible HTTP server (alc-serve) over the named models.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use alc_serve::{ModelHandle, ServeConfig, ServedModel, Server};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use crate::{embed, registry, seal, EngineArgs};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Models to serve: package or GGUF files, or registry names. Embedding packages
+    /// (bert) answer /v1/embeddings, language models the completion endpoints.
+    #[arg(required = true, value_name = "MODEL")]
+    pub models: Vec<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0: any free port; the address is printed).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Compute threads per model (default: all cores).
+    #[arg(short = 't', long)]
+    pub threads: Option<usize>,
+    /// Context length of language models (default: the model's, capped by a 1 GiB KV
+    /// budget).
+    #[arg(long)]
+    pub ctx: Option<usize>,
+    /// Requests admitted per model, the running one included; more get HTTP 429.
+    #[arg(long, default_value_t = 16)]
+    pub queue: usize,
+    /// Largest request body in bytes; larger get HTTP 413.
+    #[arg(long, default_value_t = 4 << 20, value_name = "BYTES")]
+    pub max_body: usize,
+    /// Deadline of one request in seconds, queue time included.
+    #[arg(long, default_value_t = 600, value_name = "SECS")]
+    pub timeout: u64,
+    /// Key of sealed models (.ava3).
+    #[command(flatten)]
+    pub key: seal::KeyArgs,
+}
+
+/// The id clients use: the registry name when the argument was one, else the file
+/// stem.
+fn model_id(arg: &Path) -> String {
+    let s = arg.to_string_lossy();
+    if !arg.exists() && !s.contains('/') && !s.contains(std::path::MAIN_SEPARATOR) {
+        return s.into_owned();
+    }
+    let stem = arg
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| s.into_owned());
+    stem.strip_suffix(".ava3")
+        .map(str::to_string)
+        .unwrap_or(stem)
+}
+
+pub fn serve(a: ServeArgs) -> Result<()> {
+    if let Some(0) = a.threads {
+        bail!("--threads must be at least 1");
+    }
+    if a.timeout == 0 {
+        bail!("--timeout must be at least 1 second");
+    }
+    let threads = a.threads.unwrap_or_else(alc_engine::default_threads);
+    let mut models = Vec::with_capacity(a.models.len());
+    for m in &a.models {
+        let id = model_id(m);
+        let handle = if embed::is_embedding_model(m) {
+            ModelHandle::Embedding(Box::new(embed::open(m, threads, &a.key, None)?))
+        } else {
+            // Fail early with the registry's message when the name is unknown.
+            registry::resolve_model(m)?;
+            let e = EngineArgs {
+                model: m.clone(),
+                threads: Some(threads),
+                ctx: a.ctx,
+                ubatch: None,
+                deadline_scale: 1.0,
+                key: a.key.clone(),
+            };
+            ModelHandle::Language(e.open()?)
+        };
+        eprintln!("loaded {} as '{id}'", m.display());
+        models.push(ServedModel { id, handle });
+    }
+    let cfg = ServeConfig {
+        host: a.host.clone(),
+        port: a.port,
+        queue: a.queue,
+        max_body: a.max_body,
+        request_timeout: Duration::from_secs(a.timeout),
+    };
+    let server = Server::bind(models, cfg)?;
+    let addr = server.local_addr()?;
+    eprintln!(
+        "alc serve: listening on http://{addr} (models: {}; OpenAI API under /v1)",
+        server.model_ids().join(", ")
+    );
+    server.run().context("alc serve")
+}
