@@ -905,7 +905,7 @@ struct Prepared<'a> {
 /// graph the self-check compares against.
 struct OnnxBuild {
     graph: Arc<Vec<u8>>,
-    /// Elements of the source graph's initializers (the model's parameters).
+    /// Elements of the packaged graph's initializers (`alc_onnx::parameter_count`).
     parameters: u64,
     reference: Option<Arc<Vec<u8>>>,
 }

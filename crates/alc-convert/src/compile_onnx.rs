@@ -124,16 +124,7 @@ pub(super) fn prepare_onnx<'a>(
             )))
         }
     };
-    let parameters: u64 = source_model
-        .graph
-        .as_ref()
-        .map(|g| {
-            g.initializer
-                .iter()
-                .map(|t| t.dims.iter().map(|&d| d.max(0) as u64).product::<u64>())
-                .sum()
-        })
-        .unwrap_or(0);
+    let parameters = alc_onnx::parameter_count(&model);
     let bytes = model.to_bytes();
     let reference = (quant != "f32").then(|| source_model.to_bytes());
     let n_layer = model

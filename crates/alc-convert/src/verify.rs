@@ -315,11 +315,16 @@ fn structure(file: &Arc<GgufFile>) -> (Check, bool) {
                 ));
             }
         }
-        let params: u64 = file
-            .tensors()
-            .iter()
-            .map(|t| t.dims.iter().product::<u64>())
-            .sum();
+        // ONNX packages count their graph's initializers, not the one tensor that
+        // holds the graph's bytes.
+        let params: u64 = match onnx_parameters(file) {
+            Some(p) => p,
+            None => file
+                .tensors()
+                .iter()
+                .map(|t| t.dims.iter().product::<u64>())
+                .sum(),
+        };
         if let Some(want) = u("alc.parameter_count") {
             if want != params {
                 found.push(finding(
@@ -457,6 +462,17 @@ fn onnx_structure(file: &GgufFile) -> Result<(usize, usize), String> {
         .map(|t| t.vocab_size())
         .map_err(|e| e.to_string())?;
     Ok((layers, vocab))
+}
+
+/// Elements of the initializers of an ONNX package's graph (`None` for other files,
+/// or a graph that does not parse: the structure check reports that).
+fn onnx_parameters(file: &GgufFile) -> Option<u64> {
+    if !crate::compile::is_onnx_package(file) {
+        return None;
+    }
+    let t = file.tensor(alc_engine::embed::ONNX_TENSOR)?;
+    let model = alc_onnx::Model::parse(file.tensor_data(t)).ok()?;
+    Some(alc_onnx::parameter_count(&model))
 }
 
 fn is_encoder(file: &GgufFile) -> bool {

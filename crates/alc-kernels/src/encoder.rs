@@ -252,25 +252,37 @@ pub fn attention_segments_ref(q: &[f32], k: &[f32], v: &[f32], s: &SegAttn, out:
     }
 }
 
-/// One (sentence, head) of the attention in f32. `scratch` holds `len × (hd + 1)`
-/// floats: the head's keys transposed (`kt[c][j]`, so that a query's scores against
-/// all keys are `hd` contiguous multiply-adds over `len` lanes, with no horizontal
-/// sums) and the scores.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn attend_head(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
+/// One (sentence, head) task of [`attention_segments`]: rows `start..start + len`,
+/// head columns `off..off + hd` of rows `d` wide.
+struct Head<'a> {
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
     d: usize,
     hd: usize,
     start: usize,
     len: usize,
     off: usize,
     scale: f32,
-    scratch: &mut [f32],
-    out: SyncPtr<f32>,
-) {
+}
+
+/// One (sentence, head) of the attention in f32. `scratch` holds `len × (hd + 1)`
+/// floats: the head's keys transposed (`kt[c][j]`, so that a query's scores against
+/// all keys are `hd` contiguous multiply-adds over `len` lanes, with no horizontal
+/// sums) and the scores.
+#[inline(always)]
+fn attend_head(h: &Head, scratch: &mut [f32], out: SyncPtr<f32>) {
+    let Head {
+        q,
+        k,
+        v,
+        d,
+        hd,
+        start,
+        len,
+        off,
+        scale,
+    } = *h;
     let (kt, scores) = scratch[..len * (hd + 1)].split_at_mut(len * hd);
     for j in 0..len {
         let kj = &k[(start + j) * d + off..][..hd];
@@ -309,21 +321,8 @@ fn attend_head(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn attend_head_avx2(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    d: usize,
-    hd: usize,
-    start: usize,
-    len: usize,
-    off: usize,
-    scale: f32,
-    scores: &mut [f32],
-    out: SyncPtr<f32>,
-) {
-    attend_head(q, k, v, d, hd, start, len, off, scale, scores, out)
+unsafe fn attend_head_avx2(h: &Head, scratch: &mut [f32], out: SyncPtr<f32>) {
+    attend_head(h, scratch, out)
 }
 
 /// Below this many rows the elementwise ops stay on the calling thread.
@@ -398,41 +397,25 @@ pub fn attention_segments(
     let tasks = s.lens.len() * nh;
     pool.run(tasks, |_, t| {
         let (seg, h) = (t / nh, t % nh);
-        let mut scores = vec![0f32; max_len * (hd + 1)];
-        let args = (starts[seg], s.lens[seg], h * hd);
-        #[cfg(target_arch = "x86_64")]
-        if simd {
-            // SAFETY: `simd` is set only when AVX2 and FMA were detected.
-            return unsafe {
-                attend_head_avx2(
-                    q,
-                    k,
-                    v,
-                    d,
-                    hd,
-                    args.0,
-                    args.1,
-                    args.2,
-                    s.scale,
-                    &mut scores,
-                    op,
-                )
-            };
-        }
-        let _ = simd;
-        attend_head(
+        let mut scratch = vec![0f32; max_len * (hd + 1)];
+        let head = Head {
             q,
             k,
             v,
             d,
             hd,
-            args.0,
-            args.1,
-            args.2,
-            s.scale,
-            &mut scores,
-            op,
-        )
+            start: starts[seg],
+            len: s.lens[seg],
+            off: h * hd,
+            scale: s.scale,
+        };
+        #[cfg(target_arch = "x86_64")]
+        if simd {
+            // SAFETY: `simd` is set only when AVX2 and FMA were detected.
+            return unsafe { attend_head_avx2(&head, &mut scratch, op) };
+        }
+        let _ = simd;
+        attend_head(&head, &mut scratch, op)
     });
 }
 

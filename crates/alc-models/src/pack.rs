@@ -82,9 +82,9 @@ fn pack_one(file: &GgufFile, be: &dyn Backend, t: &TensorInfo, out: &mut [u8]) {
     let data = file.tensor_data(t);
     const G: usize = alc_quant::packed::ROWS;
     let groups = rows / G;
-    let src_group = if rows > 0 { data.len() / rows * G } else { 0 };
+    let src_group = data.len().checked_div(rows).unwrap_or(0) * G;
     let step = (PACK_STEP_BYTES / src_group.max(1)).max(1);
-    let chunked = rows % G == 0 && groups > step && out.len() % groups == 0 && {
+    let chunked = rows.is_multiple_of(G) && groups > step && out.len().is_multiple_of(groups) && {
         let sub = Weight::row_major(t.dtype, step * G, cols, &data[..step * src_group]);
         be.packed_len(&sub) == Some(out.len() / groups * step)
     };

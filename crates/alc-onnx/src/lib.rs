@@ -104,6 +104,21 @@ pub mod proto;
 pub mod quant;
 
 pub use bert::{bert_shape, BertShape};
+
+/// Elements of all the graph's initializers (a model's parameter count; for a
+/// quantised graph the int8 weights plus their scales).
+pub fn parameter_count(model: &Model) -> u64 {
+    model
+        .graph
+        .as_ref()
+        .map(|g| {
+            g.initializer
+                .iter()
+                .map(|t| t.dims.iter().map(|&d| d.max(0) as u64).product::<u64>())
+                .sum()
+        })
+        .unwrap_or(0)
+}
 pub use export::{export_bert, export_bert_to_file};
 pub use proto::{
     Attribute, Dim, DimValue, Graph, Model, Node, OpsetId, Shape, Tensor, TensorType, TypeProto,
