@@ -192,6 +192,15 @@ fn handle<T>(p: *const T) -> usize {
     p.addr()
 }
 
+/// The body of every `alc_*_free`: NULL is a no-op, anything else must be a live
+/// handle of `kind` (else INVALID_HANDLE); the removed object is returned.
+fn free_handle<T>(p: *const T, kind: &'static str) -> Result<Option<Obj>> {
+    if p.is_null() {
+        return Ok(None);
+    }
+    handles::remove(handle(p), kind).map(Some)
+}
+
 fn to_ptr<T>(h: usize) -> *mut T {
     std::ptr::without_provenance_mut(h)
 }
@@ -493,13 +502,7 @@ pub unsafe extern "C" fn alc_model_get_info(
 /// Errors: INVALID_HANDLE (freed twice, or not a model).
 #[no_mangle]
 pub unsafe extern "C" fn alc_model_free(model: *mut AlcModel) -> Status {
-    guard(|| {
-        if model.is_null() {
-            return Ok(Status::Ok);
-        }
-        handles::remove(handle(model), "model")?;
-        Ok(Status::Ok)
-    })
+    guard(|| free_handle(model, "model").map(|_| Status::Ok))
 }
 
 /// A new session (its own KV cache, allocated on first use) on a language model.
@@ -528,10 +531,7 @@ pub unsafe extern "C" fn alc_session_new(
 #[no_mangle]
 pub unsafe extern "C" fn alc_session_free(session: *mut AlcSession) -> Status {
     guard(|| {
-        if session.is_null() {
-            return Ok(Status::Ok);
-        }
-        if let Obj::Session(s) = handles::remove(handle(session), "session")? {
+        if let Some(Obj::Session(s)) = free_handle(session, "session")? {
             s.cancel();
         }
         Ok(Status::Ok)
@@ -689,13 +689,7 @@ pub unsafe extern "C" fn alc_stream_stats(stream: *mut AlcStream, out: *mut AlcS
 /// Errors: INVALID_HANDLE.
 #[no_mangle]
 pub unsafe extern "C" fn alc_stream_free(stream: *mut AlcStream) -> Status {
-    guard(|| {
-        if stream.is_null() {
-            return Ok(Status::Ok);
-        }
-        handles::remove(handle(stream), "stream")?;
-        Ok(Status::Ok)
-    })
+    guard(|| free_handle(stream, "stream").map(|_| Status::Ok))
 }
 
 /// Cancel a generation from any thread: `handle` is an `alc_stream *` (that stream)

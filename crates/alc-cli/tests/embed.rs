@@ -17,21 +17,6 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn model(name: &str) -> Option<PathBuf> {
-    let p = alc_testdata::models_dir().join(name);
-    if p.exists() {
-        return Some(p);
-    }
-    if std::env::var("ALC_SKIP_MODEL_TESTS").as_deref() == Ok("1") {
-        eprintln!("SKIP: {} missing", p.display());
-        return None;
-    }
-    panic!(
-        "{} is missing: run scripts/fetch-models.sh --only minilm,minilm_onnx",
-        p.display()
-    );
-}
-
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -79,8 +64,8 @@ fn cosine(a: &[f64], b: &[f64]) -> f64 {
 #[test]
 fn embed_both_runtimes_and_bad_input() {
     let (Some(dir), Some(onnx)) = (
-        model("all-minilm-l6-v2"),
-        model("all-minilm-l6-v2-int8.onnx"),
+        alc_testdata::model("all-minilm-l6-v2"),
+        alc_testdata::model("all-minilm-l6-v2-int8.onnx"),
     ) else {
         return;
     };

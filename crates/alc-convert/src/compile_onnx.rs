@@ -133,7 +133,7 @@ pub(super) fn prepare_onnx<'a>(
         .map(|g| g.node.iter().filter(|n| n.op_type == "Softmax").count())
         .unwrap_or(0);
 
-    let mut meta = alc_convert_meta(&tok_dir)?;
+    let mut meta = super::bert::encoder_metadata(&tok_dir)?;
     let u = |v: usize| Value::U32(v as u32);
     let n_pos = shape.max_positions.unwrap_or(512);
     meta.extend([
@@ -212,10 +212,6 @@ pub(super) fn prepare_onnx<'a>(
     })
 }
 
-fn alc_convert_meta(tok_dir: &Path) -> Result<Vec<(String, Value)>, ConvertError> {
-    super::bert::encoder_metadata(tok_dir)
-}
-
 /// Write the ONNX graph held by the package `package` to `out` as a plain .onnx file
 /// (atomically); returns its size.
 pub fn extract_onnx(package: &Path, out: &Path) -> Result<u64, ConvertError> {
@@ -281,11 +277,7 @@ pub fn self_check_onnx(
         let enc = alc_ort::OrtEncoder::from_bytes(src, threads).map_err(|e| sc(e.to_string()))?;
         let rows = enc.run(&[&prompt]).map_err(|e| sc(e.to_string()))?;
         let (pooling, normalize) = emb.pooling();
-        let d = enc.hidden();
-        let want = match pooling {
-            alc_models::Pooling::Mean => alc_ort::mean_pool_normalize(&rows[0], d, normalize),
-            alc_models::Pooling::Cls => alc_ort::mean_pool_normalize(&rows[0][..d], d, normalize),
-        };
+        let want = alc_models::bert::pool(&rows[0], enc.hidden(), pooling, normalize);
         cos = super::cosine(&want, &got);
         if cos.is_nan() || cos < MIN_ONNX_COSINE {
             failure = Some(format!(

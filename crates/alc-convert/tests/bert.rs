@@ -25,18 +25,7 @@ fn repo() -> PathBuf {
 }
 
 fn minilm() -> Option<PathBuf> {
-    let p = alc_testdata::models_dir().join("all-minilm-l6-v2");
-    if p.join("model.safetensors").is_file() {
-        return Some(p);
-    }
-    if std::env::var("ALC_SKIP_MODEL_TESTS").as_deref() == Ok("1") {
-        eprintln!("SKIP: {} missing", p.display());
-        return None;
-    }
-    panic!(
-        "{} is missing: run scripts/fetch-models.sh --only minilm",
-        p.display()
-    );
+    alc_testdata::model("all-minilm-l6-v2")
 }
 
 fn build(input: &Path, out: &Path, quant: &str) -> PathBuf {

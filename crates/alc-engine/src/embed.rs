@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use alc_format::GgufFile;
 use alc_kernels::cpu::CpuBackend;
 use alc_kernels::Backend;
+use alc_models::bert::{pool, pooling_of};
 use alc_models::{BertModel, ModelError, Pooling};
 use alc_ort::OrtEncoder;
 use alc_tokenizer::Tokenizer;
@@ -327,33 +328,9 @@ impl Embedder {
                 let rows = enc.run(batch)?;
                 Ok(rows
                     .iter()
-                    .map(|r| match pooling {
-                        Pooling::Mean => alc_ort::mean_pool_normalize(r, self.dim, *normalize),
-                        Pooling::Cls => {
-                            alc_ort::mean_pool_normalize(&r[..self.dim], self.dim, *normalize)
-                        }
-                    })
+                    .map(|r| pool(r, self.dim, *pooling, *normalize))
                     .collect())
             }
         }
     }
-}
-
-/// Pooling and normalisation recorded in a package's metadata (defaults: mean, on).
-fn pooling_of(f: &GgufFile) -> Result<(Pooling, bool), EngineError> {
-    let id = f
-        .get_u64("bert.pooling_type")
-        .map_err(ModelError::from)?
-        .unwrap_or(1);
-    let pooling = Pooling::from_id(id).ok_or_else(|| {
-        EngineError::BadRequest(format!(
-            "{}: bert.pooling_type {id} is not supported; alc pools by mean (1) or CLS (2)",
-            f.path().display()
-        ))
-    })?;
-    let normalize = f
-        .get_bool("alc.embedding.normalize")
-        .map_err(ModelError::from)?
-        .unwrap_or(true);
-    Ok((pooling, normalize))
 }

@@ -395,9 +395,15 @@ pub fn attention_segments(
     let max_len = s.lens.iter().copied().max().unwrap_or(0);
     let op = SyncPtr(out.as_mut_ptr());
     let tasks = s.lens.len() * nh;
-    pool.run(tasks, |_, t| {
+    // One scratch per pool thread (transposed keys + scores of the longest sentence),
+    // allocated once per call rather than per task.
+    let per = max_len * (hd + 1);
+    let mut scratch = vec![0f32; per * pool.n_threads()];
+    let sp = SyncPtr(scratch.as_mut_ptr());
+    pool.run(tasks, |th, t| {
         let (seg, h) = (t / nh, t % nh);
-        let mut scratch = vec![0f32; max_len * (hd + 1)];
+        // SAFETY: thread `th` alone uses its slice of the scratch during this job.
+        let scratch = unsafe { sp.slice(th * per, per) };
         let head = Head {
             q,
             k,
@@ -412,10 +418,10 @@ pub fn attention_segments(
         #[cfg(target_arch = "x86_64")]
         if simd {
             // SAFETY: `simd` is set only when AVX2 and FMA were detected.
-            return unsafe { attend_head_avx2(&head, &mut scratch, op) };
+            return unsafe { attend_head_avx2(&head, scratch, op) };
         }
         let _ = simd;
-        attend_head(&head, &mut scratch, op)
+        attend_head(&head, scratch, op)
     });
 }
 

@@ -118,6 +118,50 @@ fn add_bias(x: &mut [f32], b: &[f32]) {
     }
 }
 
+/// Pooling and normalisation an embedding package records (`bert.pooling_type`,
+/// default mean; `alc.embedding.normalize`, default on); the same for every runtime.
+pub fn pooling_of(f: &GgufFile) -> Result<(Pooling, bool), ModelError> {
+    let id = f.get_u64("bert.pooling_type")?.unwrap_or(1);
+    let pooling = Pooling::from_id(id).ok_or_else(|| ModelError::BadHparam {
+        path: f.path().display().to_string(),
+        key: "bert.pooling_type".into(),
+        value: id.to_string(),
+        why: "alc pools by mean (1) or CLS (2)".into(),
+    })?;
+    let normalize = f.get_bool("alc.embedding.normalize")?.unwrap_or(true);
+    Ok((pooling, normalize))
+}
+
+/// One sentence's embedding from its token rows (`rows.len() / d` of them, at least
+/// one): the mean (in f64) or the [CLS] row, then L2-normalised when asked.
+pub fn pool(rows: &[f32], d: usize, pooling: Pooling, normalize: bool) -> Vec<f32> {
+    let mut e = match pooling {
+        Pooling::Cls => rows[..d].to_vec(),
+        Pooling::Mean => {
+            let n = rows.len() / d;
+            let mut acc = vec![0f64; d];
+            for r in rows.chunks_exact(d) {
+                for (a, &b) in acc.iter_mut().zip(r) {
+                    *a += b as f64;
+                }
+            }
+            acc.iter().map(|&a| (a / n as f64) as f32).collect()
+        }
+    };
+    if normalize {
+        let norm = e
+            .iter()
+            .map(|&v| (v as f64) * (v as f64))
+            .sum::<f64>()
+            .sqrt();
+        let inv = if norm > 0.0 { 1.0 / norm } else { 0.0 };
+        for v in &mut e {
+            *v = (*v as f64 * inv) as f32;
+        }
+    }
+    e
+}
+
 impl BertModel {
     /// Read hyperparameters and check every tensor's presence, shape and type.
     pub fn from_gguf(f: Arc<GgufFile>) -> Result<BertModel, ModelError> {
@@ -179,15 +223,7 @@ impl BertModel {
                 "a causal BERT is not supported (sentence encoders attend both ways)",
             ));
         }
-        let pooling_id = f.get_u64("bert.pooling_type")?.unwrap_or(1);
-        let pooling = Pooling::from_id(pooling_id).ok_or_else(|| {
-            bad(
-                "bert.pooling_type",
-                pooling_id.to_string(),
-                "alc pools by mean (1) or CLS (2)",
-            )
-        })?;
-        let normalize = f.get_bool("alc.embedding.normalize")?.unwrap_or(true);
+        let (pooling, normalize) = pooling_of(&f)?;
         let tok = f
             .tensor("token_embd.weight")
             .ok_or_else(|| ModelError::MissingTensor {
@@ -392,35 +428,9 @@ impl BertModel {
         let mut out = Vec::with_capacity(batch.len());
         let mut start = 0;
         for s in batch {
-            let len = s.len();
-            let mut e = vec![0f32; d];
-            match hp.pooling {
-                Pooling::Cls => e.copy_from_slice(&x[start * d..(start + 1) * d]),
-                Pooling::Mean => {
-                    let mut acc = vec![0f64; d];
-                    for t in start..start + len {
-                        for (a, &b) in acc.iter_mut().zip(&x[t * d..(t + 1) * d]) {
-                            *a += b as f64;
-                        }
-                    }
-                    for (v, a) in e.iter_mut().zip(acc) {
-                        *v = (a / len as f64) as f32;
-                    }
-                }
-            }
-            if hp.normalize {
-                let norm = e
-                    .iter()
-                    .map(|&v| (v as f64) * (v as f64))
-                    .sum::<f64>()
-                    .sqrt();
-                let inv = if norm > 0.0 { 1.0 / norm } else { 0.0 };
-                for v in &mut e {
-                    *v = (*v as f64 * inv) as f32;
-                }
-            }
-            out.push(e);
-            start += len;
+            let rows = &x[start * d..(start + s.len()) * d];
+            out.push(pool(rows, d, hp.pooling, hp.normalize));
+            start += s.len();
         }
         Ok(out)
     }
