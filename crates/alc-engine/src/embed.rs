@@ -279,7 +279,15 @@ impl Embedder {
 
     /// Embeddings of tokenised sentences (ids with their special tokens, and the
     /// truncation flag carried into the result).
+    /// An empty id list is an error (both runtimes: pooling needs a row).
     pub fn embed_ids(&self, toks: &[(Vec<u32>, bool)]) -> Result<Vec<Embedding>, EngineError> {
+        if let Some(i) = toks.iter().position(|(ids, _)| ids.is_empty()) {
+            return Err(EngineError::BadInput {
+                at: format!("sentence {}", i + 1),
+                why: "has no token ids (not even [CLS] and [SEP]); there is nothing to embed"
+                    .into(),
+            });
+        }
         let mut out = Vec::with_capacity(toks.len());
         let mut i = 0;
         while i < toks.len() {
