@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 pub use bert::{BertModel, BertParams, Pooling};
 pub use plan::MemoryPlan;
-pub use transformer::{KvType, Logits, Model, State};
+pub use transformer::{KvType, Logits, Model, Scratch, Seg, State};
 
 /// Errors raised while building or running a model.
 #[derive(Debug, thiserror::Error)]

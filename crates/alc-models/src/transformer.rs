@@ -236,6 +236,16 @@ impl Model {
         ubatch: usize,
         kv: KvType,
     ) -> Result<State, ModelError> {
+        self.state(ctx, ubatch, kv, true)
+    }
+
+    fn state(
+        &self,
+        ctx: usize,
+        ubatch: usize,
+        kv: KvType,
+        with_scratch: bool,
+    ) -> Result<State, ModelError> {
         if ctx == 0 {
             return Err(ModelError::BadContext {
                 ctx,
@@ -258,7 +268,6 @@ impl Model {
             k.push(KvBuf::new(kv, kv_elems(r)?));
             v.push(KvBuf::new(kv, kv_elems(r)?));
         }
-        let z = |n: usize| committed::<f32>(n);
         Ok(State {
             ctx,
             ubatch: ub,
@@ -268,21 +277,41 @@ impl Model {
             window: hp.swa_window.unwrap_or(0),
             k,
             v,
-            x: z(ub * hp.n_embd),
-            xb: z(ub * hp.n_embd),
-            q: z(ub * hp.n_head * hp.head_dim),
-            kx: z(ub * kv_row),
-            vx: z(ub * kv_row),
-            att: z(ub * hp.n_head * hp.head_dim),
-            gate: z(ub * hp.n_ff),
-            up: z(ub * hp.n_ff),
+            scratch: with_scratch.then(|| self.new_scratch(ub)),
             logits: Vec::new(),
         })
     }
 
+    /// Per-sequence state without its own scratch, for [`Model::forward_batch`]:
+    /// many sequences share one [`Scratch`] (the run loop's), so each holds only
+    /// its KV cache. `ubatch` bounds the tokens this sequence adds per call.
+    pub fn new_seq_state(&self, ctx: usize, ubatch: usize) -> Result<State, ModelError> {
+        self.state(ctx, ubatch, KvType::F16, false)
+    }
+
+    /// Activation scratch for forward calls of up to `rows` tokens in all.
+    pub fn new_scratch(&self, rows: usize) -> Scratch {
+        let hp = &self.hp;
+        let rows = rows.max(1);
+        let kv_row = hp.n_kv_head * hp.head_dim;
+        let z = |n: usize| committed::<f32>(n);
+        Scratch {
+            rows,
+            x: z(rows * hp.n_embd),
+            xb: z(rows * hp.n_embd),
+            q: z(rows * hp.n_head * hp.head_dim),
+            kx: z(rows * kv_row),
+            vx: z(rows * kv_row),
+            att: z(rows * hp.n_head * hp.head_dim),
+            gate: z(rows * hp.n_ff),
+            up: z(rows * hp.n_ff),
+            logits: Vec::new(),
+        }
+    }
+
     /// Run `tokens` (at most `state.ubatch`) at positions `state.pos..`, append their
     /// keys and values to the cache, and return the requested logits
-    /// (`[rows][n_vocab]`).
+    /// (`[rows][n_vocab]`). Uses the state's own scratch (see [`Model::new_state`]).
     pub fn forward<'s>(
         &self,
         be: &dyn Backend,
@@ -290,65 +319,114 @@ impl Model {
         tokens: &[u32],
         want: Logits,
     ) -> Result<&'s [f32], ModelError> {
-        let hp = &self.hp;
-        let n = tokens.len();
-        if n == 0 {
-            st.logits.clear();
-            return Ok(&st.logits);
-        }
-        if n > st.ubatch {
-            return Err(ModelError::BadContext {
-                ctx: st.ctx,
-                why: format!(
-                    "{n} tokens in one forward call exceed the micro-batch of {}",
-                    st.ubatch
-                ),
-            });
-        }
-        let pos0 = st.pos;
-        if pos0 + n > st.ctx {
-            return Err(ModelError::ContextFull {
-                pos: pos0,
-                n,
-                ctx: st.ctx,
-            });
-        }
-        let (d, hd) = (hp.n_embd, hp.head_dim);
-        let (nq, nkv) = (hp.n_head * hd, hp.n_kv_head * hd);
-        let eps = hp.norm_eps;
+        let mut scratch = st.scratch.take().ok_or_else(|| ModelError::BadContext {
+            ctx: st.ctx,
+            why: "this state has no scratch of its own (made by new_seq_state); use \
+                  forward_batch with a shared Scratch"
+                .into(),
+        })?;
+        let r = self.forward_batch(
+            be,
+            &mut scratch,
+            &mut [Seg {
+                state: &mut *st,
+                tokens,
+                logits: want,
+            }],
+        );
+        st.scratch = Some(scratch);
+        r?;
+        Ok(&st.logits)
+    }
 
-        // Token embeddings.
-        let emb = &self.tok_embd;
-        let emb_data = self.file.tensor_data(emb);
-        let erb = emb.dtype.row_bytes(d as u64).expect("validated") as usize;
-        for (t, &id) in tokens.iter().enumerate() {
-            if id as usize >= hp.n_vocab {
+    /// One forward pass over several sequences: each segment's tokens continue its
+    /// own state (at positions `state.pos..`, attending only to its own KV cache),
+    /// while every row-wise step — norms, the projections and feed-forward
+    /// matrices, the output head — runs once over all segments' rows stacked. This
+    /// is what lets a server decode many sequences for the cost of reading the
+    /// weights once (continuous batching), and lets a new prompt's prefill chunk
+    /// ride along with other sequences' decode steps. Each state receives the logits
+    /// its segment asked for. A row's result does not depend on what else is in the
+    /// batch beyond the kernels' summation order (see the engine's batching test).
+    ///
+    /// Everything is checked before any state changes: on error no cache moved.
+    pub fn forward_batch(
+        &self,
+        be: &dyn Backend,
+        sc: &mut Scratch,
+        segs: &mut [Seg<'_>],
+    ) -> Result<(), ModelError> {
+        let hp = &self.hp;
+        let mut total = 0usize;
+        for seg in segs.iter() {
+            let (st, n) = (&seg.state, seg.tokens.len());
+            if n > st.ubatch {
+                return Err(ModelError::BadContext {
+                    ctx: st.ctx,
+                    why: format!(
+                        "{n} tokens in one forward call exceed the micro-batch of {}",
+                        st.ubatch
+                    ),
+                });
+            }
+            if st.pos + n > st.ctx {
+                return Err(ModelError::ContextFull {
+                    pos: st.pos,
+                    n,
+                    ctx: st.ctx,
+                });
+            }
+            if let Some(&id) = seg.tokens.iter().find(|&&t| t as usize >= hp.n_vocab) {
                 return Err(ModelError::BadToken {
                     id,
                     vocab: hp.n_vocab,
                 });
             }
+            total += n;
+        }
+        if total > sc.rows {
+            return Err(ModelError::BadContext {
+                ctx: segs.first().map_or(0, |s| s.state.ctx),
+                why: format!(
+                    "{total} tokens in one batched forward call exceed the scratch of {} rows",
+                    sc.rows
+                ),
+            });
+        }
+        // Row offset and first position of each segment.
+        let mut off = Vec::with_capacity(segs.len());
+        let mut at = 0;
+        for seg in segs.iter() {
+            off.push((at, seg.state.pos));
+            at += seg.tokens.len();
+        }
+        let (d, hd) = (hp.n_embd, hp.head_dim);
+        let (nq, nkv) = (hp.n_head * hd, hp.n_kv_head * hd);
+        let eps = hp.norm_eps;
+        let n = total;
+
+        // Token embeddings.
+        let emb = &self.tok_embd;
+        let emb_data = self.file.tensor_data(emb);
+        let erb = emb.dtype.row_bytes(d as u64).expect("validated") as usize;
+        for (t, &id) in segs.iter().flat_map(|s| s.tokens.iter()).enumerate() {
             let row = &emb_data[id as usize * erb..(id as usize + 1) * erb];
-            alc_quant::dequantize(emb.dtype, row, &mut st.x[t * d..(t + 1) * d])
+            alc_quant::dequantize(emb.dtype, row, &mut sc.x[t * d..(t + 1) * d])
                 .expect("executed type");
         }
         if self.spec.embed_scale {
             let s = (d as f32).sqrt();
-            st.x[..n * d].iter_mut().for_each(|v| *v *= s);
+            sc.x[..n * d].iter_mut().for_each(|v| *v *= s);
         }
 
         for (il, l) in self.layers.iter().enumerate() {
-            // Positions relative to the layer's first cached row (0 unless a
-            // sliding-window layer has slid): the causal and window masks only
-            // compare positions, and rope uses the absolute ones.
-            let p0 = st.make_room(il, pos0, n, nkv);
             // Attention block.
-            let xb = &mut st.xb[..n * d];
-            xb.copy_from_slice(&st.x[..n * d]);
+            let xb = &mut sc.xb[..n * d];
+            xb.copy_from_slice(&sc.x[..n * d]);
             be.rms_norm(xb, &l.attn_norm, eps);
-            let q = &mut st.q[..n * nq];
-            let kx = &mut st.kx[..n * nkv];
-            let vx = &mut st.vx[..n * nkv];
+            let q = &mut sc.q[..n * nq];
+            let kx = &mut sc.kx[..n * nkv];
+            let vx = &mut sc.vx[..n * nkv];
             be.matmul_many(
                 &[self.weight(&l.wq), self.weight(&l.wk), self.weight(&l.wv)],
                 xb,
@@ -368,60 +446,66 @@ impl Model {
             } else {
                 (hp.rope_base, hp.rope_freq_scale)
             };
-            be.rope(
-                q,
-                hp.n_head,
-                hd,
-                hp.rot_dim,
-                pos0,
-                base,
-                fscale,
-                self.spec.rope_style,
-            );
-            be.rope(
-                kx,
-                hp.n_kv_head,
-                hd,
-                hp.rot_dim,
-                pos0,
-                base,
-                fscale,
-                self.spec.rope_style,
-            );
-            st.k[il].write(p0 * nkv, kx);
-            st.v[il].write(p0 * nkv, vx);
-            let shape = AttnShape {
-                n_tokens: n,
-                pos0: p0,
-                n_head: hp.n_head,
-                n_kv_head: hp.n_kv_head,
-                head_dim: hd,
-                ctx: st.rows[il],
-                scale: hp.attn_scale,
-                window: if swa { hp.swa_window } else { None },
-                softcap: hp.attn_softcap,
-            };
-            let att = &mut st.att[..n * nq];
-            match (&st.k[il], &st.v[il]) {
-                (KvBuf::F16(k), KvBuf::F16(v)) => {
-                    be.attention(q, k.reinterpret_cast(), v.reinterpret_cast(), &shape, att)
+            for (seg, &(r0, pos0)) in segs.iter_mut().zip(&off) {
+                let m = seg.tokens.len();
+                if m == 0 {
+                    continue;
                 }
-                (KvBuf::F32(k), KvBuf::F32(v)) => be.attention_f32(q, k, v, &shape, att),
-                _ => unreachable!("keys and values share a type"),
+                let st = &mut *seg.state;
+                // Positions relative to the layer's first cached row (0 unless a
+                // sliding-window layer has slid): the causal and window masks only
+                // compare positions, and rope uses the absolute ones.
+                let p0 = st.make_room(il, pos0, m, nkv);
+                let q = &mut sc.q[r0 * nq..(r0 + m) * nq];
+                let kx = &mut sc.kx[r0 * nkv..(r0 + m) * nkv];
+                let vx = &sc.vx[r0 * nkv..(r0 + m) * nkv];
+                for (x, heads) in [(&mut *q, hp.n_head), (&mut *kx, hp.n_kv_head)] {
+                    be.rope(
+                        x,
+                        heads,
+                        hd,
+                        hp.rot_dim,
+                        pos0,
+                        base,
+                        fscale,
+                        self.spec.rope_style,
+                    );
+                }
+                st.k[il].write(p0 * nkv, kx);
+                st.v[il].write(p0 * nkv, vx);
+                let shape = AttnShape {
+                    n_tokens: m,
+                    pos0: p0,
+                    n_head: hp.n_head,
+                    n_kv_head: hp.n_kv_head,
+                    head_dim: hd,
+                    ctx: st.rows[il],
+                    scale: hp.attn_scale,
+                    window: if swa { hp.swa_window } else { None },
+                    softcap: hp.attn_softcap,
+                };
+                let att = &mut sc.att[r0 * nq..(r0 + m) * nq];
+                match (&st.k[il], &st.v[il]) {
+                    (KvBuf::F16(k), KvBuf::F16(v)) => {
+                        be.attention(q, k.reinterpret_cast(), v.reinterpret_cast(), &shape, att)
+                    }
+                    (KvBuf::F32(k), KvBuf::F32(v)) => be.attention_f32(q, k, v, &shape, att),
+                    _ => unreachable!("keys and values share a type"),
+                }
             }
-            let xb = &mut st.xb[..n * d];
-            be.matmul(&self.weight(&l.wo), att, n, xb);
+            let xb = &mut sc.xb[..n * d];
+            be.matmul(&self.weight(&l.wo), &sc.att[..n * nq], n, xb);
             if let Some(pn) = &l.post_attn_norm {
                 be.rms_norm(xb, pn, eps);
             }
-            add_into(&mut st.x[..n * d], xb);
+            add_into(&mut sc.x[..n * d], xb);
 
             // Feed-forward block.
-            let xb = &mut st.xb[..n * d];
-            xb.copy_from_slice(&st.x[..n * d]);
+            let xb = &mut sc.xb[..n * d];
+            xb.copy_from_slice(&sc.x[..n * d]);
             be.rms_norm(xb, &l.ffn_norm, eps);
-            let gate = &mut st.gate[..n * hp.n_ff];
-            let up = &mut st.up[..n * hp.n_ff];
+            let gate = &mut sc.gate[..n * hp.n_ff];
+            let up = &mut sc.up[..n * hp.n_ff];
             be.matmul_many(
                 &[self.weight(&l.w_gate), self.weight(&l.w_up)],
                 xb,
@@ -433,29 +517,103 @@ impl Model {
             if let Some(pn) = &l.post_ffn_norm {
                 be.rms_norm(xb, pn, eps);
             }
-            add_into(&mut st.x[..n * d], xb);
+            add_into(&mut sc.x[..n * d], xb);
         }
-        st.pos += n;
 
-        let rows = match want {
-            Logits::None => {
-                st.logits.clear();
-                return Ok(&st.logits);
-            }
-            Logits::Last => (n - 1)..n,
-            Logits::All => 0..n,
-        };
-        let m = rows.len();
-        let xs = &mut st.x[rows.start * d..rows.end * d];
-        be.rms_norm(xs, &self.output_norm, eps);
-        st.logits.resize(m * hp.n_vocab, 0.0);
-        be.matmul(&self.weight(&self.output), xs, m, &mut st.logits);
-        if let Some(cap) = hp.final_softcap {
-            st.logits
-                .iter_mut()
-                .for_each(|v| *v = cap * (*v / cap).tanh());
+        // Output head over the wanted rows only, gathered (in segment order) into xb.
+        let mut m = 0;
+        for (seg, &(r0, _)) in segs.iter().zip(&off) {
+            let k = seg.tokens.len();
+            let rows = match seg.logits {
+                _ if k == 0 => 0..0,
+                Logits::None => 0..0,
+                Logits::Last => (r0 + k - 1)..(r0 + k),
+                Logits::All => r0..(r0 + k),
+            };
+            sc.xb[m * d..(m + rows.len()) * d].copy_from_slice(&sc.x[rows.start * d..rows.end * d]);
+            m += rows.len();
         }
-        Ok(&st.logits)
+        let v = hp.n_vocab;
+        let finish = |logits: &mut [f32]| {
+            if let Some(cap) = hp.final_softcap {
+                logits.iter_mut().for_each(|v| *v = cap * (*v / cap).tanh());
+            }
+        };
+        if m > 0 {
+            let xs = &mut sc.xb[..m * d];
+            be.rms_norm(xs, &self.output_norm, eps);
+        }
+        if let [seg] = segs {
+            // One sequence: straight into its logits (no copy of a `Logits::All` block).
+            let st = &mut *seg.state;
+            st.logits.resize(m * v, 0.0);
+            if m > 0 {
+                be.matmul(
+                    &self.weight(&self.output),
+                    &sc.xb[..m * d],
+                    m,
+                    &mut st.logits,
+                );
+                finish(&mut st.logits);
+            }
+        } else {
+            sc.logits.resize(m * v, 0.0);
+            if m > 0 {
+                be.matmul(
+                    &self.weight(&self.output),
+                    &sc.xb[..m * d],
+                    m,
+                    &mut sc.logits,
+                );
+                finish(&mut sc.logits);
+            }
+            let mut r = 0;
+            for seg in segs.iter_mut() {
+                let k = match seg.logits {
+                    _ if seg.tokens.is_empty() => 0,
+                    Logits::None => 0,
+                    Logits::Last => 1,
+                    Logits::All => seg.tokens.len(),
+                };
+                seg.state.logits.clear();
+                seg.state
+                    .logits
+                    .extend_from_slice(&sc.logits[r * v..(r + k) * v]);
+                r += k;
+            }
+        }
+        for seg in segs.iter_mut() {
+            seg.state.pos += seg.tokens.len();
+        }
+        Ok(())
+    }
+}
+
+/// One sequence's part of a [`Model::forward_batch`] call.
+pub struct Seg<'a> {
+    pub state: &'a mut State,
+    pub tokens: &'a [u32],
+    pub logits: Logits,
+}
+
+/// Activations for forward calls of up to `rows` tokens (all sequences together).
+pub struct Scratch {
+    rows: usize,
+    x: Vec<f32>,
+    xb: Vec<f32>,
+    q: Vec<f32>,
+    kx: Vec<f32>,
+    vx: Vec<f32>,
+    att: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    logits: Vec<f32>,
+}
+
+impl Scratch {
+    /// The most tokens one forward call may carry.
+    pub fn rows(&self) -> usize {
+        self.rows
     }
 }
 
@@ -556,14 +714,8 @@ pub struct State {
     /// Per layer `[rows][n_kv_head][head_dim]`.
     k: Vec<KvBuf>,
     v: Vec<KvBuf>,
-    x: Vec<f32>,
-    xb: Vec<f32>,
-    q: Vec<f32>,
-    kx: Vec<f32>,
-    vx: Vec<f32>,
-    att: Vec<f32>,
-    gate: Vec<f32>,
-    up: Vec<f32>,
+    /// Activations when the state runs alone ([`Model::forward`]).
+    scratch: Option<Scratch>,
     logits: Vec<f32>,
 }
 
