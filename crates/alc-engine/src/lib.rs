@@ -20,12 +20,12 @@ pub mod watchdog;
 use alc_format::GgufFile;
 use alc_kernels::cpu::CpuBackend;
 use alc_kernels::Backend;
-use alc_models::{HParams, Logits, Model, ModelError, State};
+use alc_models::{HParams, Logits, Model, ModelError, Scratch, Seg, State};
 use alc_tokenizer::{ChatMessage, ChatTemplate, Tokenizer, TokenizerError};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -205,6 +205,9 @@ pub struct GenStats {
     pub stop: StopReason,
     /// Prefill chunk sizes used, in order.
     pub chunks: Vec<usize>,
+    /// The most sequences that shared one forward pass with this one (1: it ran
+    /// alone; more: continuous batching with other sessions' generations).
+    pub peak_batch: usize,
 }
 
 /// Streamed results.
@@ -222,12 +225,7 @@ pub enum Event {
 enum Cmd {
     NewSession(u64),
     DropSession(u64),
-    Generate {
-        session: u64,
-        req: GenRequest,
-        events: Sender<Result<Event, EngineError>>,
-        cancel: Arc<AtomicBool>,
-    },
+    Generate(GenCmd),
     Tokenize {
         text: String,
         add_special: bool,
@@ -242,6 +240,13 @@ enum Cmd {
         spec: BenchSpec,
         reply: Sender<Result<BenchReport, EngineError>>,
     },
+}
+
+struct GenCmd {
+    session: u64,
+    req: GenRequest,
+    events: Sender<Result<Event, EngineError>>,
+    cancel: Arc<AtomicBool>,
 }
 
 struct Inner {
@@ -467,12 +472,12 @@ impl Session {
         req.sampling.validate().map_err(EngineError::BadRequest)?;
         let (tx, rx) = mpsc::channel();
         let cancel = Arc::new(AtomicBool::new(false));
-        self.engine.send(Cmd::Generate {
+        self.engine.send(Cmd::Generate(GenCmd {
             session: self.id,
             req,
             events: tx,
             cancel: cancel.clone(),
-        })?;
+        }))?;
         Ok(Generation {
             rx,
             cancel,
@@ -553,6 +558,13 @@ struct RunLoop {
     tracker: Arc<Tracker>,
     info: ModelInfo,
     sessions: HashMap<u64, Sess>,
+    /// Generations running, in arrival order; they advance together, one forward
+    /// pass per step.
+    active: Vec<Active>,
+    /// Generations for a session that is busy with another one.
+    waiting: VecDeque<GenCmd>,
+    /// Activations for every forward pass (all sequences share them).
+    scratch: Scratch,
 }
 
 impl RunLoop {
@@ -632,65 +644,101 @@ impl RunLoop {
             bytes_per_token: model.bytes_per_token(),
             vocab_size: tok.vocab_size(),
         };
+        let scratch = model.new_scratch(info.max_ubatch);
         Ok(RunLoop {
             model,
             tok,
             template,
             backend,
             tracker,
+            scratch,
             info,
             sessions: HashMap::new(),
+            active: Vec::new(),
+            waiting: VecDeque::new(),
         })
     }
 
     fn serve(&mut self, rx: Receiver<Cmd>) {
-        while let Ok(cmd) = rx.recv() {
-            match cmd {
-                Cmd::NewSession(id) => {
-                    self.sessions.insert(
-                        id,
-                        Sess {
-                            state: None,
-                            tokens: Vec::new(),
-                        },
-                    );
-                }
-                Cmd::DropSession(id) => {
-                    self.sessions.remove(&id);
-                }
-                Cmd::Tokenize {
-                    text,
-                    add_special,
-                    parse_special,
-                    reply,
-                } => {
-                    self.tracker.enter(Stage::Tokenize, 0);
-                    let r = self
-                        .tok
-                        .encode(&text, add_special, parse_special)
-                        .map_err(EngineError::from);
-                    let _ = reply.send(r);
-                }
-                Cmd::Render { messages, reply } => {
-                    let _ = reply.send(self.render(&messages));
-                }
-                Cmd::Generate {
-                    session,
-                    req,
-                    events,
-                    cancel,
-                } => {
-                    if let Err(e) = self.generate(session, req, &events, &cancel) {
-                        let _ = events.send(Err(e));
-                    }
-                }
-                Cmd::Bench { spec, reply } => {
-                    let r =
-                        bench::run(&self.model, &self.backend, &self.tracker, &self.info, &spec);
-                    let _ = reply.send(r);
+        loop {
+            // Block for a command only when nothing is being computed; otherwise take
+            // what has arrived and run one step. New requests join between steps.
+            if self.active.is_empty() {
+                match rx.recv() {
+                    Ok(cmd) => self.handle(cmd),
+                    Err(_) => return,
                 }
             }
+            loop {
+                match rx.try_recv() {
+                    Ok(cmd) => self.handle(cmd),
+                    Err(TryRecvError::Empty) => break,
+                    // Handles are gone; finish what is running (no one can hold a
+                    // Generation without an Engine handle, so this is shutdown).
+                    Err(TryRecvError::Disconnected) if self.active.is_empty() => return,
+                    Err(TryRecvError::Disconnected) => break,
+                }
+            }
+            if !self.active.is_empty() {
+                self.step();
+            }
             self.tracker.enter(Stage::Idle, 0);
+        }
+    }
+
+    fn handle(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::NewSession(id) => {
+                self.sessions.insert(
+                    id,
+                    Sess {
+                        state: None,
+                        tokens: Vec::new(),
+                    },
+                );
+            }
+            Cmd::DropSession(id) => {
+                self.sessions.remove(&id);
+                // A generation on it ends; its caller has dropped the session.
+                let mut i = 0;
+                while i < self.active.len() {
+                    if self.active[i].session == id {
+                        let a = self.active.swap_remove(i);
+                        self.finish(a, StopReason::Cancelled);
+                    } else {
+                        i += 1;
+                    }
+                }
+                self.waiting.retain(|w| w.session != id);
+            }
+            Cmd::Tokenize {
+                text,
+                add_special,
+                parse_special,
+                reply,
+            } => {
+                self.tracker.enter(Stage::Tokenize, 0);
+                let r = self
+                    .tok
+                    .encode(&text, add_special, parse_special)
+                    .map_err(EngineError::from);
+                let _ = reply.send(r);
+            }
+            Cmd::Render { messages, reply } => {
+                let _ = reply.send(self.render(&messages));
+            }
+            Cmd::Generate(g) => {
+                if self.active.iter().any(|a| a.session == g.session) {
+                    // One generation per session at a time: this one waits its turn.
+                    self.waiting.push_back(g);
+                } else {
+                    self.start(g);
+                }
+            }
+            Cmd::Bench { spec, reply } => {
+                let r = bench::run(&self.model, &self.backend, &self.tracker, &self.info, &spec);
+                let _ = reply.send(r);
+            }
         }
     }
 
@@ -699,16 +747,38 @@ impl RunLoop {
         Ok(t.render(messages, true)?)
     }
 
-    /// Chunk size for the next prefill step given `remaining` prompt tokens.
-    fn generate(
-        &mut self,
-        session: u64,
-        req: GenRequest,
-        events: &Sender<Result<Event, EngineError>>,
-        cancel: &AtomicBool,
-    ) -> Result<(), EngineError> {
+    /// Admit a generation: tokenize, check, reuse the session's cached prefix. Its
+    /// prompt is then evaluated by the next steps.
+    fn start(&mut self, g: GenCmd) {
+        match self.prepare(&g) {
+            Ok((prompt, cached)) => self.active.push(Active {
+                session: g.session,
+                next: cached,
+                cached,
+                chunks: Vec::new(),
+                t0: Instant::now(),
+                prefill: Duration::ZERO,
+                t1: Instant::now(),
+                ttft: None,
+                generated: 0,
+                max_tokens: g.req.max_tokens,
+                sampler: Sampler::new(g.req.sampling.clone()),
+                text: TextStream::new(g.req.stop.clone()),
+                prompt,
+                events: g.events,
+                cancel: g.cancel,
+                pending: None,
+                peak_batch: 0,
+            }),
+            Err(e) => {
+                let _ = g.events.send(Err(e));
+            }
+        }
+    }
+
+    fn prepare(&mut self, g: &GenCmd) -> Result<(Vec<u32>, usize), EngineError> {
         self.tracker.enter(Stage::Tokenize, 0);
-        let prompt = match &req.prompt {
+        let prompt = match &g.req.prompt {
             Prompt::Text {
                 text,
                 add_special,
@@ -738,127 +808,246 @@ impl RunLoop {
             }
             .into());
         }
-        let max_ub = self.info.max_ubatch;
+        let session = g.session;
         let sess = self
             .sessions
             .get_mut(&session)
             .ok_or_else(|| EngineError::BadRequest(format!("session {session} does not exist")))?;
         if sess.state.is_none() {
-            sess.state = Some(self.model.new_state(ctx, max_ub)?);
+            // KV cache only: activations live in the run loop's shared scratch.
+            sess.state = Some(self.model.new_seq_state(ctx, self.info.max_ubatch)?);
         }
         // Reuse the cached prefix; always evaluate at least the last prompt token.
-        let mut common = sess
+        let common = sess
             .tokens
             .iter()
             .zip(&prompt)
             .take_while(|(a, b)| a == b)
-            .count();
-        common = common.min(prompt.len() - 1);
+            .count()
+            .min(prompt.len() - 1);
         let st = sess.state.as_mut().expect("allocated above");
         // The state may keep less (a sliding-window layer's keys may have slid out).
         st.truncate(common);
         let common = st.pos;
         sess.tokens.truncate(common);
+        Ok((prompt, common))
+    }
 
-        let t0 = Instant::now();
-        let mut chunks = Vec::new();
-        let mut i = common;
-        while i < prompt.len() {
-            if cancel.load(Ordering::Relaxed) {
-                let stats = GenStats {
-                    prompt_tokens: prompt.len(),
-                    cached_tokens: common,
-                    generated: 0,
-                    prefill: t0.elapsed(),
-                    decode: Duration::ZERO,
-                    ttft: t0.elapsed(),
-                    stop: StopReason::Cancelled,
-                    chunks,
-                };
-                let _ = events.send(Ok(Event::Done(stats)));
-                return Ok(());
+    /// One step of every running generation: each one whose logits are ready samples
+    /// its next token (and may finish); then one forward pass carries every sampled
+    /// token (a decode row per sequence) plus, within the micro-batch, the next
+    /// prefill chunk of the oldest generation still reading its prompt.
+    fn step(&mut self) {
+        // 1. Sample.
+        let ctx = self.info.ctx;
+        let mut i = 0;
+        while i < self.active.len() {
+            let a = &mut self.active[i];
+            let stop = if a.cancel.load(Ordering::Relaxed) {
+                Some(StopReason::Cancelled)
+            } else if a.next < a.prompt.len() || a.pending.is_some() {
+                None // still reading its prompt, or its token waits for a batch slot
+            } else if a.generated >= a.max_tokens {
+                Some(StopReason::MaxTokens)
+            } else {
+                self.tracker.enter(Stage::Sample, a.generated as u64);
+                let sess = self.sessions.get(&a.session).expect("active session");
+                let st = sess.state.as_ref().expect("allocated at start");
+                let id = a.sampler.sample(st.logits(), &sess.tokens);
+                a.ttft.get_or_insert_with(|| a.t0.elapsed());
+                if self.tok.is_eog(id) {
+                    Some(StopReason::EndOfGeneration)
+                } else {
+                    a.generated += 1;
+                    let (chunk, hit_stop) = a.text.push(self.tok.token_bytes(id));
+                    if a.events.send(Ok(Event::Token { id, text: chunk })).is_err() {
+                        Some(StopReason::Cancelled)
+                    } else if hit_stop {
+                        Some(StopReason::StopString)
+                    } else if st.pos >= ctx {
+                        Some(StopReason::ContextFull)
+                    } else {
+                        a.pending = Some(id);
+                        None
+                    }
+                }
+            };
+            match stop {
+                Some(stop) => {
+                    let a = self.active.remove(i);
+                    self.finish(a, stop);
+                }
+                None => i += 1,
             }
-            let n = prefill_chunk(prompt.len() - i, self.info.max_ubatch);
-            self.tracker.enter(Stage::Prefill, chunks.len() as u64);
-            let last = i + n == prompt.len();
-            let sess = self.sessions.get_mut(&session).expect("checked");
-            let st = sess.state.as_mut().expect("allocated");
-            self.model.forward(
-                &self.backend,
-                st,
-                &prompt[i..i + n],
-                if last { Logits::Last } else { Logits::None },
-            )?;
-            sess.tokens.extend_from_slice(&prompt[i..i + n]);
-            chunks.push(n);
-            i += n;
         }
-        let prefill = t0.elapsed();
-        tracing::debug!(
-            "prefill {} tokens ({} cached) in chunks {:?}: {:?}",
-            prompt.len() - common,
-            common,
-            chunks,
-            prefill
-        );
 
-        let mut sampler = Sampler::new(req.sampling.clone());
-        let mut text = TextStream::new(req.stop.clone());
-        let mut ttft = None;
-        let t1 = Instant::now();
-        let mut generated = 0;
-        let stop = loop {
-            if generated >= req.max_tokens {
-                break StopReason::MaxTokens;
+        // 2. The batch: decode rows first (oldest first), then one prefill chunk.
+        let budget = self.info.max_ubatch;
+        let mut rows = 0;
+        let mut members: Vec<(usize, usize)> = Vec::new(); // (active index, tokens)
+        for (i, a) in self.active.iter().enumerate() {
+            if a.pending.is_some() && rows < budget {
+                members.push((i, 1));
+                rows += 1;
             }
-            if cancel.load(Ordering::Relaxed) {
-                break StopReason::Cancelled;
+        }
+        let n_decode = members.len();
+        if rows < budget {
+            if let Some(i) = self.active.iter().position(|a| a.next < a.prompt.len()) {
+                let a = &self.active[i];
+                let n = prefill_chunk(a.prompt.len() - a.next, budget - rows);
+                members.push((i, n));
             }
-            self.tracker.enter(Stage::Sample, generated as u64);
-            // The session's tokens are the history (prompt + generated so far), and its
-            // state holds the last forward's logits: nothing is copied per token.
-            let sess = self.sessions.get_mut(&session).expect("checked");
-            let st = sess.state.as_mut().expect("allocated");
-            let id = sampler.sample(st.logits(), &sess.tokens);
-            ttft.get_or_insert_with(|| t0.elapsed());
-            if self.tok.is_eog(id) {
-                break StopReason::EndOfGeneration;
+        }
+        if members.is_empty() {
+            return;
+        }
+        let prefilling = members.len() > n_decode;
+        match members.last() {
+            Some(&(i, _)) if prefilling => self
+                .tracker
+                .enter(Stage::Prefill, self.active[i].chunks.len() as u64),
+            _ => self
+                .tracker
+                .enter(Stage::Decode, self.active[members[0].0].generated as u64),
+        }
+
+        // 3. One forward pass; the states leave their sessions for the call.
+        let mut states: Vec<State> = members
+            .iter()
+            .map(|&(i, _)| {
+                let s = self.sessions.get_mut(&self.active[i].session);
+                s.and_then(|s| s.state.take())
+                    .expect("active session state")
+            })
+            .collect();
+        let pending: Vec<[u32; 1]> = members
+            .iter()
+            .map(|&(i, _)| [self.active[i].pending.unwrap_or(0)])
+            .collect();
+        let mut segs: Vec<Seg> = Vec::with_capacity(members.len());
+        for ((&(i, n), st), p) in members.iter().zip(states.iter_mut()).zip(&pending) {
+            let a = &self.active[i];
+            let (tokens, logits) = if a.pending.is_some() {
+                (&p[..], Logits::Last)
+            } else {
+                let last = a.next + n == a.prompt.len();
+                (
+                    &a.prompt[a.next..a.next + n],
+                    if last { Logits::Last } else { Logits::None },
+                )
+            };
+            segs.push(Seg {
+                state: st,
+                tokens,
+                logits,
+            });
+        }
+        let r = self
+            .model
+            .forward_batch(&self.backend, &mut self.scratch, &mut segs);
+        drop(segs);
+        for (&(i, _), st) in members.iter().zip(states) {
+            let sess = self.sessions.get_mut(&self.active[i].session);
+            sess.expect("active session").state = Some(st);
+        }
+
+        // 4. Book-keeping, or the error to everyone in the batch.
+        if let Err(e) = r {
+            let msg = e.to_string();
+            let mut gone: Vec<usize> = members.iter().map(|&(i, _)| i).collect();
+            gone.sort_unstable();
+            for &i in gone.iter().rev() {
+                let a = self.active.remove(i);
+                let _ = a.events.send(Err(EngineError::Stopped(format!(
+                    "a batched forward pass failed: {msg}"
+                ))));
             }
-            generated += 1;
-            let (chunk, hit_stop) = text.push(self.tok.token_bytes(id));
-            if events.send(Ok(Event::Token { id, text: chunk })).is_err() {
-                break StopReason::Cancelled;
+            return;
+        }
+        for &(i, n) in &members {
+            let a = &mut self.active[i];
+            a.peak_batch = a.peak_batch.max(members.len());
+            let sess = self.sessions.get_mut(&a.session).expect("active session");
+            if let Some(id) = a.pending.take() {
+                sess.tokens.push(id);
+            } else {
+                sess.tokens.extend_from_slice(&a.prompt[a.next..a.next + n]);
+                a.chunks.push(n);
+                a.next += n;
+                if a.next == a.prompt.len() {
+                    a.prefill = a.t0.elapsed();
+                    a.t1 = Instant::now();
+                    tracing::debug!(
+                        "prefill {} tokens ({} cached) in chunks {:?}: {:?}",
+                        a.prompt.len() - a.cached,
+                        a.cached,
+                        a.chunks,
+                        a.prefill
+                    );
+                }
             }
-            if hit_stop {
-                break StopReason::StopString;
-            }
-            if st.pos >= ctx {
-                break StopReason::ContextFull;
-            }
-            self.tracker.enter(Stage::Decode, generated as u64);
-            self.model.forward(&self.backend, st, &[id], Logits::Last)?;
-            sess.tokens.push(id);
-        };
-        let tail = text.finish(stop == StopReason::StopString);
+        }
+    }
+
+    /// End a generation: flush held-back text and send its statistics.
+    fn finish(&mut self, mut a: Active, stop: StopReason) {
+        let prefilled = a.next == a.prompt.len();
+        let tail = a.text.finish(stop == StopReason::StopString);
         if !tail.is_empty() {
-            let _ = events.send(Ok(Event::Token {
+            let _ = a.events.send(Ok(Event::Token {
                 id: u32::MAX,
                 text: tail,
             }));
         }
+        let prefill = if prefilled { a.prefill } else { a.t0.elapsed() };
         let stats = GenStats {
-            prompt_tokens: prompt.len(),
-            cached_tokens: common,
-            generated,
+            prompt_tokens: a.prompt.len(),
+            cached_tokens: a.cached,
+            generated: a.generated,
             prefill,
-            decode: t1.elapsed(),
-            ttft: ttft.unwrap_or(prefill),
+            decode: if prefilled {
+                a.t1.elapsed()
+            } else {
+                Duration::ZERO
+            },
+            ttft: a.ttft.unwrap_or(prefill),
             stop,
-            chunks,
+            chunks: std::mem::take(&mut a.chunks),
+            peak_batch: a.peak_batch,
         };
-        let _ = events.send(Ok(Event::Done(stats)));
-        Ok(())
+        let _ = a.events.send(Ok(Event::Done(stats)));
+        // The session's next queued generation may start now.
+        if let Some(w) = self.waiting.iter().position(|w| w.session == a.session) {
+            let g = self.waiting.remove(w).expect("index in range");
+            self.start(g);
+        }
     }
+}
+
+/// A generation on the run loop.
+struct Active {
+    session: u64,
+    prompt: Vec<u32>,
+    /// Next prompt position to evaluate (`prompt.len()` once prefilled).
+    next: usize,
+    /// Prompt tokens reused from the session's cache.
+    cached: usize,
+    chunks: Vec<usize>,
+    t0: Instant,
+    prefill: Duration,
+    /// When decoding began.
+    t1: Instant,
+    ttft: Option<Duration>,
+    generated: usize,
+    max_tokens: usize,
+    sampler: Sampler,
+    text: TextStream,
+    events: Sender<Result<Event, EngineError>>,
+    cancel: Arc<AtomicBool>,
+    /// The token sampled this step, to be fed by the next forward pass.
+    pending: Option<u32>,
+    peak_batch: usize,
 }
 
 /// Turns token bytes into text: holds incomplete UTF-8 sequences and any suffix that

@@ -353,3 +353,73 @@ fn stop_strings_and_seeded_sampling() {
     };
     assert_eq!(sample(7), sample(7));
 }
+
+/// Continuous batching: generations on several sessions advance together, one
+/// forward pass per step, and each produces exactly what it produces alone (SmolLM2's
+/// Q4_1 rows are batch-invariant; alc-models' batch test bounds the K-quant models).
+/// A late request joins running ones between steps (its prompt's prefill rides with
+/// their decode rows); a second request on a busy session waits for the first.
+#[test]
+fn concurrent_sessions_decode_together_and_match_alone() {
+    let Some(engine) = open(SMOL, small_cfg()) else {
+        return;
+    };
+    let prompts = [
+        "The three primary colours are",
+        "def fibonacci(n):\n    ",
+        "Paris is the capital of",
+        "A haiku about the sea:\n",
+    ];
+    let n = 24;
+    let alone: Vec<Vec<u32>> = prompts
+        .iter()
+        .map(|p| {
+            let s = engine.session().unwrap();
+            let (ids, _, st) = collect(s.generate(req(text(p), n)).unwrap()).unwrap();
+            assert_eq!(st.peak_batch, 1);
+            ids
+        })
+        .collect();
+
+    let sessions: Vec<_> = (0..4).map(|_| engine.session().unwrap()).collect();
+    // Three start together; read a few tokens of the first, then the fourth joins.
+    let mut gens: Vec<_> = (0..3)
+        .map(|i| sessions[i].generate(req(text(prompts[i]), n)).unwrap())
+        .collect();
+    let mut early = Vec::new();
+    while early.len() < 4 {
+        if let Event::Token { id, .. } = gens[0].next_event().unwrap().unwrap() {
+            early.push(id);
+        }
+    }
+    gens.push(sessions[3].generate(req(text(prompts[3]), n)).unwrap());
+    // Queued behind the fourth's generation on the same session.
+    let queued = sessions[3].generate(req(text(prompts[0]), 6)).unwrap();
+    let results: Vec<_> = gens.into_iter().map(|g| collect(g).unwrap()).collect();
+    for (i, (ids, _, st)) in results.iter().enumerate() {
+        let ids = if i == 0 {
+            [early.clone(), ids.clone()].concat()
+        } else {
+            ids.clone()
+        };
+        assert_eq!(ids, alone[i], "prompt {i} batched vs alone");
+        assert!(st.peak_batch >= 2, "prompt {i} never shared a step: {st:?}");
+    }
+    let (ids, _, _) = collect(queued).unwrap();
+    assert_eq!(ids, alone[0][..6], "queued request on a busy session");
+
+    // Dropping a session mid-generation ends its generation; the others go on.
+    let a = engine.session().unwrap();
+    let b = engine.session().unwrap();
+    let mut ga = a.generate(req(text(prompts[1]), 200)).unwrap();
+    let gb = b.generate(req(text(prompts[2]), n)).unwrap();
+    ga.next_event().unwrap().unwrap();
+    drop(a);
+    let (ids, _, _) = collect(gb).unwrap();
+    assert_eq!(ids, alone[2]);
+    let rest: Vec<_> = ga.collect();
+    assert!(
+        rest.len() < 200,
+        "the dropped session's generation kept going"
+    );
+}
