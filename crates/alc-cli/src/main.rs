@@ -106,6 +106,10 @@ struct EngineArgs {
     /// Key of a sealed model (.ava3).
     #[command(flatten)]
     key: seal::KeyArgs,
+    /// KV budget that caps the default context (`alc serve` divides it among its
+    /// parallel sequences).
+    #[arg(skip)]
+    kv_budget_bytes: Option<u64>,
 }
 
 impl EngineArgs {
@@ -125,6 +129,9 @@ impl EngineArgs {
             threads: self.threads.unwrap_or_else(alc_engine::default_threads),
             ctx: self.ctx,
             ubatch: self.ubatch,
+            kv_budget_bytes: self
+                .kv_budget_bytes
+                .unwrap_or(alc_engine::DEFAULT_KV_BUDGET_BYTES),
             deadlines: Deadlines {
                 load: s(d.load),
                 tokenize: s(d.tokenize),

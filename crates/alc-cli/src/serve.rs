@@ -24,13 +24,17 @@ pub struct ServeArgs {
     /// Compute threads per model (default: all cores).
     #[arg(short = 't', long)]
     pub threads: Option<usize>,
-    /// Context length of language models (default: the model's, capped by a 1 GiB KV
-    /// budget).
+    /// Context length of each sequence of a language model (default: the model's,
+    /// capped so that all --parallel KV caches fit a 1 GiB budget).
     #[arg(long)]
     pub ctx: Option<usize>,
-    /// Requests admitted per model, the running one included; more get HTTP 429.
+    /// Requests admitted per model, running ones included; more get HTTP 429.
     #[arg(long, default_value_t = 16)]
     pub queue: usize,
+    /// Generations of one language model decoded together (continuous batching);
+    /// each holds its own KV cache. At most --queue [default: 4, or --queue if less].
+    #[arg(long)]
+    pub parallel: Option<usize>,
     /// Largest request body in bytes; larger get HTTP 413.
     #[arg(long, default_value_t = 4 << 20, value_name = "BYTES")]
     pub max_body: usize,
@@ -62,6 +66,10 @@ pub fn serve(a: ServeArgs) -> Result<()> {
     if let Some(0) = a.threads {
         bail!("--threads must be at least 1");
     }
+    let parallel = a.parallel.unwrap_or(4.min(a.queue));
+    if parallel == 0 || parallel > a.queue {
+        bail!("--parallel {parallel} must be in 1..=--queue ({})", a.queue);
+    }
     if a.timeout == 0 {
         bail!("--timeout must be at least 1 second");
     }
@@ -81,6 +89,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
                 ubatch: None,
                 deadline_scale: 1.0,
                 key: a.key.clone(),
+                kv_budget_bytes: Some(alc_engine::DEFAULT_KV_BUDGET_BYTES / parallel.max(1) as u64),
             };
             ModelHandle::Language(e.open()?)
         };
@@ -91,6 +100,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         host: a.host.clone(),
         port: a.port,
         queue: a.queue,
+        parallel,
         max_body: a.max_body,
         request_timeout: Duration::from_secs(a.timeout),
     };

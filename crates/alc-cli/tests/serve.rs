@@ -327,6 +327,72 @@ fn a_full_queue_answers_429_and_a_disconnect_frees_it() {
     );
 }
 
+/// Continuous batching through HTTP: concurrent requests run together (the
+/// batch-size histogram shows it) and each gets what it gets alone (SmolLM2's rows
+/// are batch-invariant at temperature 0).
+#[test]
+fn concurrent_requests_are_batched_and_match_sequential_ones() {
+    let Some(model) = alc_testdata::model(SMOL) else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let s = serve(
+        home.path(),
+        &[
+            "--parallel",
+            "3",
+            "--queue",
+            "3",
+            "--ctx",
+            "512",
+            model.to_str().unwrap(),
+        ],
+    );
+    let a = s.addr.clone();
+    let prompts = [
+        "The three primary colours are",
+        "Paris is the capital of",
+        "def add(a, b):",
+    ];
+    let body = |p: &str| {
+        format!(
+            r#"{{"prompt": {}, "max_tokens": 40, "temperature": 0}}"#,
+            serde_json::json!(p)
+        )
+    };
+    let text = |r: Reply| -> String {
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        v["choices"][0]["text"].as_str().unwrap().to_string()
+    };
+    let alone: Vec<String> = prompts
+        .iter()
+        .map(|p| text(post(&a, "/v1/completions", &body(p))))
+        .collect();
+    let together: Vec<String> = std::thread::scope(|sc| {
+        let hs: Vec<_> = prompts
+            .iter()
+            .map(|p| {
+                let (a, b) = (a.clone(), body(p));
+                sc.spawn(move || post(&a, "/v1/completions", &b))
+            })
+            .collect();
+        hs.into_iter().map(|h| text(h.join().unwrap())).collect()
+    });
+    assert_eq!(together, alone);
+    let m = raw(&a, "GET", "/metrics", b"").body;
+    let bucket = |le: &str| -> u64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(&format!("alc_batch_sequences_bucket{{le=\"{le}\"}} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no batch histogram bucket {le} in\n{m}"))
+    };
+    // The three sequential requests ran alone; at least two of the concurrent
+    // ones shared forward passes.
+    assert_eq!(bucket("1"), 3, "{m}");
+    assert!(bucket("+Inf") - bucket("1") >= 2, "{m}");
+}
+
 fn openai_missing() -> Option<String> {
     match Command::new("python3")
         .args(["-c", "import openai"])

@@ -1,29 +1,27 @@
 //! alc-serve: an OpenAI-compatible HTTP server (`alc serve`) over alc's engines.
 //!
-//! Design note. Each served model gets one worker thread (`worker.rs`) that owns its
-//! handle: a language model's [`Engine`] (whose own run-loop thread owns the weights
-//! and KV caches) with one [`alc_engine::Session`] reused by every request — a chat's
-//! next turn reuses the KV prefix of the previous one — or an [`Embedder`]. HTTP
-//! runs on a small tokio runtime (axum, HTTP/1.1) and never computes: a handler
-//! parses and checks the body (`api.rs`: every field read by name, so a wrong type or
-//! range comes back as OpenAI's `{"error": {"message", "type", "param", "code"}}`
-//! naming the parameter), takes a ticket from the model's bounded queue (`--queue`,
-//! counting the running request and those waiting; full → 429 with `Retry-After`)
-//! and hands the job to the worker, which serves jobs one at a time in arrival order.
-//! Tokens come back over a channel and are written as they arrive (SSE for
-//! `stream: true`). A client that goes away drops the response; the guard it held
-//! cancels the generation (`Generation::cancel`), which stops after the current
-//! prefill chunk or decode step. Every request has a deadline (`--timeout`, queue
-//! time included); the engine's watchdog deadlines still bound each step. Errors are
-//! decided before the first byte of a response: the handler waits for the first
-//! event, so a prompt past the context is a 400 naming both token counts even when
-//! streaming was asked for.
+//! Design note. Each served model gets a dispatcher thread (`worker.rs`) in front
+//! of its handle: a language model's [`Engine`] (whose own run-loop thread owns the
+//! weights and every KV cache) with `--parallel` slots, each a thread holding one
+//! [`alc_engine::Session`]; or an [`Embedder`]. HTTP runs on a small tokio runtime
+//! (axum, HTTP/1.1) and never computes: a handler parses and checks the body
+//! (`api.rs`: every field read by name, so a wrong type or range comes back as
+//! OpenAI's `{"error": {"message", "type", "param", "code"}}` naming the parameter),
+//! takes a ticket from the model's bounded queue (`--queue`, counting running and
+//! waiting requests; full → 429 with `Retry-After`) and hands the job to the
+//! dispatcher, which gives it to an idle slot — preferring the slot whose last
+//! prompt shares the longest prefix with this one, so a chat's next turn reuses its
+//! KV cache. The slots' generations run together on the engine's run loop:
+//! continuous batching, one forward pass per step for every running sequence, new
+//! requests joining between steps and finished ones leaving. Tokens come back over a
+//! channel and are written as they arrive (SSE for `stream: true`). A client that
+//! goes away drops the response; the guard it held cancels the generation
+//! (`Generation::cancel`), which stops after the current step and frees the slot.
+//! Every request has a deadline (`--timeout`, queue time included); the engine's
+//! watchdog deadlines still bound each step. Errors are decided before the first
+//! byte of a response: the handler waits for the first event, so a prompt past the
+//! context is a 400 naming both token counts even when streaming was asked for.
 //!
-//! Not done yet, in order: continuous batching — the engine decodes one sequence at
-//! a time, so concurrent requests to one model wait in its queue; the next step is a
-//! run-loop command that advances several sessions' sequences in one forward pass
-//! (their rows stacked like a prefill chunk, each attending to its own KV cache), and
-//! the worker here would then admit up to that many jobs at once instead of one.
 //! `frequency_penalty` and `presence_penalty` are accepted and ignored; tools,
 //! log-probabilities and `n > 1` are refused with a 400.
 
@@ -62,6 +60,8 @@ pub enum ServeError {
     DuplicateId(String),
     #[error("--queue {0} must be at least 1")]
     BadQueue(usize),
+    #[error("--parallel {parallel} must be in 1..=--queue ({queue}): more slots than admitted requests would never fill")]
+    BadParallel { parallel: usize, queue: usize },
     #[error("--max-body {0} must be at least 1024 bytes")]
     BadMaxBody(usize),
     #[error("cannot listen on {addr}: {source}")]
@@ -80,8 +80,11 @@ pub enum ServeError {
 pub struct ServeConfig {
     pub host: String,
     pub port: u16,
-    /// Requests admitted per model: the running one plus those waiting.
+    /// Requests admitted per model: those running plus those waiting.
     pub queue: usize,
+    /// Generations of one language model that run at once, batched together (each
+    /// holds its own KV cache of the engine's context).
+    pub parallel: usize,
     /// Largest request body in bytes.
     pub max_body: usize,
     /// Deadline of one request, from arrival to its last byte.
@@ -94,6 +97,7 @@ impl Default for ServeConfig {
             host: "127.0.0.1".into(),
             port: 8080,
             queue: 16,
+            parallel: 4,
             max_body: 4 << 20,
             request_timeout: Duration::from_secs(600),
         }
@@ -160,6 +164,12 @@ impl Server {
         if cfg.queue == 0 {
             return Err(ServeError::BadQueue(cfg.queue));
         }
+        if cfg.parallel == 0 || cfg.parallel > cfg.queue {
+            return Err(ServeError::BadParallel {
+                parallel: cfg.parallel,
+                queue: cfg.queue,
+            });
+        }
         if cfg.max_body < 1024 {
             return Err(ServeError::BadMaxBody(cfg.max_body));
         }
@@ -178,7 +188,8 @@ impl Server {
                     (Kind::Embedding, e.max_tokens, 0, dim, Runner::Embedding(e))
                 }
             };
-            let queue = worker::start(&m.id, runner, cfg.queue).map_err(ServeError::Runtime)?;
+            let queue = worker::start(&m.id, runner, cfg.queue, cfg.parallel)
+                .map_err(ServeError::Runtime)?;
             served.push(Served {
                 id: m.id,
                 kind,
@@ -505,6 +516,9 @@ impl App {
         let d = s.decode.as_secs_f64();
         if s.generated > 1 && d > 0.0 {
             m.tokens_per_second.observe(s.generated as f64 / d);
+        }
+        if s.peak_batch > 0 {
+            m.peak_batch.observe(s.peak_batch as f64);
         }
     }
 

@@ -56,6 +56,7 @@ impl Histogram {
 
 const TTFT_BOUNDS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 const TPS_BOUNDS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0];
+const BATCH_BOUNDS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
 
 /// Everything `/metrics` reports, shared by the handlers.
 pub struct Metrics {
@@ -65,6 +66,7 @@ pub struct Metrics {
     pub rejected_queue_full: AtomicU64,
     pub ttft: Histogram,
     pub tokens_per_second: Histogram,
+    pub peak_batch: Histogram,
 }
 
 impl Default for Metrics {
@@ -76,6 +78,7 @@ impl Default for Metrics {
             rejected_queue_full: AtomicU64::new(0),
             ttft: Histogram::new(TTFT_BOUNDS),
             tokens_per_second: Histogram::new(TPS_BOUNDS),
+            peak_batch: Histogram::new(BATCH_BOUNDS),
         }
     }
 }
@@ -157,6 +160,11 @@ impl Metrics {
             &mut out,
             "alc_tokens_per_second",
             "Decode speed of each finished generation.",
+        );
+        self.peak_batch.render(
+            &mut out,
+            "alc_batch_sequences",
+            "Most sequences that shared a forward pass with each finished generation (continuous batching; 1: it ran alone).",
         );
         out
     }

@@ -1,9 +1,17 @@
-//! One worker thread per served model, fed by a bounded FIFO queue.
+//! One dispatcher thread per served model, fed by a bounded FIFO queue.
 //!
-//! The worker owns the model handle (an [`Engine`] session, or an [`Embedder`]) and
-//! runs one job at a time, in arrival order. Admission is counted with a ticket: a
-//! request holds one from the moment it is queued until the worker has finished it,
-//! so the count is "running + waiting" and never passes the queue's capacity.
+//! A language model gets `parallel` slots: each slot is a thread holding one engine
+//! [`alc_engine::Session`] (its own KV cache). The dispatcher hands each job, in
+//! arrival order, to an idle slot — the one whose previous prompt shares the longest
+//! prefix with the job's (a chat's next turn finds its KV cache again), else the one
+//! idle the shortest time — and waits for a slot when all are busy. The slots'
+//! generations run concurrently on the engine's run loop, which batches them into one
+//! forward pass per step (continuous batching). An embedding model has one worker
+//! running one job at a time (each job is itself a batch).
+//!
+//! Admission is counted with a ticket: a request holds one from the moment it is
+//! queued until its job is finished, so the count is "running + waiting" and never
+//! passes the queue's capacity.
 
 use alc_engine::{Embedder, Embedding, Engine, EngineError, Event, GenRequest, GenStats};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -124,15 +132,30 @@ pub enum Runner {
     Embedding(Box<Embedder>),
 }
 
-/// Start the worker thread of `runner` with a queue of `capacity`.
-pub fn start(name: &str, runner: Runner, capacity: usize) -> std::io::Result<Queue> {
+/// Start the worker threads of `runner` with a queue of `capacity` and (language
+/// models) `parallel` slots.
+pub fn start(
+    name: &str,
+    runner: Runner,
+    capacity: usize,
+    parallel: usize,
+) -> std::io::Result<Queue> {
     let (tx, rx) = mpsc::channel::<Job>();
-    std::thread::Builder::new()
-        .name(format!("alc-serve-{name}"))
-        .spawn(move || match runner {
-            Runner::Language(engine) => run_language(engine, rx),
-            Runner::Embedding(embedder) => run_embedding(embedder, rx),
-        })?;
+    match runner {
+        Runner::Language(engine) => {
+            let slots = (0..parallel.max(1))
+                .map(|i| start_slot(name, i, &engine))
+                .collect::<std::io::Result<Vec<_>>>()?;
+            std::thread::Builder::new()
+                .name(format!("alc-serve-{name}"))
+                .spawn(move || dispatch(slots, rx))?;
+        }
+        Runner::Embedding(embedder) => {
+            std::thread::Builder::new()
+                .name(format!("alc-serve-{name}"))
+                .spawn(move || run_embedding(embedder, rx))?;
+        }
+    }
     Ok(Queue {
         depth: Arc::new(AtomicUsize::new(0)),
         capacity,
@@ -144,62 +167,139 @@ fn timeout_error(what: &str) -> EngineError {
     EngineError::BadRequest(format!("the request {what} its deadline"))
 }
 
-fn run_language(engine: Engine, rx: mpsc::Receiver<Job>) {
-    // One session for every request: a prompt that shares a prefix with the last
-    // one (a chat's next turn) reuses its KV cache.
-    let session = match engine.session() {
-        Ok(s) => s,
+/// A slot: its thread's job channel, told when the slot is idle again.
+struct Slot {
+    jobs: mpsc::Sender<(Job, mpsc::Sender<usize>)>,
+    /// The last prompt's text, to route a continuation to the slot holding its cache.
+    last: String,
+    /// When it became idle (a counter: larger is more recent).
+    idle_since: u64,
+}
+
+fn start_slot(name: &str, i: usize, engine: &Engine) -> std::io::Result<Slot> {
+    let (tx, rx) = mpsc::channel::<(Job, mpsc::Sender<usize>)>();
+    let engine = engine.clone();
+    std::thread::Builder::new()
+        .name(format!("alc-serve-{name}-{i}"))
+        .spawn(move || {
+            let session = match engine.session() {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!("cannot start a session: {e}");
+                    return;
+                }
+            };
+            for (job, idle) in rx {
+                run_generation(&session, job);
+                if idle.send(i).is_err() {
+                    return;
+                }
+            }
+        })?;
+    Ok(Slot {
+        jobs: tx,
+        last: String::new(),
+        idle_since: 0,
+    })
+}
+
+/// The text a prompt starts with, for routing: chat messages in order, or the raw
+/// text. Only compared for common prefixes, never parsed.
+fn prompt_key(req: &GenRequest) -> String {
+    match &req.prompt {
+        alc_engine::Prompt::Text { text, .. } => text.clone(),
+        alc_engine::Prompt::Chat(m) => m
+            .iter()
+            .map(|m| format!("\u{1}{}\u{2}{}", m.role, m.content))
+            .collect(),
+        alc_engine::Prompt::Tokens(t) => t.iter().map(|t| format!("{t},")).collect(),
+    }
+}
+
+fn common_prefix(a: &str, b: &str) -> usize {
+    a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count()
+}
+
+fn dispatch(mut slots: Vec<Slot>, rx: mpsc::Receiver<Job>) {
+    let (idle_tx, idle_rx) = mpsc::channel::<usize>();
+    let mut idle: Vec<usize> = (0..slots.len()).collect();
+    let mut clock = 0u64;
+    for job in rx {
+        // Wait for a free slot, then take every slot freed meanwhile.
+        if idle.is_empty() {
+            match idle_rx.recv() {
+                Ok(i) => idle.push(i),
+                Err(_) => return,
+            }
+        }
+        while let Ok(i) = idle_rx.try_recv() {
+            clock += 1;
+            slots[i].idle_since = clock;
+            idle.push(i);
+        }
+        let key = match &job.work {
+            Work::Generate { req, .. } => prompt_key(req),
+            Work::Embed { .. } => String::new(),
+        };
+        let best = idle
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, &i)| (common_prefix(&slots[i].last, &key), slots[i].idle_since))
+            .map(|(k, _)| k)
+            .expect("an idle slot");
+        let i = idle.swap_remove(best);
+        slots[i].last = key;
+        if slots[i].jobs.send((job, idle_tx.clone())).is_err() {
+            tracing::error!("serving slot {i} stopped");
+        }
+    }
+}
+
+fn run_generation(session: &alc_engine::Session, job: Job) {
+    let Job {
+        work,
+        cancel,
+        deadline,
+        ticket,
+    } = job;
+    let Work::Generate { req, tx } = work else {
+        return;
+    };
+    if cancel.is_cancelled() {
+        return;
+    }
+    if Instant::now() >= deadline {
+        let _ = tx.send(GenMsg::Error(timeout_error("waited in the queue past")));
+        return;
+    }
+    let mut generation = match session.generate(req) {
+        Ok(g) => g,
         Err(e) => {
-            tracing::error!("cannot start a session: {e}");
+            let _ = tx.send(GenMsg::Error(e));
             return;
         }
     };
-    for job in rx {
-        let Job {
-            work,
-            cancel,
-            deadline,
-            ticket,
-        } = job;
-        let Work::Generate { req, tx } = work else {
-            continue;
-        };
-        if cancel.is_cancelled() {
-            continue;
-        }
-        if Instant::now() >= deadline {
-            let _ = tx.send(GenMsg::Error(timeout_error("waited in the queue past")));
-            continue;
-        }
-        let mut generation = match session.generate(req) {
-            Ok(g) => g,
-            Err(e) => {
-                let _ = tx.send(GenMsg::Error(e));
-                continue;
-            }
-        };
-        cancel.attach(generation.canceller());
-        while let Some(ev) = generation.next_event() {
-            let msg = match ev {
-                Ok(Event::Token { text, .. }) => {
-                    if Instant::now() >= deadline {
-                        generation.cancel();
-                    }
-                    if text.is_empty() {
-                        continue;
-                    }
-                    GenMsg::Token(text)
+    cancel.attach(generation.canceller());
+    while let Some(ev) = generation.next_event() {
+        let msg = match ev {
+            Ok(Event::Token { text, .. }) => {
+                if Instant::now() >= deadline {
+                    generation.cancel();
                 }
-                Ok(Event::Done(stats)) => GenMsg::Done(stats),
-                Err(e) => GenMsg::Error(e),
-            };
-            if tx.send(msg).is_err() {
-                // The client is gone: stop after the current step.
-                generation.cancel();
+                if text.is_empty() {
+                    continue;
+                }
+                GenMsg::Token(text)
             }
+            Ok(Event::Done(stats)) => GenMsg::Done(stats),
+            Err(e) => GenMsg::Error(e),
+        };
+        if tx.send(msg).is_err() {
+            // The client is gone: stop after the current step.
+            generation.cancel();
         }
-        drop(ticket);
     }
+    drop(ticket);
 }
 
 fn run_embedding(embedder: Box<Embedder>, rx: mpsc::Receiver<Job>) {
