@@ -140,7 +140,6 @@ impl EngineArgs {
                 sample: s(d.sample),
                 bench: s(d.bench),
             },
-            ..EngineConfig::default()
         };
         let model = registry::resolve_model(&self.model)?;
         if alc_seal::is_sealed(&model) {

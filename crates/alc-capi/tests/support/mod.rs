@@ -44,3 +44,52 @@ pub fn have(prog: &str) -> bool {
         .output()
         .is_ok()
 }
+
+/// The `alc` binary (crates/alc-cli) of this build, for tests that compile a package
+/// from a checkpoint: `$ALC_BIN` if set, else `alc` in the profile directory beside
+/// this test executable (a workspace `cargo test` builds it there), else built there
+/// now with `cargo build -p alc-cli --bin alc` in the profile of this test run.
+pub fn alc_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("ALC_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let bin = profile_dir.join(format!("alc{}", std::env::consts::EXE_SUFFIX));
+    if bin.exists() {
+        return bin;
+    }
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev",
+        Some(p) => p,
+    };
+    let target_dir = profile_dir.parent().expect("target dir");
+    eprintln!(
+        "{} is missing: building it (cargo build --profile {profile} -p alc-cli --bin alc)",
+        bin.display()
+    );
+    let st = std::process::Command::new(option_env!("CARGO").unwrap_or("cargo"))
+        .args([
+            "build",
+            "--profile",
+            profile,
+            "-p",
+            "alc-cli",
+            "--bin",
+            "alc",
+        ])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(crate_dir())
+        .status()
+        .expect("run cargo");
+    assert!(
+        st.success() && bin.exists(),
+        "could not build {}; build it with `cargo build --release -p alc-cli` or set ALC_BIN",
+        bin.display()
+    );
+    bin
+}
