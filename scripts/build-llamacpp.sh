@@ -73,7 +73,7 @@ cmake -B build \
   -DLLAMA_USE_PREBUILT_UI=OFF \
   -DLLAMA_BUILD_TESTS=OFF \
   -DBUILD_SHARED_LIBS=ON >/dev/null
-cmake --build build -j"$JOBS" --target llama llama-bench llama-completion llama-tokenize llama-quantize
+cmake --build build -j"$JOBS" --target llama llama-bench llama-completion llama-tokenize llama-quantize llama-server
 end=$(date +%s)
 log "build done in $((end - start)) s"
 BIN="$SRC/build/bin"

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use alc_serve::{ModelHandle, ServeConfig, ServedModel, Server};
+use alc_serve::{AbSlot, ModelHandle, ServeConfig, ServedModel, Server};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
@@ -11,8 +11,11 @@ use crate::{embed, registry, seal, EngineArgs};
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// Models to serve: package or GGUF files, or registry names. Embedding packages
-    /// (bert) answer /v1/embeddings, language models the completion endpoints.
+    /// Models to serve: package or GGUF files, registry names, or A/B slots of the
+    /// registry (`alc ab set`): a slot serves its arms, and a request naming the
+    /// slot goes to the arm its `user` field buckets into (the response's `model`
+    /// names the arm). Embedding packages (bert) answer /v1/embeddings, language
+    /// models the completion endpoints.
     #[arg(required = true, value_name = "MODEL")]
     pub models: Vec<PathBuf>,
     /// Address to listen on.
@@ -62,6 +65,24 @@ fn model_id(arg: &Path) -> String {
         .unwrap_or(stem)
 }
 
+/// The registry's A/B slot of this name, when the argument is not a file and the
+/// registry has such a slot.
+fn ab_slot(arg: &Path) -> Result<Option<alc_registry::Slot>> {
+    let s = arg.to_string_lossy();
+    if arg.exists() || s.contains('/') || s.contains(std::path::MAIN_SEPARATOR) {
+        return Ok(None);
+    }
+    let home = alc_registry::default_home()?;
+    let Some(reg) = alc_registry::Registry::open_existing(&home)? else {
+        return Ok(None);
+    };
+    match reg.ab_slot(&s) {
+        Ok(slot) => Ok(Some(slot)),
+        Err(alc_registry::RegistryError::NoSlot { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub fn serve(a: ServeArgs) -> Result<()> {
     if let Some(0) = a.threads {
         bail!("--threads must be at least 1");
@@ -74,14 +95,42 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         bail!("--timeout must be at least 1 second");
     }
     let threads = a.threads.unwrap_or_else(alc_engine::default_threads);
-    let mut models = Vec::with_capacity(a.models.len());
+    // Expand A/B slot names into their arms (each served once, by its name).
+    let mut wanted: Vec<(PathBuf, String)> = Vec::new();
+    let mut ab_slots = Vec::new();
     for m in &a.models {
-        let id = model_id(m);
-        let handle = if embed::is_embedding_model(m) {
-            ModelHandle::Embedding(Box::new(embed::open(m, threads, &a.key, None)?))
+        match ab_slot(m)? {
+            Some(slot) => {
+                for arm in &slot.arms {
+                    let p = PathBuf::from(&arm.name);
+                    if !wanted.iter().any(|(_, id)| id == &arm.name) {
+                        wanted.push((p, arm.name.clone()));
+                    }
+                }
+                eprintln!(
+                    "A/B slot '{}': {}",
+                    slot.slot,
+                    slot.arms
+                        .iter()
+                        .map(|x| format!("{}={}", x.name, x.weight))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                ab_slots.push(AbSlot {
+                    id: slot.slot,
+                    arms: slot.arms.into_iter().map(|x| (x.name, x.weight)).collect(),
+                });
+            }
+            None => wanted.push((m.clone(), model_id(m))),
+        }
+    }
+    let mut models = Vec::with_capacity(wanted.len());
+    for (m, id) in wanted {
+        let handle = if embed::is_embedding_model(&m) {
+            ModelHandle::Embedding(Box::new(embed::open(&m, threads, &a.key, None)?))
         } else {
             // Fail early with the registry's message when the name is unknown.
-            registry::resolve_model(m)?;
+            registry::resolve_model(&m)?;
             let e = EngineArgs {
                 model: m.clone(),
                 threads: Some(threads),
@@ -103,6 +152,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         parallel,
         max_body: a.max_body,
         request_timeout: Duration::from_secs(a.timeout),
+        ab_slots,
     };
     let server = Server::bind(models, cfg)?;
     let addr = server.local_addr()?;

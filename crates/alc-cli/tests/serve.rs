@@ -393,6 +393,85 @@ fn concurrent_requests_are_batched_and_match_sequential_ones() {
     assert!(bucket("+Inf") - bucket("1") >= 2, "{m}");
 }
 
+fn alc(home: &Path, args: &[&str]) -> String {
+    let o = Command::new(env!("CARGO_BIN_EXE_alc"))
+        .args(args)
+        .env("ALC_HOME", home)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "alc {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// An A/B slot of the registry served under its name: each request goes to the arm
+/// its `user` buckets into — the same arm `alc ab pick` names — and the response's
+/// `model` reports it.
+#[test]
+fn an_ab_slot_routes_each_user_to_its_arm() {
+    let (Some(q41), Some(q40)) = (
+        alc_testdata::model(SMOL),
+        alc_testdata::model("smollm2-135m-instruct-q4_0.gguf"),
+    ) else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    alc(h, &["add", q41.to_str().unwrap(), "--name", "smol-a"]);
+    alc(h, &["add", q40.to_str().unwrap(), "--name", "smol-b"]);
+    alc(h, &["ab", "set", "assistant", "smol-a=50,smol-b=50"]);
+    let s = serve(h, &["--ctx", "256", "--parallel", "2", "assistant"]);
+    let a = s.addr.clone();
+    let ask = |user: Option<&str>| -> String {
+        let u = user.map_or(String::new(), |u| format!(r#", "user": "{u}""#));
+        let r = post(
+            &a,
+            "/v1/chat/completions",
+            &format!(
+                r#"{{"model": "assistant", "messages": [{{"role": "user", "content": "hi"}}], "max_tokens": 1{u}}}"#
+            ),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        v["model"].as_str().unwrap().to_string()
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..12 {
+        let user = format!("user-{i}");
+        let arm = ask(Some(&user));
+        assert_eq!(
+            arm,
+            alc(h, &["ab", "pick", "assistant", "--user", &user]),
+            "{user}"
+        );
+        assert_eq!(ask(Some(&user)), arm, "{user} must stay on its arm");
+        seen.insert(arm);
+    }
+    assert_eq!(seen.len(), 2, "12 users all landed on one arm: {seen:?}");
+    assert!(["smol-a", "smol-b"].contains(&ask(None).as_str()));
+    let m = raw(&a, "GET", "/v1/models", b"").body;
+    let v: serde_json::Value = serde_json::from_str(&m).unwrap();
+    let slot = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == "assistant")
+        .unwrap_or_else(|| panic!("no slot in {m}"));
+    assert_eq!(slot["ab_arms"][1]["model"], "smol-b");
+    // A `user` that is not a string is refused naming the field.
+    let r = post(
+        &a,
+        "/v1/chat/completions",
+        r#"{"model": "assistant", "messages": [{"role": "user", "content": "hi"}], "user": 7}"#,
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.error()["param"], "user");
+}
+
 fn openai_missing() -> Option<String> {
     match Command::new("python3")
         .args(["-c", "import openai"])

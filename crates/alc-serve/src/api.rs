@@ -252,6 +252,13 @@ pub fn model_name(obj: &Map<String, Value>) -> Result<Option<String>, ApiError> 
         .transpose()
 }
 
+/// The `user` field: the A/B bucketing key (any string).
+pub fn user(obj: &Map<String, Value>) -> Result<Option<String>, ApiError> {
+    field(obj, "user")
+        .map(|v| text(v, "user").map(str::to_string))
+        .transpose()
+}
+
 /// Generation settings common to both text endpoints.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GenParams {

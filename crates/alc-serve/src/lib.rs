@@ -64,6 +64,8 @@ pub enum ServeError {
     BadParallel { parallel: usize, queue: usize },
     #[error("--max-body {0} must be at least 1024 bytes")]
     BadMaxBody(usize),
+    #[error("A/B slot '{slot}': {why}")]
+    BadAbSlot { slot: String, why: String },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -89,6 +91,20 @@ pub struct ServeConfig {
     pub max_body: usize,
     /// Deadline of one request, from arrival to its last byte.
     pub request_timeout: Duration,
+    /// A/B slots: names that resolve per request to one of several served models.
+    pub ab_slots: Vec<AbSlot>,
+}
+
+/// An A/B slot served under its own name: a request naming it goes to one arm,
+/// chosen from the request's `user` by the registry's deterministic bucketing
+/// ([`alc_registry::ab_bucket`], the same as `alc ab pick`); a request without a
+/// `user` gets a bucket of its own (weighted random). Responses name the arm's
+/// model in their `model` field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AbSlot {
+    pub id: String,
+    /// (served model id, weight > 0), in the slot's order.
+    pub arms: Vec<(String, u64)>,
 }
 
 impl Default for ServeConfig {
@@ -100,6 +116,7 @@ impl Default for ServeConfig {
             parallel: 4,
             max_body: 4 << 20,
             request_timeout: Duration::from_secs(600),
+            ab_slots: Vec::new(),
         }
     }
 }
@@ -198,6 +215,28 @@ impl Server {
                 dim,
                 queue,
             });
+        }
+        for ab in &cfg.ab_slots {
+            let bad = |why: String| ServeError::BadAbSlot {
+                slot: ab.id.clone(),
+                why,
+            };
+            if served.iter().any(|s| s.id == ab.id) {
+                return Err(bad("a served model has the same name".into()));
+            }
+            if ab.arms.is_empty() || ab.arms.iter().any(|(_, w)| *w == 0) {
+                return Err(bad("it needs at least one arm, each of weight > 0".into()));
+            }
+            let mut kinds = Vec::new();
+            for (arm, _) in &ab.arms {
+                match served.iter().find(|s| &s.id == arm) {
+                    Some(s) => kinds.push(s.kind),
+                    None => return Err(bad(format!("its arm '{arm}' is not served"))),
+                }
+            }
+            if kinds.iter().any(|k| *k != kinds[0]) {
+                return Err(bad("its arms mix language and embedding models".into()));
+            }
         }
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -369,13 +408,33 @@ fn model_object(app: &App, m: &Served) -> Value {
     v
 }
 
+/// An A/B slot in /v1/models: its arms and weights.
+fn ab_object(app: &App, slot: &AbSlot) -> Value {
+    let arms: Vec<Value> = slot
+        .arms
+        .iter()
+        .map(|(id, w)| json!({"model": id, "weight": w}))
+        .collect();
+    json!({
+        "id": slot.id,
+        "object": "model",
+        "created": app.created,
+        "owned_by": "alc",
+        "ab_arms": arms,
+    })
+}
+
 async fn models(State(app): State<Arc<App>>) -> Response {
-    let data: Vec<Value> = app.models.iter().map(|m| model_object(&app, m)).collect();
+    let mut data: Vec<Value> = app.models.iter().map(|m| model_object(&app, m)).collect();
+    data.extend(app.cfg.ab_slots.iter().map(|s| ab_object(&app, s)));
     json_response(200, &json!({"object": "list", "data": data}))
 }
 
 async fn model_one(State(app): State<Arc<App>>, Path(id): Path<String>) -> Res {
-    let m = app.lookup(Some(id), None)?;
+    if let Some(slot) = app.cfg.ab_slots.iter().find(|s| s.id == id) {
+        return Ok(json_response(200, &ab_object(&app, slot)));
+    }
+    let m = app.lookup(Some(id), None, None)?;
     Ok(json_response(200, &model_object(&app, m)))
 }
 
@@ -415,8 +474,18 @@ async fn read_body(req: Request, max: usize) -> Result<Bytes, ApiError> {
 }
 
 impl App {
-    /// The model a request names; without a name, the only model of `kind`.
-    fn lookup(&self, name: Option<String>, kind: Option<Kind>) -> Result<&Served, ApiError> {
+    /// The model a request names — an A/B slot resolves to one of its arms by
+    /// `user` — or, without a name, the only model of `kind`.
+    fn lookup(
+        &self,
+        name: Option<String>,
+        kind: Option<Kind>,
+        user: Option<&str>,
+    ) -> Result<&Served, ApiError> {
+        let name = name.map(|n| match self.cfg.ab_slots.iter().find(|s| s.id == n) {
+            Some(slot) => self.ab_arm(slot, user).to_string(),
+            None => n,
+        });
         let list = || {
             self.models
                 .iter()
@@ -473,6 +542,32 @@ impl App {
             )),
             _ => Ok(m),
         }
+    }
+
+    /// The arm of `slot` for `user` (a fresh bucket per request without one).
+    fn ab_arm<'a>(&self, slot: &'a AbSlot, user: Option<&str>) -> &'a str {
+        let total: u64 = slot.arms.iter().map(|(_, w)| w).sum();
+        let anon;
+        let key = match user {
+            Some(u) => u,
+            None => {
+                anon = format!(
+                    "\u{0}anonymous request {}",
+                    self.next_id.fetch_add(1, Ordering::Relaxed)
+                );
+                &anon
+            }
+        };
+        let bucket = alc_registry::ab_bucket(&slot.id, key, total);
+        let mut acc = 0;
+        slot.arms
+            .iter()
+            .find(|(_, w)| {
+                acc += w;
+                bucket < acc
+            })
+            .map(|(id, _)| id.as_str())
+            .expect("bucket < total weight")
     }
 
     fn admit(&self, m: &Served) -> Result<worker::Ticket, ApiError> {
@@ -540,7 +635,12 @@ fn fresh_seed(app: &App) -> u64 {
 async fn chat(State(app): State<Arc<App>>, req: Request) -> Res {
     let body = read_body(req, app.cfg.max_body).await?;
     let obj = api::parse_body(&body)?;
-    let m = app.lookup(api::model_name(&obj)?, Some(Kind::Language))?;
+    let user = api::user(&obj)?;
+    let m = app.lookup(
+        api::model_name(&obj)?,
+        Some(Kind::Language),
+        user.as_deref(),
+    )?;
     let msgs = api::messages(&obj)?;
     let p = api::gen_params(&obj, m.ctx, fresh_seed(&app))?;
     generate(app.clone(), m, Prompt::Chat(msgs), p, true).await
@@ -549,7 +649,12 @@ async fn chat(State(app): State<Arc<App>>, req: Request) -> Res {
 async fn completions(State(app): State<Arc<App>>, req: Request) -> Res {
     let body = read_body(req, app.cfg.max_body).await?;
     let obj = api::parse_body(&body)?;
-    let m = app.lookup(api::model_name(&obj)?, Some(Kind::Language))?;
+    let user = api::user(&obj)?;
+    let m = app.lookup(
+        api::model_name(&obj)?,
+        Some(Kind::Language),
+        user.as_deref(),
+    )?;
     let prompt = api::prompt(&obj)?;
     if let Prompt::Tokens(t) = &prompt {
         if let Some(bad) = t.iter().find(|&&id| id as usize >= m.n_vocab) {
@@ -804,7 +909,12 @@ impl futures_core::Stream for ChannelStream {
 async fn embeddings(State(app): State<Arc<App>>, req: Request) -> Res {
     let body = read_body(req, app.cfg.max_body).await?;
     let obj = api::parse_body(&body)?;
-    let m = app.lookup(api::model_name(&obj)?, Some(Kind::Embedding))?;
+    let user = api::user(&obj)?;
+    let m = app.lookup(
+        api::model_name(&obj)?,
+        Some(Kind::Embedding),
+        user.as_deref(),
+    )?;
     let (texts, format) = api::embed_input(&obj)?;
     api::embed_dimensions(&obj, m.dim)?;
     let ticket = app.admit(m)?;
