@@ -941,6 +941,7 @@ impl RunLoop {
                 state: st,
                 tokens,
                 logits,
+                embeds: None,
             });
         }
         let r = self

@@ -12,6 +12,7 @@ pub mod bert;
 mod pack;
 pub mod plan;
 pub mod transformer;
+pub mod vision;
 
 use alc_core::DType;
 use alc_format::{FormatError, GgufFile, TensorInfo};
@@ -21,6 +22,7 @@ use std::sync::Arc;
 pub use bert::{BertModel, BertParams, Pooling};
 pub use plan::MemoryPlan;
 pub use transformer::{KvType, Logits, Model, Scratch, Seg, State};
+pub use vision::{VisionModel, VisionParams};
 
 /// Errors raised while building or running a model.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +68,8 @@ pub enum ModelError {
     ContextFull { pos: usize, n: usize, ctx: usize },
     #[error("token id {id} is outside the vocabulary of {vocab}")]
     BadToken { id: u32, vocab: usize },
+    #[error("{0}")]
+    BadInput(String),
 }
 
 /// What an architecture changes in the shared transformer.

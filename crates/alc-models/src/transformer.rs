@@ -332,6 +332,7 @@ impl Model {
                 state: &mut *st,
                 tokens,
                 logits: want,
+                embeds: None,
             }],
         );
         st.scratch = Some(scratch);
@@ -382,6 +383,17 @@ impl Model {
                     vocab: hp.n_vocab,
                 });
             }
+            if let Some((tok, rows)) = seg.embeds {
+                let k = seg.tokens.iter().filter(|&&t| t == tok).count();
+                if rows.len() != k * hp.n_embd {
+                    return Err(ModelError::BadInput(format!(
+                        "{} input floats for {k} positions of token {tok} (want {} = {k} x {})",
+                        rows.len(),
+                        k * hp.n_embd,
+                        hp.n_embd
+                    )));
+                }
+            }
             total += n;
         }
         if total > sc.rows {
@@ -417,6 +429,18 @@ impl Model {
         if self.spec.embed_scale {
             let s = (d as f32).sqrt();
             sc.x[..n * d].iter_mut().for_each(|v| *v *= s);
+        }
+        // Rows given by the caller (image features) replace their tokens' embeddings.
+        for (seg, &(r0, _)) in segs.iter().zip(&off) {
+            if let Some((tok, rows)) = seg.embeds {
+                let mut next = rows.chunks_exact(d);
+                for (i, &t) in seg.tokens.iter().enumerate() {
+                    if t == tok {
+                        let row = next.next().expect("row count checked above");
+                        sc.x[(r0 + i) * d..(r0 + i + 1) * d].copy_from_slice(row);
+                    }
+                }
+            }
         }
 
         for (il, l) in self.layers.iter().enumerate() {
@@ -594,6 +618,11 @@ pub struct Seg<'a> {
     pub state: &'a mut State,
     pub tokens: &'a [u32],
     pub logits: Logits,
+    /// Input rows that replace token embeddings: `(token, rows)` — each position
+    /// whose token is `token` (a VLM's `<image>`) takes the next `n_embd` floats of
+    /// `rows` instead of its embedding row; `rows` must hold exactly one row per such
+    /// position of this segment.
+    pub embeds: Option<(u32, &'a [f32])>,
 }
 
 /// Activations for forward calls of up to `rows` tokens (all sequences together).

@@ -117,6 +117,7 @@ fn check(file: &str, golden: &str, ctx: usize, exact: bool) {
                 state: head.last_mut().unwrap(),
                 tokens: toks,
                 logits: Logits::Last,
+                embeds: None,
             });
         }
         m.forward_batch(&be, &mut sc, &mut segs).unwrap();
