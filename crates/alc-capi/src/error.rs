@@ -137,9 +137,10 @@ fn engine_status(e: &EngineError) -> Status {
         EngineError::Onnx(_) => Status::Unsupported,
         EngineError::Timeout { .. } => Status::Timeout,
         EngineError::PromptTooLong { .. } => Status::ContextFull,
-        EngineError::EmptyPrompt | EngineError::BadRequest(_) | EngineError::BadInput { .. } => {
-            Status::InvalidArgument
-        }
+        EngineError::EmptyPrompt
+        | EngineError::BadRequest(_)
+        | EngineError::BadInput { .. }
+        | EngineError::Image(_) => Status::InvalidArgument,
         EngineError::NoChatTemplate => Status::Unsupported,
         EngineError::Stopped(_) => Status::Internal,
     }

@@ -185,6 +185,7 @@ impl GenOptions {
                 self.max_tokens
             },
             stop: self.stop.clone(),
+            images: Vec::new(),
         })
     }
 }

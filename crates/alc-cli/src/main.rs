@@ -15,7 +15,8 @@ mod serve;
 mod verify;
 
 use alc_engine::{
-    BenchSpec, Deadlines, Engine, EngineConfig, Event, GenRequest, GenStats, Prompt, SamplingParams,
+    BenchSpec, Deadlines, Engine, EngineConfig, Event, GenRequest, GenStats, PreparedImage, Prompt,
+    SamplingParams,
 };
 use alc_tokenizer::ChatMessage;
 use anyhow::{bail, Context, Result};
@@ -139,6 +140,8 @@ impl EngineArgs {
                 decode_step: s(d.decode_step),
                 sample: s(d.sample),
                 bench: s(d.bench),
+                vision_tile: s(d.vision_tile),
+                project: s(d.project),
             },
         };
         let model = registry::resolve_model(&self.model)?;
@@ -218,9 +221,13 @@ struct RunArgs {
     /// System prompt (with --chat).
     #[arg(long)]
     system: Option<String>,
-    /// Print timings (prefill, decode, chunks) to stderr.
+    /// Print timings (prefill, decode, chunks; with images every stage) to stderr.
     #[arg(long)]
     timings: bool,
+    /// Image for a vision-language package (repeatable). The prompt's `<image>`
+    /// placeholders mark where each goes; without any, the images go first.
+    #[arg(long = "image", value_name = "FILE")]
+    images: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -396,6 +403,52 @@ fn print_timings(s: &GenStats) {
         s.generated as f64 / dc.max(1e-9),
         s.stop
     );
+    if let Some(im) = &s.image {
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        let enc = im.encode();
+        eprintln!(
+            "[stages: preprocess {:.1} ms ({} images, {} tiles) | vision encoder {:.1} ms ({:.1} ms/tile, backend cpu) | modality projector {:.1} ms | token embedding {:.2} ms | prefill {:.1} ms | decode {:.1} ms | LM head {:.1} ms | image to first token {:.1} ms]",
+            ms(im.preprocess),
+            im.images,
+            im.tiles,
+            ms(enc),
+            ms(enc) / im.tiles.max(1) as f64,
+            ms(im.project),
+            ms(s.embed),
+            ms(s.prefill),
+            ms(s.decode),
+            ms(s.lm_head),
+            ms(im.preprocess + enc + im.project + s.ttft),
+        );
+    }
+}
+
+/// Read and preprocess `--image` files for the engine's vision tower.
+fn prepare_images(engine: &Engine, files: &[PathBuf]) -> Result<Vec<PreparedImage>> {
+    if !files.is_empty() && engine.info().vision.is_none() {
+        bail!(
+            "{} is a text-only model; --image needs a vision-language package (alc compile of a SmolVLM / Idefics3 checkpoint)",
+            engine.info().path.display()
+        );
+    }
+    files
+        .iter()
+        .map(|f| {
+            let bytes = std::fs::read(f)
+                .with_context(|| format!("cannot read the image {}", f.display()))?;
+            engine
+                .prepare_image(&bytes)
+                .with_context(|| format!("image {}", f.display()))
+        })
+        .collect()
+}
+
+/// The prompt with one `<image>` per image in front when it has none.
+fn with_image_placeholders(prompt: String, n: usize) -> String {
+    if n == 0 || prompt.contains("<image>") {
+        return prompt;
+    }
+    format!("{}{prompt}", "<image>".repeat(n))
 }
 
 fn run(a: RunArgs) -> Result<()> {
@@ -407,6 +460,8 @@ fn run(a: RunArgs) -> Result<()> {
         bail!("the prompt is empty; pass some text with -p or on stdin");
     }
     let engine = a.engine.open()?;
+    let images = prepare_images(&engine, &a.images)?;
+    let prompt = with_image_placeholders(prompt, images.len());
     let prompt = if a.chat {
         let mut m = Vec::new();
         if let Some(s) = a.system {
@@ -427,6 +482,7 @@ fn run(a: RunArgs) -> Result<()> {
         sampling: a.sampling.params(),
         max_tokens: a.sampling.max_tokens,
         stop: a.sampling.stop.clone(),
+        images,
     })?;
     let (_, stats) = stream(gen)?;
     println!();
@@ -454,7 +510,7 @@ fn chat(a: ChatArgs) -> Result<()> {
     let tty = std::io::stdin().is_terminal();
     if tty {
         eprintln!(
-            "alc chat — {} ({}); /reset clears the conversation, /exit or Ctrl-D quits",
+            "alc chat — {} ({}); /image FILE attaches an image, /reset clears the conversation, /exit or Ctrl-D quits",
             a.engine.model.display(),
             engine.info().hp.arch
         );
@@ -465,6 +521,9 @@ fn chat(a: ChatArgs) -> Result<()> {
         messages.push(ChatMessage::new("system", s.clone()));
     }
     let base = messages.len();
+    // Images of the conversation so far, and those attached to the next message.
+    let mut images: Vec<PreparedImage> = Vec::new();
+    let mut pending: Vec<PreparedImage> = Vec::new();
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().split(b'\n');
     loop {
@@ -480,16 +539,37 @@ fn chat(a: ChatArgs) -> Result<()> {
             "/exit" | "/quit" => break,
             "/reset" => {
                 messages.truncate(base);
+                images.clear();
+                pending.clear();
                 continue;
             }
             _ => {}
         }
-        messages.push(ChatMessage::new("user", line));
+        if let Some(path) = line.trim().strip_prefix("/image ") {
+            // Attached to the next message; the conversation keeps every image.
+            match prepare_images(&engine, &[PathBuf::from(path.trim())]) {
+                Ok(mut im) => {
+                    pending.append(&mut im);
+                    if tty {
+                        eprintln!("(image attached to your next message)");
+                    }
+                }
+                Err(e) => eprintln!("error: {e:#}"),
+            }
+            continue;
+        }
+        let n_new = pending.len();
+        images.append(&mut pending);
+        messages.push(ChatMessage::new(
+            "user",
+            with_image_placeholders(line.to_string(), n_new),
+        ));
         let gen = session.generate(GenRequest {
             prompt: Prompt::Chat(messages.clone()),
             sampling: a.sampling.params(),
             max_tokens: a.sampling.max_tokens,
             stop: a.sampling.stop.clone(),
+            images: images.clone(),
         })?;
         let (reply, stats) = stream(gen)?;
         println!();

@@ -20,7 +20,7 @@ pub mod watchdog;
 use alc_format::GgufFile;
 use alc_kernels::cpu::CpuBackend;
 use alc_kernels::Backend;
-use alc_models::{HParams, Logits, Model, ModelError, Scratch, Seg, State};
+use alc_models::{HParams, Logits, Model, ModelError, Scratch, Seg, State, VisionModel};
 use alc_tokenizer::{ChatMessage, ChatTemplate, Tokenizer, TokenizerError};
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -83,6 +83,8 @@ pub enum EngineError {
     Tokenizer(#[from] TokenizerError),
     #[error(transparent)]
     Onnx(#[from] alc_ort::OrtError),
+    #[error(transparent)]
+    Image(#[from] alc_image::ImageError),
     #[error("stage '{stage}' ({detail}) exceeded its deadline of {limit:?} on backend {backend} after {elapsed:?}; the engine was asked to stop. Raise the deadline with --deadline-scale or report the model and prompt")]
     Timeout {
         stage: &'static str,
@@ -157,6 +159,16 @@ pub struct ModelInfo {
     pub load_time: Duration,
     pub bytes_per_token: u64,
     pub vocab_size: usize,
+    /// The vision tower of a vision-language package.
+    pub vision: Option<VisionInfo>,
+}
+
+/// The vision side of a vision-language package.
+#[derive(Clone, Debug)]
+pub struct VisionInfo {
+    pub params: alc_models::VisionParams,
+    /// The image processor the package's preprocessor config describes.
+    pub processor: alc_image::ProcessorConfig,
 }
 
 /// One generation request.
@@ -166,6 +178,46 @@ pub struct GenRequest {
     pub sampling: SamplingParams,
     pub max_tokens: usize,
     pub stop: Vec<String>,
+    /// Images for a vision-language package ([`Engine::prepare_image`]), in the
+    /// order of the prompt's `<image>` placeholders.
+    pub images: Vec<PreparedImage>,
+}
+
+/// An image turned into the model's tiles ([`Engine::prepare_image`], on the
+/// caller's thread): decoded, oriented, resized, split and normalised.
+#[derive(Clone, Debug)]
+pub struct PreparedImage {
+    /// `[n_tiles][3][S][S]` pixel values (the tiles of the grid, then the global view).
+    pub pixels: Vec<f32>,
+    /// The tile grid (0 × 0: not split, one tile).
+    pub rows: u32,
+    pub cols: u32,
+    pub n_tiles: usize,
+    /// The decoded image's size.
+    pub width: u32,
+    pub height: u32,
+    /// Decode + preprocessing time.
+    pub preprocess: Duration,
+}
+
+/// Times of the image stages of one generation.
+#[derive(Clone, Debug, Default)]
+pub struct ImageStats {
+    pub images: usize,
+    pub tiles: usize,
+    /// Decode + preprocessing of all images (caller side).
+    pub preprocess: Duration,
+    /// The vision encoder, per tile, in order.
+    pub encode_tiles: Vec<Duration>,
+    /// The modality projector, all images.
+    pub project: Duration,
+}
+
+impl ImageStats {
+    /// The vision encoder over all tiles.
+    pub fn encode(&self) -> Duration {
+        self.encode_tiles.iter().sum()
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -208,6 +260,12 @@ pub struct GenStats {
     /// The most sequences that shared one forward pass with this one (1: it ran
     /// alone; more: continuous batching with other sessions' generations).
     pub peak_batch: usize,
+    /// Token-embedding lookups and LM-head time over this generation's forward
+    /// passes (a pass shared with other sequences counts whole for each).
+    pub embed: Duration,
+    pub lm_head: Duration,
+    /// The image stages, when the request had images.
+    pub image: Option<ImageStats>,
 }
 
 /// Streamed results.
@@ -407,6 +465,30 @@ impl Engine {
         self.call(|reply| Cmd::Render { messages, reply })
     }
 
+    /// Decode and preprocess an image file's bytes for this vision-language model
+    /// (on the caller's thread, so the run loop keeps serving others meanwhile).
+    pub fn prepare_image(&self, bytes: &[u8]) -> Result<PreparedImage, EngineError> {
+        let info = &self.inner.info;
+        let v = info.vision.as_ref().ok_or_else(|| {
+            EngineError::BadRequest(format!(
+                "{} is a text-only model; images need a vision-language package (alc compile of a SmolVLM / Idefics3 checkpoint)",
+                info.path.display()
+            ))
+        })?;
+        let t = Instant::now();
+        let img = alc_image::decode(bytes, &alc_image::DecodeOptions::default())?;
+        let p = alc_image::preprocess(&img, &v.processor)?;
+        Ok(PreparedImage {
+            pixels: p.pixel_values,
+            rows: p.rows,
+            cols: p.cols,
+            n_tiles: p.n_tiles,
+            width: img.width,
+            height: img.height,
+            preprocess: t.elapsed(),
+        })
+    }
+
     /// Run a benchmark on the run loop.
     pub fn bench(&self, spec: BenchSpec) -> Result<BenchReport, EngineError> {
         self.call(|reply| Cmd::Bench { spec, reply })
@@ -449,6 +531,8 @@ fn stage_detail(s: Stage, d: u64) -> String {
     match s {
         Stage::Prefill => format!("chunk {d}"),
         Stage::Decode => format!("step {d}"),
+        Stage::VisionEncode => format!("tile {d}"),
+        Stage::Project => format!("image {d}"),
         _ => format!("#{d}"),
     }
 }
@@ -547,11 +631,15 @@ struct Sess {
     state: Option<State>,
     /// Tokens whose keys/values are in the cache.
     tokens: Vec<u32>,
+    /// Position of the first image token in `tokens`: the cache past it holds one
+    /// particular image, which the same token ids in another prompt need not be.
+    image_from: Option<usize>,
 }
 
 /// Everything the run-loop thread owns.
 struct RunLoop {
     model: Model,
+    vision: Option<VisionModel>,
     tok: Tokenizer,
     template: Option<ChatTemplate>,
     backend: CpuBackend,
@@ -594,8 +682,12 @@ impl RunLoop {
                 .into());
             }
         }
+        let mut vision = VisionModel::from_gguf(file.clone())?;
         let t_pack = std::time::Instant::now();
-        let packed = model.pack_weights(&backend);
+        let mut packed = model.pack_weights(&backend);
+        if let Some(v) = vision.as_mut() {
+            packed += v.pack_weights(&backend);
+        }
         tracing::debug!(
             "repacked {:.1} MiB of weights for the {} kernels in {:?}",
             packed as f64 / (1 << 20) as f64,
@@ -643,10 +735,15 @@ impl RunLoop {
             load_time: Duration::ZERO,
             bytes_per_token: model.bytes_per_token(),
             vocab_size: tok.vocab_size(),
+            vision: match &vision {
+                Some(v) => Some(vision_info(path, v, hp)?),
+                None => None,
+            },
         };
         let scratch = model.new_scratch(info.max_ubatch);
         Ok(RunLoop {
             model,
+            vision,
             tok,
             template,
             backend,
@@ -694,6 +791,7 @@ impl RunLoop {
                     Sess {
                         state: None,
                         tokens: Vec::new(),
+                        image_from: None,
                     },
                 );
             }
@@ -751,7 +849,7 @@ impl RunLoop {
     /// prompt is then evaluated by the next steps.
     fn start(&mut self, g: GenCmd) {
         match self.prepare(&g) {
-            Ok((prompt, cached)) => self.active.push(Active {
+            Ok((prompt, cached, image_rows, image)) => self.active.push(Active {
                 session: g.session,
                 next: cached,
                 cached,
@@ -769,6 +867,11 @@ impl RunLoop {
                 cancel: g.cancel,
                 pending: None,
                 peak_batch: 0,
+                embed: Duration::ZERO,
+                lm_head: Duration::ZERO,
+                image_rows,
+                image_next: 0,
+                image,
             }),
             Err(e) => {
                 let _ = g.events.send(Err(e));
@@ -776,20 +879,53 @@ impl RunLoop {
         }
     }
 
-    fn prepare(&mut self, g: &GenCmd) -> Result<(Vec<u32>, usize), EngineError> {
+    #[allow(clippy::type_complexity)]
+    fn prepare(
+        &mut self,
+        g: &GenCmd,
+    ) -> Result<(Vec<u32>, usize, Vec<f32>, Option<ImageStats>), EngineError> {
         self.tracker.enter(Stage::Tokenize, 0);
-        let prompt = match &g.req.prompt {
-            Prompt::Text {
-                text,
-                add_special,
-                parse_special,
-            } => self.tok.encode(text, *add_special, *parse_special)?,
-            Prompt::Chat(m) => {
-                let text = self.render(m)?;
-                self.tok.encode_chat(&text)?
+        let images = &g.req.images;
+        let vision = match (&self.vision, images.is_empty()) {
+            (_, true) => None,
+            (Some(v), false) => Some(v),
+            (None, false) => {
+                return Err(EngineError::BadRequest(format!(
+                    "{} is a text-only model; images need a vision-language package",
+                    self.info.path.display()
+                )))
             }
-            Prompt::Tokens(t) => t.clone(),
         };
+        // With images, each `<image>` placeholder becomes the image's tokens (row /
+        // column markers and `seq_len` `<image>` tokens per tile), parsed as specials.
+        let expand = |text: &str| -> Result<String, EngineError> {
+            let Some(v) = vision else {
+                return Ok(text.to_string());
+            };
+            let grids: Vec<(u32, u32)> = images.iter().map(|i| (i.rows, i.cols)).collect();
+            Ok(alc_image::expand_prompt(text, &grids, v.hp.seq_len)?)
+        };
+        let prompt =
+            match &g.req.prompt {
+                Prompt::Text {
+                    text,
+                    add_special,
+                    parse_special,
+                } => {
+                    let text = expand(text)?;
+                    self.tok
+                        .encode(&text, *add_special, *parse_special || vision.is_some())?
+                }
+                Prompt::Chat(m) => {
+                    let text = expand(&self.render(m)?)?;
+                    self.tok.encode_chat(&text)?
+                }
+                Prompt::Tokens(_) if vision.is_some() => return Err(EngineError::BadRequest(
+                    "images need a text or chat prompt with <image> placeholders, not token ids"
+                        .into(),
+                )),
+                Prompt::Tokens(t) => t.clone(),
+            };
         if prompt.is_empty() {
             return Err(EngineError::EmptyPrompt);
         }
@@ -808,6 +944,23 @@ impl RunLoop {
             }
             .into());
         }
+        let image_tok = vision.map(|v| v.hp.image_token);
+        let first_image = image_tok.and_then(|t| prompt.iter().position(|&x| x == t));
+        let (image_rows, image) = match vision {
+            None => (Vec::new(), None),
+            Some(v) => {
+                let n_tok = prompt.iter().filter(|&&x| Some(x) == image_tok).count();
+                let tiles: usize = images.iter().map(|i| i.n_tiles).sum();
+                if n_tok != tiles * v.hp.seq_len {
+                    return Err(EngineError::BadRequest(format!(
+                        "the prompt has {n_tok} image tokens but {} images of {tiles} tiles need {}; write <image> only where an image goes",
+                        images.len(),
+                        tiles * v.hp.seq_len
+                    )));
+                }
+                self.encode_images(v, images, &g.cancel)?
+            }
+        };
         let session = g.session;
         let sess = self
             .sessions
@@ -817,20 +970,79 @@ impl RunLoop {
             // KV cache only: activations live in the run loop's shared scratch.
             sess.state = Some(self.model.new_seq_state(ctx, self.info.max_ubatch)?);
         }
-        // Reuse the cached prefix; always evaluate at least the last prompt token.
+        // Reuse the cached prefix, up to the first image either side (the same image
+        // token ids may stand for another image); always evaluate at least the last
+        // prompt token.
         let common = sess
             .tokens
             .iter()
             .zip(&prompt)
             .take_while(|(a, b)| a == b)
             .count()
-            .min(prompt.len() - 1);
+            .min(prompt.len() - 1)
+            .min(sess.image_from.unwrap_or(usize::MAX))
+            .min(first_image.unwrap_or(usize::MAX));
         let st = sess.state.as_mut().expect("allocated above");
         // The state may keep less (a sliding-window layer's keys may have slid out).
         st.truncate(common);
         let common = st.pos;
         sess.tokens.truncate(common);
-        Ok((prompt, common))
+        sess.image_from = first_image;
+        Ok((prompt, common, image_rows, image))
+    }
+
+    /// The vision encoder tile by tile (each under the watchdog, naming the tile),
+    /// then the projector image by image: the rows for the prompt's image tokens.
+    fn encode_images(
+        &self,
+        v: &VisionModel,
+        images: &[PreparedImage],
+        cancel: &AtomicBool,
+    ) -> Result<(Vec<f32>, Option<ImageStats>), EngineError> {
+        let tf = v.tile_floats();
+        let mut stats = ImageStats {
+            images: images.len(),
+            ..ImageStats::default()
+        };
+        let mut rows = Vec::new();
+        let mut tile = 0u64;
+        for (ii, img) in images.iter().enumerate() {
+            if img.pixels.len() != img.n_tiles * tf {
+                return Err(EngineError::BadRequest(format!(
+                    "image {ii} has {} pixel values for {} tiles of {}",
+                    img.pixels.len(),
+                    img.n_tiles,
+                    tf
+                )));
+            }
+            stats.preprocess += img.preprocess;
+            stats.tiles += img.n_tiles;
+            let mut hidden = Vec::with_capacity(img.n_tiles * v.hp.n_patches * v.hp.n_embd);
+            for t in img.pixels.chunks_exact(tf) {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(EngineError::BadRequest(
+                        "cancelled during the vision encoder".into(),
+                    ));
+                }
+                self.tracker.enter(Stage::VisionEncode, tile);
+                let t0 = Instant::now();
+                hidden.extend_from_slice(&v.encode(&self.backend, t)?);
+                stats.encode_tiles.push(t0.elapsed());
+                tile += 1;
+            }
+            self.tracker.enter(Stage::Project, ii as u64);
+            let t0 = Instant::now();
+            rows.extend_from_slice(&v.project(&self.backend, &hidden)?);
+            stats.project += t0.elapsed();
+        }
+        tracing::debug!(
+            "vision: {} images, {} tiles, encoder {:?}, projector {:?}",
+            stats.images,
+            stats.tiles,
+            stats.encode(),
+            stats.project
+        );
+        Ok((rows, Some(stats)))
     }
 
     /// One step of every running generation: each one whose logits are ready samples
@@ -925,8 +1137,16 @@ impl RunLoop {
             .iter()
             .map(|&(i, _)| [self.active[i].pending.unwrap_or(0)])
             .collect();
+        let d = self.info.hp.n_embd;
+        let image_tok = self.vision.as_ref().map(|v| v.hp.image_token);
+        let mut used = vec![0usize; members.len()];
         let mut segs: Vec<Seg> = Vec::with_capacity(members.len());
-        for ((&(i, n), st), p) in members.iter().zip(states.iter_mut()).zip(&pending) {
+        for (((&(i, n), st), p), used) in members
+            .iter()
+            .zip(states.iter_mut())
+            .zip(&pending)
+            .zip(used.iter_mut())
+        {
             let a = &self.active[i];
             let (tokens, logits) = if a.pending.is_some() {
                 (&p[..], Logits::Last)
@@ -937,17 +1157,27 @@ impl RunLoop {
                     if last { Logits::Last } else { Logits::None },
                 )
             };
+            // This chunk's image tokens take the next projected rows.
+            let embeds = match image_tok {
+                Some(tok) if !a.image_rows.is_empty() && a.pending.is_none() => {
+                    *used = tokens.iter().filter(|&&t| t == tok).count();
+                    let r = &a.image_rows[a.image_next * d..(a.image_next + *used) * d];
+                    Some((tok, r))
+                }
+                _ => None,
+            };
             segs.push(Seg {
                 state: st,
                 tokens,
                 logits,
-                embeds: None,
+                embeds,
             });
         }
         let r = self
             .model
             .forward_batch(&self.backend, &mut self.scratch, &mut segs);
         drop(segs);
+        let times = self.scratch.take_times();
         for (&(i, _), st) in members.iter().zip(states) {
             let sess = self.sessions.get_mut(&self.active[i].session);
             sess.expect("active session").state = Some(st);
@@ -966,9 +1196,12 @@ impl RunLoop {
             }
             return;
         }
-        for &(i, n) in &members {
+        for (&(i, n), &used) in members.iter().zip(&used) {
             let a = &mut self.active[i];
             a.peak_batch = a.peak_batch.max(members.len());
+            a.embed += times.embed;
+            a.lm_head += times.lm_head;
+            a.image_next += used;
             let sess = self.sessions.get_mut(&a.session).expect("active session");
             if let Some(id) = a.pending.take() {
                 sess.tokens.push(id);
@@ -1016,6 +1249,9 @@ impl RunLoop {
             stop,
             chunks: std::mem::take(&mut a.chunks),
             peak_batch: a.peak_batch,
+            embed: a.embed,
+            lm_head: a.lm_head,
+            image: a.image.take(),
         };
         let _ = a.events.send(Ok(Event::Done(stats)));
         // The session's next queued generation may start now.
@@ -1024,6 +1260,49 @@ impl RunLoop {
             self.start(g);
         }
     }
+}
+
+/// Check a package's vision tower against its processor config and text model.
+fn vision_info(path: &Path, v: &VisionModel, hp: &HParams) -> Result<VisionInfo, EngineError> {
+    let p = &v.hp;
+    let processor = alc_image::ProcessorConfig::from_json(
+        &p.preprocessor_config,
+        p.processor_config.as_deref(),
+    )?;
+    let bad = |why: String| {
+        EngineError::BadRequest(format!(
+            "{}: vision-language package: {why}",
+            path.display()
+        ))
+    };
+    if processor.max_image_size as usize != p.image_size {
+        return Err(bad(format!(
+            "the processor makes {0}x{0} tiles but the vision encoder takes {1}x{1}",
+            processor.max_image_size, p.image_size
+        )));
+    }
+    if processor.image_seq_len != p.seq_len {
+        return Err(bad(format!(
+            "the processor puts {} image tokens per tile but the projector makes {}",
+            processor.image_seq_len, p.seq_len
+        )));
+    }
+    if p.text_embd != hp.n_embd {
+        return Err(bad(format!(
+            "the projector outputs {} features but the text model is {} wide",
+            p.text_embd, hp.n_embd
+        )));
+    }
+    if p.image_token as usize >= hp.n_vocab {
+        return Err(bad(format!(
+            "alc.image.token_id {} is outside the vocabulary of {}",
+            p.image_token, hp.n_vocab
+        )));
+    }
+    Ok(VisionInfo {
+        params: p.clone(),
+        processor,
+    })
 }
 
 /// A generation on the run loop.
@@ -1049,6 +1328,13 @@ struct Active {
     /// The token sampled this step, to be fed by the next forward pass.
     pending: Option<u32>,
     peak_batch: usize,
+    embed: Duration,
+    lm_head: Duration,
+    /// Projected image rows, one per image token of the prompt, in order; and how
+    /// many the prefill has consumed.
+    image_rows: Vec<f32>,
+    image_next: usize,
+    image: Option<ImageStats>,
 }
 
 /// Turns token bytes into text: holds incomplete UTF-8 sequences and any suffix that

@@ -16,6 +16,10 @@ pub enum Stage {
     Decode = 4,
     Sample = 5,
     Bench = 6,
+    /// The vision encoder on one tile (detail: the tile's index in the request).
+    VisionEncode = 7,
+    /// The modality projector on one image (detail: the image's index).
+    Project = 8,
 }
 
 impl Stage {
@@ -27,6 +31,8 @@ impl Stage {
             4 => Stage::Decode,
             5 => Stage::Sample,
             6 => Stage::Bench,
+            7 => Stage::VisionEncode,
+            8 => Stage::Project,
             _ => Stage::Idle,
         }
     }
@@ -39,6 +45,8 @@ impl Stage {
             Stage::Decode => "decode",
             Stage::Sample => "sample",
             Stage::Bench => "bench",
+            Stage::VisionEncode => "vision encoder",
+            Stage::Project => "modality projector",
         }
     }
 }
@@ -52,6 +60,10 @@ pub struct Deadlines {
     pub decode_step: Duration,
     pub sample: Duration,
     pub bench: Duration,
+    /// The vision encoder on one tile.
+    pub vision_tile: Duration,
+    /// The projector on one image.
+    pub project: Duration,
 }
 
 impl Default for Deadlines {
@@ -63,6 +75,8 @@ impl Default for Deadlines {
             decode_step: Duration::from_secs(60),
             sample: Duration::from_secs(10),
             bench: Duration::from_secs(3600),
+            vision_tile: Duration::from_secs(120),
+            project: Duration::from_secs(60),
         }
     }
 }
@@ -77,6 +91,8 @@ impl Deadlines {
             Stage::Decode => Some(self.decode_step),
             Stage::Sample => Some(self.sample),
             Stage::Bench => Some(self.bench),
+            Stage::VisionEncode => Some(self.vision_tile),
+            Stage::Project => Some(self.project),
         }
     }
 }

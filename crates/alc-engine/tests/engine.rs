@@ -100,6 +100,7 @@ fn greedy(golden: &str) {
                 sampling: SamplingParams::greedy(),
                 max_tokens: want.len(),
                 stop: vec![],
+                images: vec![],
             })
             .unwrap();
         let (got, _, stats) = collect(gen).unwrap();
@@ -170,6 +171,7 @@ fn req(p: Prompt, n: usize) -> GenRequest {
         sampling: SamplingParams::greedy(),
         max_tokens: n,
         stop: vec![],
+        images: vec![],
     }
 }
 

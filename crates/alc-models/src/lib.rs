@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 pub use bert::{BertModel, BertParams, Pooling};
 pub use plan::MemoryPlan;
-pub use transformer::{KvType, Logits, Model, Scratch, Seg, State};
+pub use transformer::{ForwardTimes, KvType, Logits, Model, Scratch, Seg, State};
 pub use vision::{VisionModel, VisionParams};
 
 /// Errors raised while building or running a model.

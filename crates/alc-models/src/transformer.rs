@@ -306,6 +306,7 @@ impl Model {
             gate: z(rows * hp.n_ff),
             up: z(rows * hp.n_ff),
             logits: Vec::new(),
+            times: ForwardTimes::default(),
         }
     }
 
@@ -418,6 +419,7 @@ impl Model {
         let n = total;
 
         // Token embeddings.
+        let t_embed = std::time::Instant::now();
         let emb = &self.tok_embd;
         let emb_data = self.file.tensor_data(emb);
         let erb = emb.dtype.row_bytes(d as u64).expect("validated") as usize;
@@ -442,6 +444,8 @@ impl Model {
                 }
             }
         }
+
+        sc.times.embed += t_embed.elapsed();
 
         for (il, l) in self.layers.iter().enumerate() {
             // Attention block.
@@ -545,6 +549,7 @@ impl Model {
         }
 
         // Output head over the wanted rows only, gathered (in segment order) into xb.
+        let t_head = std::time::Instant::now();
         let mut m = 0;
         for (seg, &(r0, _)) in segs.iter().zip(&off) {
             let k = seg.tokens.len();
@@ -609,6 +614,7 @@ impl Model {
         for seg in segs.iter_mut() {
             seg.state.pos += seg.tokens.len();
         }
+        sc.times.lm_head += t_head.elapsed();
         Ok(())
     }
 }
@@ -637,12 +643,27 @@ pub struct Scratch {
     gate: Vec<f32>,
     up: Vec<f32>,
     logits: Vec<f32>,
+    times: ForwardTimes,
+}
+
+/// Time spent in the two ends of forward passes since the last
+/// [`Scratch::take_times`]: the token-embedding lookup (with caller rows placed) and
+/// the LM head (final norm, output matrix, softcap).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ForwardTimes {
+    pub embed: std::time::Duration,
+    pub lm_head: std::time::Duration,
 }
 
 impl Scratch {
     /// The most tokens one forward call may carry.
     pub fn rows(&self) -> usize {
         self.rows
+    }
+
+    /// The times accumulated since the last call, reset.
+    pub fn take_times(&mut self) -> ForwardTimes {
+        std::mem::take(&mut self.times)
     }
 }
 

@@ -776,6 +776,7 @@ async fn generate(app: Arc<App>, m: &Served, prompt: Prompt, p: GenParams, chat:
         sampling: p.sampling,
         max_tokens: p.max_tokens.unwrap_or(m.ctx),
         stop: p.stop,
+        images: Vec::new(),
     };
     let job = Job {
         work: Work::Generate { req, tx },
