@@ -24,7 +24,23 @@ struct Report {
     chat_template: bool,
     kv_cache: Option<KvInfo>,
     memory_plan: Option<alc_models::MemoryPlan>,
+    /// The vision tower of a vision-language package (docs/FORMAT.md Part L).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vision: Option<VisionInfo>,
     tensors: Vec<TensorRow>,
+}
+
+#[derive(Serialize)]
+struct VisionInfo {
+    kind: String,
+    #[serde(flatten)]
+    params: alc_models::VisionParams,
+    parameters: u64,
+    /// The processor's largest image (longest edge) and tile grid limit.
+    longest_edge: u32,
+    splitting: bool,
+    /// The token layout of one image split into rows × cols tiles.
+    image_token_layout: String,
 }
 
 #[derive(Serialize)]
@@ -161,6 +177,47 @@ pub fn inspect(path: &Path, ctx: Option<usize>, json: bool, list_tensors: bool) 
         }
         Err(_) => (None, None, None),
     };
+    let vision = match alc_models::VisionModel::from_gguf(f.clone()) {
+        Ok(Some(v)) => {
+            let hp = v.hp.clone();
+            let proc_cfg = alc_image::ProcessorConfig::from_json(
+                &hp.preprocessor_config,
+                hp.processor_config.as_deref(),
+            );
+            let (longest_edge, splitting) = match &proc_cfg {
+                Ok(c) => (c.longest_edge, c.do_image_splitting),
+                Err(_) => (0, false),
+            };
+            let parameters = f
+                .tensors()
+                .iter()
+                .filter(|t| t.name.starts_with("v.") || t.name.starts_with("mm."))
+                .map(|t| t.n_elements())
+                .sum();
+            let layout = format!(
+                "each tile: <fake_token_around_image><row_R_col_C> + {n} x <image> (id {id}); after the grid: <fake_token_around_image><global-img> + {n} x <image><fake_token_around_image>",
+                n = hp.seq_len,
+                id = hp.image_token
+            );
+            Some(VisionInfo {
+                kind: f
+                    .get_str("alc.vlm.kind")
+                    .ok()
+                    .flatten()
+                    .unwrap_or("")
+                    .to_string(),
+                params: hp,
+                parameters,
+                longest_edge,
+                splitting,
+                image_token_layout: layout,
+            })
+        }
+        Ok(None) => None,
+        Err(e) => {
+            anyhow::bail!("{}: the vision tower is unreadable: {e}", path.display())
+        }
+    };
     let report = Report {
         schema: "alc.inspect/1",
         file: FileInfo {
@@ -182,6 +239,7 @@ pub fn inspect(path: &Path, ctx: Option<usize>, json: bool, list_tensors: bool) 
         chat_template: f.get("tokenizer.chat_template").is_some(),
         kv_cache: kv,
         memory_plan: plan,
+        vision,
         tensors: f
             .tensors()
             .iter()
@@ -287,6 +345,32 @@ fn print_text(r: &Report, list_tensors: bool) {
                 ),
                 _ => String::new(),
             }
+        );
+    }
+    if let Some(v) = &r.vision {
+        let p = &v.params;
+        println!(
+            "vision tower  {} (SigLIP): {}x{} tiles, patch {}, {} patches, width {}, {} layers, {} heads, ffn {}, {} parameters",
+            v.kind, p.image_size, p.image_size, p.patch_size, p.n_patches, p.n_embd, p.n_layer, p.n_head, p.n_ff, v.parameters
+        );
+        println!(
+            "projector     pixel shuffle x{} then {} -> {}: {} image tokens per tile",
+            p.scale_factor,
+            p.n_embd * p.scale_factor * p.scale_factor,
+            p.text_embd,
+            p.seq_len
+        );
+        println!(
+            "images        longest edge {} px, split into {}x{} tiles{} plus a global view; {}",
+            v.longest_edge,
+            p.image_size,
+            p.image_size,
+            if v.splitting {
+                " (grid up to the longest edge)"
+            } else {
+                " (no splitting)"
+            },
+            v.image_token_layout
         );
     }
     if let Some(p) = &r.memory_plan {

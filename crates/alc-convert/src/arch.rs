@@ -10,6 +10,7 @@
 //! | Qwen3ForCausalLM | qwen3 | none (q/k norms) |
 //! | Gemma2ForCausalLM | gemma2 | norm weights + 1 |
 //! | Gemma3ForCausalLM, Gemma3ForConditionalGeneration (text part) | gemma3 | norm weights + 1 |
+//! | Idefics3ForConditionalGeneration, SmolVLMForConditionalGeneration | llama (+ vision tower, [`crate::vlm`]) | as llama |
 
 use crate::config::HfConfig;
 use crate::ConvertError;
@@ -37,6 +38,9 @@ const HF_CLASSES: &[(&str, Arch)] = &[
     ("Gemma2ForCausalLM", Arch::Gemma2),
     ("Gemma3ForCausalLM", Arch::Gemma3),
     ("Gemma3ForConditionalGeneration", Arch::Gemma3),
+    // Vision-language: the text model is llama; the vision tower is crate::vlm's.
+    ("Idefics3ForConditionalGeneration", Arch::Llama),
+    ("SmolVLMForConditionalGeneration", Arch::Llama),
 ];
 
 impl Arch {
@@ -405,7 +409,11 @@ impl TensorPlan {
 /// Strip the multimodal wrappers' prefixes from a tensor name; `None` for tensors of
 /// other towers (vision encoder, projector), which a text package leaves out.
 pub fn text_name(name: &str) -> Option<String> {
-    for p in ["model.language_model.", "language_model.model."] {
+    for p in [
+        "model.language_model.",
+        "language_model.model.",
+        "model.text_model.",
+    ] {
         if let Some(rest) = name.strip_prefix(p) {
             return Some(format!("model.{rest}"));
         }
@@ -418,6 +426,8 @@ pub fn text_name(name: &str) -> Option<String> {
         "model.vision_tower.",
         "multi_modal_projector.",
         "model.multi_modal_projector.",
+        "model.vision_model.",
+        "model.connector.",
     ] {
         if name.starts_with(p) {
             return None;

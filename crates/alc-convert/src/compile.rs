@@ -4,6 +4,7 @@ use crate::arch::{self, Arch, Hp, TensorPlan, Transform};
 use crate::config::HfConfig;
 use crate::naming::{self, NameScheme};
 use crate::quant::{self, Override, Reason, Scheme};
+use crate::vlm::{self, VisionHp};
 use crate::vocab::HfTokenizer;
 use crate::ConvertError;
 use alc_core::DType;
@@ -307,6 +308,8 @@ fn tensor_order(name: &str) -> (usize, usize, String) {
         "token_embd.weight" => (0, 0, String::new()),
         "output_norm.weight" => (2, 0, String::new()),
         "output.weight" => (2, 1, String::new()),
+        // A VLM's vision tower and projector after the text model.
+        _ if name.starts_with("v.") || name.starts_with("mm.") => (3, 0, name.to_string()),
         _ => {
             let layer = name
                 .strip_prefix("blk.")
@@ -352,6 +355,7 @@ fn make_plan(
     cfg: &HfConfig,
     st: &HfTensors,
     tgt: &Target,
+    vision: Option<&VisionHp>,
 ) -> Result<Plan, ConvertError> {
     let hp = Hp::read(cfg)?;
     let scheme = match &opts.quant {
@@ -363,7 +367,27 @@ fn make_plan(
     let mut notes = Vec::new();
     let mut plans: Vec<TensorPlan> = Vec::new();
     let mut skipped = 0usize;
+    // A VLM's vision tensors: the checkpoint's shape found for each planned one,
+    // checked afterwards in plan order (patch embedding first), so that a wrong
+    // vision width is reported at the tensor that shows it first.
+    let vision_plans: Vec<TensorPlan> = vision.map(VisionHp::plans).unwrap_or_default();
+    let vision_index: BTreeMap<&str, usize> = vision_plans
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.source.as_str(), i))
+        .collect();
+    let mut vision_found: Vec<Option<Vec<usize>>> = vec![None; vision_plans.len()];
     for t in st.tensors() {
+        if vision.is_some() && vlm::is_vision_source(&t.name) {
+            let i = *vision_index.get(t.name.as_str()).ok_or_else(|| {
+                ConvertError::UnexpectedTensor {
+                    tensor: t.name.clone(),
+                    arch: vlm::VISION_ARCH,
+                }
+            })?;
+            vision_found[i] = Some(t.shape.iter().map(|&d| d as usize).collect());
+            continue;
+        }
         let Some(name) = arch::text_name(&t.name) else {
             skipped += 1;
             continue;
@@ -388,6 +412,23 @@ fn make_plan(
         notes.push(format!(
             "{skipped} tensors of other towers (vision encoder, projector) left out: text-only package"
         ));
+    }
+    let mut vision_out: Vec<TensorPlan> = Vec::with_capacity(vision_plans.len());
+    for (p, got) in vision_plans.into_iter().zip(vision_found) {
+        let Some(got) = got else {
+            return Err(ConvertError::MissingTensor {
+                tensor: p.source,
+                why: format!("the vision tower needs it as {}", p.name),
+            });
+        };
+        if got != p.source_shape {
+            return Err(ConvertError::ShapeMismatch {
+                tensor: p.source,
+                expected: format!("{:?}", p.source_shape),
+                got: format!("{got:?}"),
+            });
+        }
+        vision_out.push(p);
     }
     let tied = !plans.iter().any(|p| p.name == "output.weight");
     for want in required(&hp, tied) {
@@ -433,6 +474,25 @@ fn make_plan(
             ));
         }
         tensors.push((p, dt, why));
+    }
+    vision_out.sort_by_key(|p| tensor_order(&p.name));
+    let mut kept16 = 0usize;
+    for p in vision_out {
+        let (dt, why) = vlm::choose(scheme, &overrides, &p)?;
+        check_target(
+            tgt,
+            &p.name,
+            dt,
+            &format!("use --quant {}", tgt.default_quant.name()),
+        )?;
+        kept16 += usize::from(why == Reason::Vision);
+        tensors.push((p, dt, why));
+    }
+    if kept16 > 0 {
+        notes.push(format!(
+            "{kept16} vision-tower matrices kept in F16 (the {} scheme quantises the text model only)",
+            scheme.name()
+        ));
     }
     Ok(Plan {
         hp,
@@ -979,7 +1039,12 @@ fn prepare_hf<'a>(
     let dir = &opts.input;
     let cfg = HfConfig::read(dir)?;
     let tokenizer = HfTokenizer::read(dir)?;
-    let plan = make_plan(opts, &cfg, st, tgt)?;
+    let vision = if vlm::is_vlm(&cfg) {
+        Some(VisionHp::read(&cfg, dir, &tokenizer.json_text)?)
+    } else {
+        None
+    };
+    let plan = make_plan(opts, &cfg, st, tgt, vision.as_ref())?;
     let hp = plan.hp.clone();
     let mut meta = vec![(
         "general.architecture".to_string(),
@@ -987,6 +1052,9 @@ fn prepare_hf<'a>(
     )];
     meta.extend(hp.metadata(hp.ctx_train));
     meta.extend(tokenizer.metadata(hp.n_vocab)?);
+    if let Some(v) = &vision {
+        meta.extend(v.metadata());
+    }
     let mut sources: Vec<PathBuf> = [
         "config.json",
         "tokenizer.json",
@@ -999,6 +1067,9 @@ fn prepare_hf<'a>(
     .map(|f| dir.join(f))
     .filter(|p| p.is_file())
     .collect();
+    if let Some(v) = &vision {
+        sources.extend(v.files.iter().cloned());
+    }
     sources.extend(st.shards().iter().map(|p| p.to_path_buf()));
     let tensors: Vec<OutTensor> = plan
         .tensors
@@ -1841,6 +1912,11 @@ fn build(
         (check, lines)
     } else {
         let check = self_check(&written, opts.threads)?;
+        // A VLM's vision tower must load as the engine reads it (keys, shapes).
+        if written.get_str("alc.vlm.kind")?.is_some() {
+            alc_models::VisionModel::from_gguf(written.clone())
+                .map_err(|e| ConvertError::SelfCheck(format!("vision tower: {e}")))?;
+        }
         let m = alc_models::Model::from_gguf(written)
             .map_err(|e| ConvertError::SelfCheck(e.to_string()))?;
         let lines: Vec<PlanLine> = contexts

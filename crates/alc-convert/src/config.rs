@@ -96,6 +96,12 @@ impl HfConfig {
         })
     }
 
+    /// The whole config.json (for multimodal checkpoints, the top level around
+    /// `text_config`).
+    pub fn top(&self) -> &Json {
+        &self.top
+    }
+
     fn err(&self, key: &str, why: impl Into<String>) -> ConvertError {
         ConvertError::Config {
             path: self.path.clone(),

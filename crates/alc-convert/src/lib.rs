@@ -22,6 +22,7 @@ pub mod export;
 pub mod naming;
 pub mod quant;
 pub mod verify;
+pub mod vlm;
 pub mod vocab;
 pub mod wordpiece_vocab;
 

@@ -178,6 +178,8 @@ pub enum Reason {
     Override,
     /// The preferred type's block does not divide the row length.
     Fallback,
+    /// A vision-tower matrix of a VLM kept in F16 under a quantised scheme.
+    Vision,
 }
 
 /// Layers that get more bits in q4_k_m (llama.cpp's rule).

@@ -303,7 +303,7 @@ impl VisionModel {
     pub fn encode(&self, be: &dyn Backend, pixels: &[f32]) -> Result<Vec<f32>, ModelError> {
         let hp = &self.hp;
         let tf = self.tile_floats();
-        if pixels.is_empty() || pixels.len() % tf != 0 {
+        if pixels.is_empty() || !pixels.len().is_multiple_of(tf) {
             return Err(ModelError::BadInput(format!(
                 "{} pixel values are not a whole number of {}x{} RGB tiles",
                 pixels.len(),
@@ -383,7 +383,7 @@ impl VisionModel {
     pub fn project(&self, be: &dyn Backend, hidden: &[f32]) -> Result<Vec<f32>, ModelError> {
         let hp = &self.hp;
         let (d, np, g, sf) = (hp.n_embd, hp.n_patches, hp.grid, hp.scale_factor);
-        if hidden.is_empty() || hidden.len() % (np * d) != 0 {
+        if hidden.is_empty() || !hidden.len().is_multiple_of(np * d) {
             return Err(ModelError::BadInput(format!(
                 "{} encoder values are not a whole number of tiles of {np}x{d}",
                 hidden.len()

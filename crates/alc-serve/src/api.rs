@@ -402,7 +402,39 @@ pub fn gen_params(obj: &Map<String, Value>, ctx: usize, seed: u64) -> Result<Gen
 
 /// `messages` of a chat request. Content is a string, null, or an array of text
 /// parts; the `developer` role is passed to templates as `system`.
-pub fn messages(obj: &Map<String, Value>) -> Result<Vec<ChatMessage>, ApiError> {
+/// The bytes of an `image_url` part: a `data:` URL with base64 data.
+fn image_part(p: &Value, pp: &str) -> Result<Vec<u8>, ApiError> {
+    use base64::Engine as _;
+    let up = format!("{pp}.image_url.url");
+    let url = match p.get("image_url") {
+        Some(Value::String(s)) => s.as_str(),
+        Some(Value::Object(o)) => text(o.get("url").unwrap_or(&Value::Null), &up)?,
+        _ => {
+            return Err(ApiError::invalid(
+                Some(&up),
+                format!("'{pp}' needs 'image_url': {{\"url\": \"data:image/png;base64,…\"}}"),
+            ))
+        }
+    };
+    let data = url
+        .strip_prefix("data:")
+        .and_then(|rest| rest.split_once(";base64,"))
+        .map(|(_, d)| d)
+        .ok_or_else(|| {
+            let shown: String = url.chars().take(40).collect();
+            ApiError::invalid(
+                Some(&up),
+                format!("'{up}' is '{shown}…'; it must be a data: URL with base64 data (data:image/png;base64,…); this server does not fetch URLs"),
+            )
+        })?;
+    base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .map_err(|e| ApiError::invalid(Some(&up), format!("'{up}' has invalid base64: {e}")))
+}
+
+/// `messages` of a chat request, and the bytes of its images in order (each image
+/// part becomes an `<image>` placeholder in its message's text).
+pub fn messages(obj: &Map<String, Value>) -> Result<(Vec<ChatMessage>, Vec<Vec<u8>>), ApiError> {
     let Some(v) = field(obj, "messages") else {
         return Err(ApiError::invalid(
             Some("messages"),
@@ -419,6 +451,7 @@ pub fn messages(obj: &Map<String, Value>) -> Result<Vec<ChatMessage>, ApiError> 
         return Err(ApiError::invalid(Some("messages"), "'messages' is empty"));
     }
     let mut out = Vec::with_capacity(a.len());
+    let mut images = Vec::new();
     for (i, m) in a.iter().enumerate() {
         let at = format!("messages[{i}]");
         let m = m.as_object().ok_or_else(|| {
@@ -448,10 +481,15 @@ pub fn messages(obj: &Map<String, Value>) -> Result<Vec<ChatMessage>, ApiError> 
                 for (j, p) in parts.iter().enumerate() {
                     let pp = format!("{cp}[{j}]");
                     let kind = p.get("type").and_then(Value::as_str).unwrap_or("");
+                    if kind == "image_url" {
+                        images.push(image_part(p, &pp)?);
+                        s.push_str("<image>");
+                        continue;
+                    }
                     if kind != "text" {
                         return Err(ApiError::invalid(
                             Some(&pp),
-                            format!("'{pp}' has type '{kind}'; only text parts are supported"),
+                            format!("'{pp}' has type '{kind}'; only text and image_url parts are supported"),
                         ));
                     }
                     s.push_str(text(
@@ -473,7 +511,7 @@ pub fn messages(obj: &Map<String, Value>) -> Result<Vec<ChatMessage>, ApiError> 
         };
         out.push(ChatMessage::new(role, content));
     }
-    Ok(out)
+    Ok((out, images))
 }
 
 /// `prompt` of a completions request: a string, an array of one string, or an array
@@ -615,27 +653,9 @@ pub fn embed_dimensions(obj: &Map<String, Value>, dim: usize) -> Result<(), ApiE
 
 /// Standard base64 (with padding) of the little-endian bytes of `v`.
 pub fn base64_f32(v: &[f32]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    use base64::Engine as _;
     let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for c in bytes.chunks(3) {
-        let n = (c[0] as u32) << 16
-            | (c.get(1).copied().unwrap_or(0) as u32) << 8
-            | c.get(2).copied().unwrap_or(0) as u32;
-        out.push(A[(n >> 18) as usize & 63] as char);
-        out.push(A[(n >> 12) as usize & 63] as char);
-        out.push(if c.len() > 1 {
-            A[(n >> 6) as usize & 63] as char
-        } else {
-            '='
-        });
-        out.push(if c.len() > 2 {
-            A[n as usize & 63] as char
-        } else {
-            '='
-        });
-    }
-    out
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 #[cfg(test)]
@@ -695,12 +715,34 @@ mod tests {
 
     #[test]
     fn messages_and_prompts() {
-        let m = messages(&obj(
+        let (m, images) = messages(&obj(
             r#"{"messages": [{"role": "developer", "content": "be brief"}, {"role": "user", "content": [{"type": "text", "text": "hi"}]}]}"#,
         ))
         .unwrap();
         assert_eq!(m[0].role, "system");
         assert_eq!(m[1].content, "hi");
+        assert!(images.is_empty());
+        // Image parts: data URLs only, each an <image> placeholder where it stood.
+        let (m, images) = messages(&obj(
+            r#"{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAEC/w=="}}, {"type": "text", "text": "what?"}]}]}"#,
+        ))
+        .unwrap();
+        assert_eq!(m[0].content, "<image>what?");
+        assert_eq!(images, vec![vec![0u8, 1, 2, 255]]);
+        let e = messages(&obj(
+            r#"{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}]}"#,
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("data: URL"), "{}", e.message);
+        assert_eq!(
+            e.param.as_deref(),
+            Some("messages[0].content[0].image_url.url")
+        );
+        let e = messages(&obj(
+            r#"{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": "data:image/png;base64,%%%"}]}]}"#,
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("invalid base64"), "{}", e.message);
         let e = messages(&obj(
             r#"{"messages": [{"role": "user", "content": "a\u0000b"}]}"#,
         ))

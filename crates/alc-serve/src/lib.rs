@@ -31,7 +31,7 @@ mod worker;
 
 pub use api::ApiError;
 
-use alc_engine::{Embedder, Engine, GenRequest, GenStats, Prompt, StopReason};
+use alc_engine::{Embedder, Engine, GenRequest, GenStats, PreparedImage, Prompt, StopReason};
 use api::{EncodingFormat, GenParams};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
@@ -147,6 +147,8 @@ struct Served {
     n_vocab: usize,
     dim: usize,
     queue: Queue,
+    /// A language model's engine (images are prepared on it before queueing).
+    engine: Option<Engine>,
 }
 
 struct App {
@@ -195,9 +197,11 @@ impl Server {
             if served.iter().any(|s: &Served| s.id == m.id) {
                 return Err(ServeError::DuplicateId(m.id));
             }
+            let mut engine = None;
             let (kind, ctx, n_vocab, dim, runner) = match m.handle {
                 ModelHandle::Language(e) => {
                     let (ctx, n_vocab) = (e.info().ctx, e.info().hp.n_vocab);
+                    engine = Some(e.clone());
                     (Kind::Language, ctx, n_vocab, 0, Runner::Language(e))
                 }
                 ModelHandle::Embedding(e) => {
@@ -214,6 +218,7 @@ impl Server {
                 n_vocab,
                 dim,
                 queue,
+                engine,
             });
         }
         for ab in &cfg.ab_slots {
@@ -641,9 +646,42 @@ async fn chat(State(app): State<Arc<App>>, req: Request) -> Res {
         Some(Kind::Language),
         user.as_deref(),
     )?;
-    let msgs = api::messages(&obj)?;
+    let (msgs, image_bytes) = api::messages(&obj)?;
     let p = api::gen_params(&obj, m.ctx, fresh_seed(&app))?;
-    generate(app.clone(), m, Prompt::Chat(msgs), p, true).await
+    let images = prepare_images(m, image_bytes).await?;
+    generate(app.clone(), m, Prompt::Chat(msgs), p, true, images).await
+}
+
+/// Decode and preprocess a request's images off the async threads.
+async fn prepare_images(m: &Served, bytes: Vec<Vec<u8>>) -> Result<Vec<PreparedImage>, ApiError> {
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let engine = match &m.engine {
+        Some(e) if e.info().vision.is_some() => e.clone(),
+        _ => {
+            return Err(ApiError::invalid(
+                Some("messages"),
+                format!(
+                    "'{}' is a text-only model; image_url parts need a vision-language model",
+                    m.id
+                ),
+            ))
+        }
+    };
+    tokio::task::spawn_blocking(move || {
+        bytes
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                engine.prepare_image(b).map_err(|e| {
+                    ApiError::invalid(Some("messages"), format!("image {i} of the request: {e}"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|_| ApiError::server(500, "image preparation stopped unexpectedly"))?
 }
 
 async fn completions(State(app): State<Arc<App>>, req: Request) -> Res {
@@ -674,7 +712,7 @@ async fn completions(State(app): State<Arc<App>>, req: Request) -> Res {
         ));
     }
     let p = api::gen_params(&obj, m.ctx, fresh_seed(&app))?;
-    generate(app.clone(), m, prompt, p, false).await
+    generate(app.clone(), m, prompt, p, false, Vec::new()).await
 }
 
 fn field_is_true(obj: &serde_json::Map<String, Value>, name: &str) -> bool {
@@ -764,7 +802,14 @@ async fn next_msg(
     }
 }
 
-async fn generate(app: Arc<App>, m: &Served, prompt: Prompt, p: GenParams, chat: bool) -> Res {
+async fn generate(
+    app: Arc<App>,
+    m: &Served,
+    prompt: Prompt,
+    p: GenParams,
+    chat: bool,
+    images: Vec<PreparedImage>,
+) -> Res {
     let param = if chat { "messages" } else { "prompt" };
     let ticket = app.admit(m)?;
     let (tx, mut rx) = tmpsc::unbounded_channel();
@@ -776,7 +821,7 @@ async fn generate(app: Arc<App>, m: &Served, prompt: Prompt, p: GenParams, chat:
         sampling: p.sampling,
         max_tokens: p.max_tokens.unwrap_or(m.ctx),
         stop: p.stop,
-        images: Vec::new(),
+        images,
     };
     let job = Job {
         work: Work::Generate { req, tx },
