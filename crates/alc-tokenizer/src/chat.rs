@@ -30,6 +30,28 @@ pub struct ChatTemplate {
     env: Environment<'static>,
     bos_token: String,
     eos_token: String,
+    /// The template reads `content` as a list of typed parts (`{"type": "text",
+    /// "text": …}`, `{"type": "image"}`), as vision-language templates (SmolVLM,
+    /// Idefics3) do; messages are then given to it in that form.
+    typed_content: bool,
+}
+
+/// `content` as typed parts: text runs and one `{"type": "image"}` per `<image>`
+/// placeholder, in order (what transformers' processors pass to these templates).
+fn typed_parts(content: &str) -> Vec<Value> {
+    let mut parts = Vec::new();
+    for (i, text) in content.split("<image>").enumerate() {
+        if i > 0 {
+            parts.push(Value::from_iter([("type", Value::from("image"))]));
+        }
+        if !text.is_empty() {
+            parts.push(Value::from_iter([
+                ("type", Value::from("text")),
+                ("text", Value::from(text)),
+            ]));
+        }
+    }
+    parts
 }
 
 const NAME: &str = "chat_template";
@@ -53,10 +75,14 @@ impl ChatTemplate {
         env.add_filter("tojson", tojson);
         env.add_template_owned(NAME, source.to_string())
             .map_err(|e| TokenizerError::TemplateSyntax(describe(&e)))?;
+        let typed_content = ["['type']", "[\"type\"]", ".type =="]
+            .iter()
+            .any(|p| source.contains(p));
         Ok(ChatTemplate {
             env,
             bos_token: bos_token.to_string(),
             eos_token: eos_token.to_string(),
+            typed_content,
         })
     }
 
@@ -68,11 +94,28 @@ impl ChatTemplate {
         add_generation_prompt: bool,
     ) -> Result<String, TokenizerError> {
         self.render_ctx(minijinja::context! {
-            messages => messages,
+            messages => self.messages_value(messages),
             add_generation_prompt => add_generation_prompt,
             bos_token => &self.bos_token,
             eos_token => &self.eos_token,
         })
+    }
+
+    /// The messages as the template expects them (see `typed_content`).
+    fn messages_value(&self, messages: &[ChatMessage]) -> Value {
+        if !self.typed_content {
+            return Value::from_serialize(messages);
+        }
+        let v: Vec<Value> = messages
+            .iter()
+            .map(|m| {
+                minijinja::context! {
+                    role => &m.role,
+                    content => typed_parts(&m.content),
+                }
+            })
+            .collect();
+        Value::from(v)
     }
 
     /// [`render`](Self::render) with a `tools` variable (OpenAI-style function specs)
@@ -84,7 +127,7 @@ impl ChatTemplate {
         tools: &T,
     ) -> Result<String, TokenizerError> {
         self.render_ctx(minijinja::context! {
-            messages => messages,
+            messages => self.messages_value(messages),
             tools => Value::from_serialize(tools),
             add_generation_prompt => add_generation_prompt,
             bos_token => &self.bos_token,
