@@ -472,6 +472,77 @@ fn an_ab_slot_routes_each_user_to_its_arm() {
     assert_eq!(r.error()["param"], "user");
 }
 
+/// A vision-language package answers chat requests with image_url data URLs; bad
+/// image data and images sent to a text-only model are 400s naming the problem.
+#[test]
+fn images_as_data_urls_on_a_vision_language_package() {
+    use base64::Engine as _;
+    let home = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let fixture = alc_testdata::workspace().join("tests/fixtures/hf/idefics3");
+    alc(
+        home.path(),
+        &[
+            "compile",
+            fixture.to_str().unwrap(),
+            "--quant",
+            "f16",
+            "--out",
+            out.path().to_str().unwrap(),
+            "--no-register",
+            "--name",
+            "tiny-vlm.alm",
+        ],
+    );
+    let pkg = out.path().join("tiny-vlm.alm");
+    let s = serve(home.path(), &["--ctx", "512", pkg.to_str().unwrap()]);
+    let png =
+        std::fs::read(alc_testdata::workspace().join("tests/goldens/vlm-tiny/photo/chelsea.png"))
+            .unwrap();
+    let url = format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(&png)
+    );
+    let body = |url: &str| {
+        serde_json::json!({
+            "messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": url}},
+                {"type": "text", "text": "What is in this picture?"}
+            ]}],
+            "max_tokens": 3,
+            "temperature": 0
+        })
+        .to_string()
+    };
+    let r = post(&s.addr, "/v1/chat/completions", &body(&url));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    // 113 prompt tokens: the chat template with the 3x4-grid image expanded.
+    assert_eq!(v["usage"]["prompt_tokens"], 113, "{}", r.body);
+    let bad = format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(&png[..png.len() / 2])
+    );
+    let r = post(&s.addr, "/v1/chat/completions", &body(&bad));
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.error()["message"].as_str().unwrap().contains("image 0"),
+        "{}",
+        r.body
+    );
+    let r = post(
+        &s.addr,
+        "/v1/chat/completions",
+        &body("https://example.com/a.png"),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    // The server still serves.
+    assert_eq!(
+        post(&s.addr, "/v1/chat/completions", &body(&url)).status,
+        200
+    );
+}
+
 fn openai_missing() -> Option<String> {
     match Command::new("python3")
         .args(["-c", "import openai"])
