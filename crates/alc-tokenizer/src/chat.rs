@@ -75,9 +75,12 @@ impl ChatTemplate {
         env.add_filter("tojson", tojson);
         env.add_template_owned(NAME, source.to_string())
             .map_err(|e| TokenizerError::TemplateSyntax(describe(&e)))?;
+        // A template that tests parts' types and knows image parts (SmolVLM's
+        // iterates `message['content']` and writes nothing for a plain string).
         let typed_content = ["['type']", "[\"type\"]", ".type =="]
             .iter()
-            .any(|p| source.contains(p));
+            .any(|p| source.contains(p))
+            && (source.contains("'image'") || source.contains("\"image\""));
         Ok(ChatTemplate {
             env,
             bos_token: bos_token.to_string(),
@@ -405,6 +408,36 @@ mod tests {
         assert_eq!(
             strftime("%d %B %Y %A %b %j", t),
             "29 February 2024 Thursday Feb 060"
+        );
+    }
+}
+
+#[cfg(test)]
+mod typed_content_tests {
+    use super::*;
+
+    const SMOLVLM: &str = "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}";
+
+    #[test]
+    fn vision_templates_get_typed_parts_and_text_templates_strings() {
+        let t = ChatTemplate::new(SMOLVLM, "", "").unwrap();
+        let m = [ChatMessage::new("user", "<image>What is this?<image>")];
+        assert_eq!(
+            t.render(&m, true).unwrap(),
+            "<|im_start|>User:<image>What is this?<image><end_of_utterance>\nAssistant:"
+        );
+        let m = [ChatMessage::new("user", "Hello")];
+        assert_eq!(
+            t.render(&m, false).unwrap(),
+            "<|im_start|>User: Hello<end_of_utterance>\n"
+        );
+        // A text template that only looks at tool-call types keeps string content.
+        let plain = "{% for m in messages %}{% if m['type'] == 'x' %}?{% endif %}{{ m['content'] }}{% endfor %}";
+        let t = ChatTemplate::new(plain, "", "").unwrap();
+        assert_eq!(
+            t.render(&[ChatMessage::new("user", "a<image>b")], false)
+                .unwrap(),
+            "a<image>b"
         );
     }
 }
