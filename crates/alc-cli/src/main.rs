@@ -13,6 +13,7 @@ mod registry;
 mod seal;
 mod serve;
 mod verify;
+mod vlm_bench;
 
 use alc_engine::{
     BenchSpec, Deadlines, Engine, EngineConfig, Event, GenRequest, GenStats, PreparedImage, Prompt,
@@ -277,6 +278,13 @@ struct BenchArgs {
     /// tokenizer (default: the file's directory).
     #[arg(long, value_name = "DIR")]
     tokenizer: Option<PathBuf>,
+    /// Vision-language packages: time the image stages on this image (with -n
+    /// generated tokens and -r repetitions).
+    #[arg(long, value_name = "FILE")]
+    image: Option<PathBuf>,
+    /// With --image: the text after the image.
+    #[arg(long, default_value = "Describe this image.")]
+    image_prompt: String,
 }
 
 #[derive(Args)]
@@ -626,6 +634,23 @@ fn bench(a: BenchArgs) -> Result<()> {
     }
     if embed::is_embedding_model(&a.engine.model) {
         return bench_embed(a);
+    }
+    if let Some(img) = &a.image {
+        let engine = a.engine.open()?;
+        let r = vlm_bench::run(
+            &engine,
+            &a.engine.model,
+            img,
+            &a.image_prompt,
+            a.n_gen,
+            a.reps,
+        )?;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        } else {
+            vlm_bench::print(&r);
+        }
+        return Ok(());
     }
     let need = a.n_prompt.iter().copied().max().unwrap_or(0).max(a.n_gen) + 1;
     let mut ea = a.engine.clone();

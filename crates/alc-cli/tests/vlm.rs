@@ -112,6 +112,20 @@ fn inspect_run_and_bad_images() {
         assert!(err.contains(stage), "no '{stage}' in --timings:\n{err}");
     }
 
+    // alc bench --image: per-stage times over repetitions.
+    let j: serde_json::Value = serde_json::from_str(&ok(&alc(
+        h,
+        &[
+            "bench", pkg, "--image", &img, "-n", "4", "-r", "2", "-t", "2", "--json",
+        ],
+    )))
+    .unwrap();
+    assert_eq!(j["schema"], "alc.vlm-bench/1");
+    assert_eq!(j["tiles"], 13);
+    assert_eq!(j["grid"], serde_json::json!([3, 4]));
+    assert!(j["vision_encoder"]["median_ms"].as_f64().unwrap() > 0.0);
+    assert!(j["image_to_first_token"]["median_ms"].as_f64().unwrap() > 0.0);
+
     // Bad images: missing, corrupt, not an image; and --image on a text-only model.
     let e = one_line_error(&alc(
         h,
