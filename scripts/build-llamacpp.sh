@@ -10,7 +10,8 @@
 #   ALC_MODELS_DIR    models directory (default <repo>/models), used by --make-q4_0
 #
 # Outputs (under $ALC_LLAMACPP_DIR/vendor/llama.cpp/build/bin):
-#   llama-bench llama-completion llama-tokenize llama-quantize libllama.so libggml*.so
+#   llama-bench llama-completion llama-tokenize llama-quantize llama-server llama-mtmd-cli
+#   libllama.so libggml*.so libmtmd.so (llama-mtmd-cli: the multimodal CLI, scripts/bench-vlm.sh)
 # With --make-q4_0: $ALC_MODELS_DIR/smollm2-135m-instruct-q4_0.gguf (requantized from Q4_1).
 set -euo pipefail
 
@@ -25,7 +26,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --make-q4_0) MAKE_Q4_0=1 ;;
     --jobs|-j) shift; JOBS="$1" ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
   shift
@@ -73,7 +74,7 @@ cmake -B build \
   -DLLAMA_USE_PREBUILT_UI=OFF \
   -DLLAMA_BUILD_TESTS=OFF \
   -DBUILD_SHARED_LIBS=ON >/dev/null
-cmake --build build -j"$JOBS" --target llama llama-bench llama-completion llama-tokenize llama-quantize llama-server
+cmake --build build -j"$JOBS" --target llama llama-bench llama-completion llama-tokenize llama-quantize llama-server llama-mtmd-cli
 end=$(date +%s)
 log "build done in $((end - start)) s"
 BIN="$SRC/build/bin"

@@ -325,6 +325,122 @@ unsafe fn attend_head_avx2(h: &Head, scratch: &mut [f32], out: SyncPtr<f32>) {
     attend_head(h, scratch, out)
 }
 
+/// [`attend_head_gemm`] compiled for AVX2 + FMA (its softmax's `mul_add`s inline).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn attend_head_gemm_avx2(h: &Head, scratch: &mut [f32], out: SyncPtr<f32>) {
+    attend_head_gemm(h, scratch, out)
+}
+
+/// Segments at least this long run [`attend_head_gemm`]: the per-query loop of
+/// [`attend_head`] streams every key once per query, which is fine for sentences
+/// but leaves a 1,024-patch image tile memory-bound.
+pub const GEMM_MIN_LEN: usize = 96;
+
+/// Queries per block in [`attend_head_gemm`] (the k of the dot-product kernels).
+const QB: usize = 4;
+
+/// Floats of scratch [`attend_head_gemm`] needs for a segment of `len` rows.
+fn gemm_scratch(len: usize, hd: usize) -> usize {
+    2 * len * hd + QB * hd + 2 * QB * len + QB * hd
+}
+
+/// `f32`s as the little-endian bytes the F32 dot-product kernels read.
+fn f32_bytes(x: &[f32]) -> &[u8] {
+    // SAFETY: f32 has no padding and any byte pattern is a valid u8; the slice
+    // covers exactly the same memory (alignment 1 ≤ 4). The kernels read
+    // little-endian f32, which is the in-memory form on the targets we build for.
+    unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<u8>(), std::mem::size_of_val(x)) }
+}
+
+/// One (segment, head) as two small GEMMs on the F32 dot-product kernels
+/// (`alc_quant::dot_rows`, k = 4 queries per pass): scores = (q·scale)·Kᵀ with the
+/// head's keys as the "weight rows", a softmax per query, then out = P·V with Vᵀ as
+/// the weight rows. Each key and value row is loaded once per 4 queries.
+#[inline(always)]
+fn attend_head_gemm(h: &Head, scratch: &mut [f32], out: SyncPtr<f32>) {
+    let Head {
+        q,
+        k,
+        v,
+        d,
+        hd,
+        start,
+        len,
+        off,
+        scale,
+    } = *h;
+    let (kc, rest) = scratch[..gemm_scratch(len, hd)].split_at_mut(len * hd);
+    let (vt, rest) = rest.split_at_mut(hd * len);
+    let (qb, rest) = rest.split_at_mut(QB * hd);
+    let (sc, rest) = rest.split_at_mut(QB * len);
+    let (p, ob) = rest.split_at_mut(QB * len);
+    for j in 0..len {
+        kc[j * hd..(j + 1) * hd].copy_from_slice(&k[(start + j) * d + off..][..hd]);
+        let vj = &v[(start + j) * d + off..][..hd];
+        for (c, &x) in vj.iter().enumerate() {
+            vt[c * len + j] = x;
+        }
+    }
+    let mut i0 = 0;
+    while i0 < len {
+        let kq = (len - i0).min(QB);
+        for j in 0..kq {
+            let qi = &q[(start + i0 + j) * d + off..][..hd];
+            for (a, &x) in qb[j * hd..(j + 1) * hd].iter_mut().zip(qi) {
+                *a = x * scale;
+            }
+        }
+        // sc[r * kq + j] = score of query j against key r.
+        alc_quant::dot_rows(
+            alc_core::DType::F32,
+            hd,
+            f32_bytes(kc),
+            hd * 4,
+            len,
+            f32_bytes(&qb[..kq * hd]),
+            hd * 4,
+            kq,
+            &mut sc[..len * kq],
+        );
+        for j in 0..kq {
+            let row = &mut p[j * len..(j + 1) * len];
+            let mut mx = f32::NEG_INFINITY;
+            for r in 0..len {
+                row[r] = sc[r * kq + j];
+                mx = mx.max(row[r]);
+            }
+            let mut sum = 0f32;
+            for x in row.iter_mut() {
+                *x = exp_neg(*x - mx);
+                sum += *x;
+            }
+            let inv = 1.0 / sum;
+            row.iter_mut().for_each(|x| *x *= inv);
+        }
+        // ob[c * kq + j] = output column c of query j.
+        alc_quant::dot_rows(
+            alc_core::DType::F32,
+            len,
+            f32_bytes(vt),
+            len * 4,
+            hd,
+            f32_bytes(&p[..kq * len]),
+            len * 4,
+            kq,
+            &mut ob[..hd * kq],
+        );
+        for j in 0..kq {
+            // SAFETY: rows start..start+len of head `off` belong to this task only.
+            let o = unsafe { out.slice((start + i0 + j) * d + off, hd) };
+            for (c, x) in o.iter_mut().enumerate() {
+                *x = ob[c * kq + j];
+            }
+        }
+        i0 += kq;
+    }
+}
+
 /// Below this many rows the elementwise ops stay on the calling thread.
 const PAR_MIN_ROWS: usize = 4;
 const CHUNKS_PER_THREAD: usize = 4;
@@ -395,9 +511,13 @@ pub fn attention_segments(
     let max_len = s.lens.iter().copied().max().unwrap_or(0);
     let op = SyncPtr(out.as_mut_ptr());
     let tasks = s.lens.len() * nh;
-    // One scratch per pool thread (transposed keys + scores of the longest sentence),
-    // allocated once per call rather than per task.
-    let per = max_len * (hd + 1);
+    // One scratch per pool thread (transposed keys + scores of the longest sentence,
+    // or the GEMM form's buffers), allocated once per call rather than per task.
+    let per = if max_len >= GEMM_MIN_LEN {
+        gemm_scratch(max_len, hd)
+    } else {
+        max_len * (hd + 1)
+    };
     let mut scratch = vec![0f32; per * pool.n_threads()];
     let sp = SyncPtr(scratch.as_mut_ptr());
     pool.run(tasks, |th, t| {
@@ -415,6 +535,14 @@ pub fn attention_segments(
             off: h * hd,
             scale: s.scale,
         };
+        if head.len >= GEMM_MIN_LEN {
+            #[cfg(target_arch = "x86_64")]
+            if simd {
+                // SAFETY: `simd` is set only when AVX2 and FMA were detected.
+                return unsafe { attend_head_gemm_avx2(&head, scratch, op) };
+            }
+            return attend_head_gemm(&head, scratch, op);
+        }
         #[cfg(target_arch = "x86_64")]
         if simd {
             // SAFETY: `simd` is set only when AVX2 and FMA were detected.

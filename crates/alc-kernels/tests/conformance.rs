@@ -352,7 +352,16 @@ fn encoder_layer_norm_gelu_attention() {
             );
         }
     }
-    for lens in [vec![1usize], vec![7], vec![3, 1, 17, 5], vec![64, 2, 33]] {
+    // Sentences (per-query loop) and image-tile lengths (GEMM form, >= GEMM_MIN_LEN),
+    // with query-block tails.
+    for lens in [
+        vec![1usize],
+        vec![7],
+        vec![3, 1, 17, 5],
+        vec![64, 2, 33],
+        vec![97],
+        vec![130, 5, 96],
+    ] {
         let (nh, hd) = (3usize, 20usize);
         let rows: usize = lens.iter().sum();
         let q = rand_vec(&mut rng, rows * nh * hd, 2.0);
