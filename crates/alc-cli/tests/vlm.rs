@@ -112,6 +112,42 @@ fn inspect_run_and_bad_images() {
         assert!(err.contains(stage), "no '{stage}' in --timings:\n{err}");
     }
 
+    // alc chat: `/image FILE` attaches an image to the next message; a bad path is
+    // reported and the chat goes on.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_alc"))
+        .args([
+            "chat",
+            pkg,
+            "-n",
+            "2",
+            "--temp",
+            "0",
+            "-t",
+            "2",
+            "--timings",
+        ])
+        .env("ALC_HOME", h)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        write!(
+            stdin,
+            "/image /nonexistent.png\n/image {img}\nWhat is in this picture?\nAnd now?\n"
+        )
+        .unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("/nonexistent.png"), "{err}");
+    // The first reply saw the image (13 tiles); the second turn keeps it in context.
+    assert_eq!(err.matches("13 tiles").count(), 2, "{err}");
+
     // alc bench --image: per-stage times over repetitions.
     let j: serde_json::Value = serde_json::from_str(&ok(&alc(
         h,
