@@ -841,6 +841,80 @@ unsafe fn dot_f32<const K: usize>(
     unsafe { dot_plain::<K>(Plain::F32, n, w, a, stride, out) }
 }
 
+/// [`R`] weight rows × K tokens at a time for the plain float types (prompt-sized
+/// batches): per 8 columns, R weight loads (converted) and K activation loads feed
+/// R·K FMAs into R·K accumulators, where the one-row kernel needs K activation loads
+/// for K FMAs and is load-bound. `out[r * K + j]`. The summation order differs from
+/// [`dot_plain`] (one accumulator per row and token instead of two); rows left over
+/// run [`dot_plain`].
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn plain_rows<const K: usize>(
+    kind: Plain,
+    n: usize,
+    wp: *const u8,
+    rb: usize,
+    n_rows: usize,
+    ap: *const u8,
+    stride: usize,
+    out: *mut f32,
+) {
+    unsafe {
+        let mut r = 0;
+        while r + R <= n_rows {
+            let w: [*const u8; R] = std::array::from_fn(|q| wp.add((r + q) * rb));
+            let mut acc = [[_mm256_setzero_ps(); K]; R];
+            let mut i = 0;
+            while i + 8 <= n {
+                let x: [__m256; R] = std::array::from_fn(|q| load_w8(kind, w[q], i));
+                for j in 0..K {
+                    let a = _mm256_loadu_ps(ap.add(j * stride).cast::<f32>().add(i));
+                    for q in 0..R {
+                        acc[q][j] = _mm256_fmadd_ps(x[q], a, acc[q][j]);
+                    }
+                }
+                i += 8;
+            }
+            for j in 0..K {
+                let ar = ap.add(j * stride);
+                for q in 0..R {
+                    let mut s = hsum_ps(acc[q][j]);
+                    for t in i..n {
+                        s += load_w1(kind, w[q], t) * f32_at(ar.add(4 * t));
+                    }
+                    *out.add((r + q) * K + j) = s;
+                }
+            }
+            r += R;
+        }
+        while r < n_rows {
+            dot_plain::<K>(kind, n, wp.add(r * rb), ap, stride, out.add(r * K));
+            r += 1;
+        }
+    }
+}
+
+/// Weight rows per pass of [`plain_rows`].
+const R: usize = 3;
+
+type PlainRowsFn = unsafe fn(Plain, usize, *const u8, usize, usize, *const u8, usize, *mut f32);
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn plain_rows_avx2<const K: usize>(
+    kind: Plain,
+    n: usize,
+    wp: *const u8,
+    rb: usize,
+    n_rows: usize,
+    ap: *const u8,
+    stride: usize,
+    out: *mut f32,
+) {
+    // SAFETY: the caller's contract (features, buffers) is passed on.
+    unsafe { plain_rows::<K>(kind, n, wp, rb, n_rows, ap, stride, out) }
+}
+
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_f16<const K: usize>(
     n: usize,
@@ -1458,6 +1532,20 @@ pub unsafe fn dot_rows(
                 _ => None,
             }
         };
+        let plain = match w {
+            DType::F16 => Some(Plain::F16),
+            DType::BF16 => Some(Plain::Bf16),
+            DType::F32 => Some(Plain::F32),
+            _ => None,
+        };
+        if let (Some(kind), true) = (plain, k > 1) {
+            let g: PlainRowsFn = match k {
+                2 => plain_rows_avx2::<2>,
+                3 => plain_rows_avx2::<3>,
+                _ => plain_rows_avx2::<4>,
+            };
+            return g(kind, n, wp, rb, n_rows, ap, stride, out);
+        }
         match f {
             Some(f) => f(n / w.block_size(), wp, rb, n_rows, ap, stride, out),
             None => {
