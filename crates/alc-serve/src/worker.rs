@@ -228,7 +228,11 @@ fn dispatch(mut slots: Vec<Slot>, rx: mpsc::Receiver<Job>) {
         // Wait for a free slot, then take every slot freed meanwhile.
         if idle.is_empty() {
             match idle_rx.recv() {
-                Ok(i) => idle.push(i),
+                Ok(i) => {
+                    clock += 1;
+                    slots[i].idle_since = clock;
+                    idle.push(i);
+                }
                 Err(_) => return,
             }
         }
