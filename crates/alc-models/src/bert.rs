@@ -15,7 +15,7 @@ use alc_format::{GgufFile, TensorInfo};
 use alc_kernels::{Backend, Weight};
 
 use crate::pack::Mat;
-use crate::{tensor, ModelError};
+use crate::{add_bias_rows as add_bias, tensor, to_f32, ModelError};
 
 /// How token vectors become one sentence vector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -101,22 +101,7 @@ impl std::fmt::Debug for BertModel {
     }
 }
 
-fn to_f32(f: &GgufFile, t: &TensorInfo) -> Vec<f32> {
-    let mut out = vec![0f32; t.n_elements() as usize];
-    alc_quant::dequantize(t.dtype, f.tensor_data(t), &mut out)
-        .expect("executed type checked by tensor()");
-    out
-}
-
 pub use alc_kernels::encoder::{erf_ref as erf, gelu_erf_ref as gelu_erf};
-
-fn add_bias(x: &mut [f32], b: &[f32]) {
-    for row in x.chunks_exact_mut(b.len()) {
-        for (v, &bb) in row.iter_mut().zip(b) {
-            *v += bb;
-        }
-    }
-}
 
 /// Pooling and normalisation an embedding package records (`bert.pooling_type`,
 /// default mean; `alc.embedding.normalize`, default on); the same for every runtime.

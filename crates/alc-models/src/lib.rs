@@ -314,6 +314,21 @@ impl HParams {
 }
 
 /// A tensor of the model checked for presence, shape and executable type.
+/// A tensor dequantized to f32 (its type was checked by [`tensor`]).
+pub(crate) fn to_f32(f: &GgufFile, t: &TensorInfo) -> Vec<f32> {
+    let mut out = vec![0f32; t.n_elements() as usize];
+    alc_quant::dequantize(t.dtype, f.tensor_data(t), &mut out)
+        .expect("executed type checked by tensor()");
+    out
+}
+
+/// `x[r] += b` for every row `r` of `b.len()` values.
+pub(crate) fn add_bias_rows(x: &mut [f32], b: &[f32]) {
+    for row in x.chunks_exact_mut(b.len()) {
+        row.iter_mut().zip(b).for_each(|(v, &c)| *v += c);
+    }
+}
+
 pub(crate) fn tensor<'a>(
     f: &'a GgufFile,
     name: &str,

@@ -1,7 +1,7 @@
 //! The shared pre-norm decoder transformer and its per-session state.
 
 use crate::pack::Mat;
-use crate::{arch_spec, supported_archs, tensor, ArchSpec, HParams, ModelError};
+use crate::{arch_spec, supported_archs, tensor, to_f32, ArchSpec, HParams, ModelError};
 use alc_core::DType;
 use alc_format::{GgufFile, TensorInfo};
 use alc_kernels::{AttnShape, Backend, Weight};
@@ -61,13 +61,6 @@ impl std::fmt::Debug for Model {
             .field("layers", &self.layers.len())
             .finish()
     }
-}
-
-fn to_f32(f: &GgufFile, t: &TensorInfo) -> Vec<f32> {
-    let mut out = vec![0f32; t.n_elements() as usize];
-    alc_quant::dequantize(t.dtype, f.tensor_data(t), &mut out)
-        .expect("executed type checked by tensor()");
-    out
 }
 
 impl Model {
@@ -406,13 +399,9 @@ impl Model {
                 ),
             });
         }
-        // Row offset and first position of each segment.
-        let mut off = Vec::with_capacity(segs.len());
-        let mut at = 0;
-        for seg in segs.iter() {
-            off.push((at, seg.state.pos));
-            at += seg.tokens.len();
-        }
+        // Segment rows are stacked in order (each loop below keeps a running row
+        // offset), and a segment's first position is its state's `pos`, which moves
+        // only at the end.
         let (d, hd) = (hp.n_embd, hp.head_dim);
         let (nq, nkv) = (hp.n_head * hd, hp.n_kv_head * hd);
         let eps = hp.norm_eps;
@@ -433,7 +422,10 @@ impl Model {
             sc.x[..n * d].iter_mut().for_each(|v| *v *= s);
         }
         // Rows given by the caller (image features) replace their tokens' embeddings.
-        for (seg, &(r0, _)) in segs.iter().zip(&off) {
+        let mut next_r0 = 0;
+        for seg in segs.iter() {
+            let r0 = next_r0;
+            next_r0 += seg.tokens.len();
             if let Some((tok, rows)) = seg.embeds {
                 let mut next = rows.chunks_exact(d);
                 for (i, &t) in seg.tokens.iter().enumerate() {
@@ -474,12 +466,16 @@ impl Model {
             } else {
                 (hp.rope_base, hp.rope_freq_scale)
             };
-            for (seg, &(r0, pos0)) in segs.iter_mut().zip(&off) {
+            let mut next_r0 = 0;
+            for seg in segs.iter_mut() {
                 let m = seg.tokens.len();
+                let r0 = next_r0;
+                next_r0 += m;
                 if m == 0 {
                     continue;
                 }
                 let st = &mut *seg.state;
+                let pos0 = st.pos;
                 // Positions relative to the layer's first cached row (0 unless a
                 // sliding-window layer has slid): the causal and window masks only
                 // compare positions, and rope uses the absolute ones.
@@ -551,8 +547,11 @@ impl Model {
         // Output head over the wanted rows only, gathered (in segment order) into xb.
         let t_head = std::time::Instant::now();
         let mut m = 0;
-        for (seg, &(r0, _)) in segs.iter().zip(&off) {
+        let mut next_r0 = 0;
+        for seg in segs.iter() {
             let k = seg.tokens.len();
+            let r0 = next_r0;
+            next_r0 += k;
             let rows = match seg.logits {
                 _ if k == 0 => 0..0,
                 Logits::None => 0..0,
@@ -669,9 +668,7 @@ impl Scratch {
 
 fn add_bias(x: &mut [f32], b: Option<&[f32]>) {
     if let Some(b) = b {
-        for row in x.chunks_exact_mut(b.len()) {
-            row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
-        }
+        crate::add_bias_rows(x, b);
     }
 }
 

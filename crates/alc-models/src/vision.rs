@@ -17,7 +17,7 @@ use alc_kernels::encoder::SegAttn;
 use alc_kernels::{Backend, Weight};
 
 use crate::pack::Mat;
-use crate::{tensor, ModelError};
+use crate::{add_bias_rows as add_bias, tensor, to_f32, ModelError};
 
 const ARCH: &str = "idefics3 vision";
 
@@ -86,18 +86,9 @@ impl std::fmt::Debug for VisionModel {
     }
 }
 
-fn to_f32(f: &GgufFile, name: &str, dims: &[u64]) -> Result<Vec<f32>, ModelError> {
-    let t = tensor(f, name, ARCH, dims)?;
-    let mut out = vec![0f32; t.n_elements() as usize];
-    alc_quant::dequantize(t.dtype, f.tensor_data(t), &mut out)
-        .expect("executed type checked by tensor()");
-    Ok(out)
-}
-
-fn add_bias(x: &mut [f32], b: &[f32]) {
-    for row in x.chunks_exact_mut(b.len()) {
-        row.iter_mut().zip(b).for_each(|(v, &c)| *v += c);
-    }
+/// The named tensor of `dims`, as f32.
+fn vector(f: &GgufFile, name: &str, dims: &[u64]) -> Result<Vec<f32>, ModelError> {
+    Ok(to_f32(f, tensor(f, name, ARCH, dims)?))
 }
 
 /// `x + bias` then GELU (tanh form), as `x · sigmoid(2u)` with
@@ -213,7 +204,7 @@ impl VisionModel {
         let mat = |name: &str, dims: &[u64]| -> Result<Mat, ModelError> {
             Ok(tensor(&f, name, ARCH, dims)?.clone().into())
         };
-        let vec = |name: &str, n: u64| to_f32(&f, name, &[n]);
+        let vec = |name: &str, n: u64| vector(&f, name, &[n]);
         let ln = |name: &str| -> Result<(Vec<f32>, Vec<f32>), ModelError> {
             Ok((
                 vec(&format!("{name}.weight"), d)?,
@@ -244,7 +235,7 @@ impl VisionModel {
         Ok(Some(VisionModel {
             patch: mat("v.patch_embd.weight", &[pp, d])?,
             patch_bias: vec("v.patch_embd.bias", d)?,
-            pos: to_f32(&f, "v.position_embd.weight", &[d, n_patches as u64])?,
+            pos: vector(&f, "v.position_embd.weight", &[d, n_patches as u64])?,
             post_ln: ln("v.post_ln")?,
             proj: mat("mm.proj.weight", &[d * s2, text_embd as u64])?,
             layers,

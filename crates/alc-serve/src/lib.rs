@@ -549,6 +549,16 @@ impl App {
         }
     }
 
+    /// The model a request body names (its `model`, and `user` for A/B slots).
+    fn model_for(
+        &self,
+        obj: &serde_json::Map<String, Value>,
+        kind: Kind,
+    ) -> Result<&Served, ApiError> {
+        let user = api::user(obj)?;
+        self.lookup(api::model_name(obj)?, Some(kind), user.as_deref())
+    }
+
     /// The arm of `slot` for `user` (a fresh bucket per request without one).
     fn ab_arm<'a>(&self, slot: &'a AbSlot, user: Option<&str>) -> &'a str {
         let total: u64 = slot.arms.iter().map(|(_, w)| w).sum();
@@ -640,12 +650,7 @@ fn fresh_seed(app: &App) -> u64 {
 async fn chat(State(app): State<Arc<App>>, req: Request) -> Res {
     let body = read_body(req, app.cfg.max_body).await?;
     let obj = api::parse_body(&body)?;
-    let user = api::user(&obj)?;
-    let m = app.lookup(
-        api::model_name(&obj)?,
-        Some(Kind::Language),
-        user.as_deref(),
-    )?;
+    let m = app.model_for(&obj, Kind::Language)?;
     let (msgs, image_bytes) = api::messages(&obj)?;
     let p = api::gen_params(&obj, m.ctx, fresh_seed(&app))?;
     let images = prepare_images(m, image_bytes).await?;
@@ -687,12 +692,7 @@ async fn prepare_images(m: &Served, bytes: Vec<Vec<u8>>) -> Result<Vec<PreparedI
 async fn completions(State(app): State<Arc<App>>, req: Request) -> Res {
     let body = read_body(req, app.cfg.max_body).await?;
     let obj = api::parse_body(&body)?;
-    let user = api::user(&obj)?;
-    let m = app.lookup(
-        api::model_name(&obj)?,
-        Some(Kind::Language),
-        user.as_deref(),
-    )?;
+    let m = app.model_for(&obj, Kind::Language)?;
     let prompt = api::prompt(&obj)?;
     if let Prompt::Tokens(t) = &prompt {
         if let Some(bad) = t.iter().find(|&&id| id as usize >= m.n_vocab) {
@@ -955,12 +955,7 @@ impl futures_core::Stream for ChannelStream {
 async fn embeddings(State(app): State<Arc<App>>, req: Request) -> Res {
     let body = read_body(req, app.cfg.max_body).await?;
     let obj = api::parse_body(&body)?;
-    let user = api::user(&obj)?;
-    let m = app.lookup(
-        api::model_name(&obj)?,
-        Some(Kind::Embedding),
-        user.as_deref(),
-    )?;
+    let m = app.model_for(&obj, Kind::Embedding)?;
     let (texts, format) = api::embed_input(&obj)?;
     api::embed_dimensions(&obj, m.dim)?;
     let ticket = app.admit(m)?;
