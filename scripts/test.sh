@@ -20,4 +20,4 @@ python3 -m pip install --quiet onnxruntime==1.32.0
 python3 -m pip install --quiet openai==2.54.0
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --release -- -D warnings
-cargo test --workspace --release
+cargo test --workspace --release --no-fail-fast

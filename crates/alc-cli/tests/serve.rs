@@ -413,17 +413,19 @@ fn alc(home: &Path, args: &[&str]) -> String {
 /// `model` reports it.
 #[test]
 fn an_ab_slot_routes_each_user_to_its_arm() {
-    let (Some(q41), Some(q40)) = (
+    // Two different models (both fetched by scripts/fetch-models.sh), so each arm
+    // is its own package and engine.
+    let (Some(arm_a), Some(arm_b)) = (
         alc_testdata::model(SMOL),
-        alc_testdata::model("smollm2-135m-instruct-q4_0.gguf"),
+        alc_testdata::model("gemma-3-270m-q4_k_m.gguf"),
     ) else {
         return;
     };
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
-    alc(h, &["add", q41.to_str().unwrap(), "--name", "smol-a"]);
-    alc(h, &["add", q40.to_str().unwrap(), "--name", "smol-b"]);
-    alc(h, &["ab", "set", "assistant", "smol-a=50,smol-b=50"]);
+    alc(h, &["add", arm_a.to_str().unwrap(), "--name", "smol-a"]);
+    alc(h, &["add", arm_b.to_str().unwrap(), "--name", "gemma-b"]);
+    alc(h, &["ab", "set", "assistant", "smol-a=50,gemma-b=50"]);
     let s = serve(h, &["--ctx", "256", "--parallel", "2", "assistant"]);
     let a = s.addr.clone();
     let ask = |user: Option<&str>| -> String {
@@ -452,7 +454,7 @@ fn an_ab_slot_routes_each_user_to_its_arm() {
         seen.insert(arm);
     }
     assert_eq!(seen.len(), 2, "12 users all landed on one arm: {seen:?}");
-    assert!(["smol-a", "smol-b"].contains(&ask(None).as_str()));
+    assert!(["smol-a", "gemma-b"].contains(&ask(None).as_str()));
     let m = raw(&a, "GET", "/v1/models", b"").body;
     let v: serde_json::Value = serde_json::from_str(&m).unwrap();
     let slot = v["data"]
@@ -461,7 +463,7 @@ fn an_ab_slot_routes_each_user_to_its_arm() {
         .iter()
         .find(|d| d["id"] == "assistant")
         .unwrap_or_else(|| panic!("no slot in {m}"));
-    assert_eq!(slot["ab_arms"][1]["model"], "smol-b");
+    assert_eq!(slot["ab_arms"][1]["model"], "gemma-b");
     // A `user` that is not a string is refused naming the field.
     let r = post(
         &a,

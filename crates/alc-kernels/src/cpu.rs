@@ -3,7 +3,7 @@
 
 use crate::pool::{n_chunks, split_range, ThreadPool};
 use crate::reference::{first_visible, gated_act_slice, rms_norm_row, rope_head, rope_table};
-use crate::{encoder, AttnShape, Backend, DType, Layout, RopeStyle, SyncPtr, Weight};
+use crate::{encoder, gemm, AttnShape, Backend, DType, Layout, RopeStyle, SyncPtr, Weight};
 use alc_quant::packed;
 use half::f16;
 use std::sync::Mutex;
@@ -21,6 +21,12 @@ const CHUNKS_PER_THREAD: usize = 8;
 const ACT_L2_BUDGET: usize = 160 * 1024;
 /// Weights that share one quantized input in `matmul_many`.
 const MAX_GROUP: usize = 4;
+/// From this many tokens, plain float weights (F32 / F16 / BF16) run the blocked
+/// GEMM ([`crate::gemm`]) instead of the row-by-row dot kernels.
+pub const GEMM_MIN_TOKENS: usize = 16;
+/// Weight rows (GEMM columns) per task of the blocked GEMM: the packed block of
+/// `GEMM_COLS × KC` floats (128 KiB) stays in L2 while all tokens pass by.
+const GEMM_COLS: usize = 128;
 
 /// Multi-threaded SIMD CPU backend.
 pub struct CpuBackend {
@@ -33,6 +39,8 @@ pub struct CpuBackend {
     attn: Mutex<Vec<f32>>,
     /// Per-thread f16 scratch: rounded query + f16 value accumulator.
     attn16: Mutex<Vec<f16>>,
+    /// Per-thread packed weight blocks of the blocked GEMM.
+    gemm_pack: Mutex<Vec<f32>>,
     simd: bool,
 }
 
@@ -74,6 +82,7 @@ impl CpuBackend {
             act_sums: Mutex::new(Vec::new()),
             attn: Mutex::new(Vec::new()),
             attn16: Mutex::new(Vec::new()),
+            gemm_pack: Mutex::new(Vec::new()),
             simd,
         };
         tracing::debug!(
@@ -103,6 +112,12 @@ impl CpuBackend {
         debug_assert!(x.len() >= n * cols);
         if n == 0 {
             return;
+        }
+        if n >= GEMM_MIN_TOKENS
+            && matches!(dtype, DType::F32 | DType::F16 | DType::BF16)
+            && ws.iter().all(|w| w.layout == Layout::Rows)
+        {
+            return self.matmul_gemm(ws, x, n, outs);
         }
         let nth = self.pool.n_threads();
         let arb = alc_quant::act_row_bytes(dtype, cols).expect("executed type");
@@ -249,6 +264,65 @@ impl CpuBackend {
 }
 
 impl CpuBackend {
+    /// [`Self::matmul_group`] for many tokens on plain float weights: the blocked
+    /// GEMM of [`crate::gemm`], one task per block of [`GEMM_COLS`] weight rows (each
+    /// thread packs its own block; nothing is shared but the input).
+    fn matmul_gemm(&self, ws: &[Weight<'_>], x: &[f32], n: usize, outs: &[SyncPtr<f32>]) {
+        let (dtype, cols) = (ws[0].dtype, ws[0].cols);
+        let nth = self.pool.n_threads();
+        let rb = dtype.row_bytes(cols as u64).expect("validated shape") as usize;
+        // Smaller blocks when the weights are too few rows to give every thread two.
+        let total_rows: usize = ws.iter().map(|w| w.rows).sum();
+        let blk = (total_rows / (2 * nth) / gemm::NR * gemm::NR).clamp(gemm::NR, GEMM_COLS);
+        let mut tile_end = [0usize; MAX_GROUP];
+        let mut total = 0;
+        for (i, w) in ws.iter().enumerate() {
+            total += w.rows.div_ceil(blk);
+            tile_end[i] = total;
+        }
+        let per = gemm::packed_len(gemm::KC.min(cols), blk);
+        let mut pack = self.gemm_pack.lock().unwrap_or_else(|e| e.into_inner());
+        if pack.len() < per * nth {
+            pack.resize(per * nth, 0.0);
+        }
+        let pp = SyncPtr(pack.as_mut_ptr());
+        let simd = self.simd;
+        self.pool.run(total, |th, tile| {
+            // SAFETY: thread `th` alone uses its slice of the pack buffer in this job.
+            let buf = unsafe { pp.slice(th * per, per) };
+            let i = tile_end
+                .iter()
+                .position(|&e| tile < e)
+                .expect("tile in range");
+            let w = &ws[i];
+            let r0 = (tile - if i == 0 { 0 } else { tile_end[i - 1] }) * blk;
+            let nr = (w.rows - r0).min(blk);
+            let src = gemm::BSrc::Rows {
+                dtype,
+                data: w.data,
+                stride: rb,
+            };
+            // SAFETY: x holds n rows of `cols`; output columns r0..r0+nr of weight i
+            // (rows of `w.rows` floats, n of them) belong to this task only; `simd`
+            // means AVX2 + FMA were detected.
+            unsafe {
+                gemm::gemm_cols(
+                    simd,
+                    x.as_ptr(),
+                    cols,
+                    n,
+                    cols,
+                    src,
+                    r0,
+                    nr,
+                    outs[i].0.add(r0),
+                    w.rows,
+                    buf,
+                )
+            };
+        });
+    }
+
     /// Prompt attention ([`crate::flash`]): one task per (KV head, run of tokens),
     /// the latest tokens (the longest causal rows) first.
     #[cfg(target_arch = "x86_64")]
@@ -501,6 +575,10 @@ impl Backend for CpuBackend {
 
     fn bias_gelu(&self, x: &mut [f32], bias: &[f32]) {
         encoder::bias_gelu(&self.pool, self.simd, x, bias)
+    }
+
+    fn bias_gelu_tanh(&self, x: &mut [f32], bias: &[f32]) {
+        encoder::bias_gelu_tanh(&self.pool, self.simd, x, bias)
     }
 
     fn attention_segments(

@@ -7,7 +7,7 @@
 //! backend runs over its thread pool.
 
 use crate::pool::{n_chunks, split_range, ThreadPool};
-use crate::SyncPtr;
+use crate::{gemm, SyncPtr};
 
 /// Abramowitz & Stegun 7.1.26: erf(x) ≈ 1 − t·(a1 + t·(a2 + … + t·a5))·e^(−x²),
 /// t = 1 / (1 + p·x), for x ≥ 0.
@@ -84,6 +84,55 @@ pub fn bias_gelu_ref(x: &mut [f32], bias: &[f32]) {
             *v = gelu_erf_ref(*v + b);
         }
     }
+}
+
+/// Reference: `x = GELU_tanh(x + bias)` per row of `bias.len()`, PyTorch's
+/// `gelu(approximate="tanh")` (SigLIP's `gelu_pytorch_tanh`), in f64.
+pub fn bias_gelu_tanh_ref(x: &mut [f32], bias: &[f32]) {
+    for row in x.chunks_exact_mut(bias.len()) {
+        for (v, &b) in row.iter_mut().zip(bias) {
+            let a = (*v + b) as f64;
+            let u = (2.0 / std::f64::consts::PI).sqrt() * (a + 0.044_715 * a * a * a);
+            *v = (0.5 * a * (1.0 + u.tanh())) as f32;
+        }
+    }
+}
+
+/// GELU (tanh form) in f32 without branches: `0.5a(1 + tanh u) = a·σ(2u)`, with
+/// `σ(2u) = 1/(1 + e)` for u ≥ 0 and `e/(1 + e)` below, `e = exp(−2|u|)` from
+/// [`exp_neg`].
+#[inline(always)]
+pub fn gelu_tanh_fast(a: f32) -> f32 {
+    const K: f32 = 0.797_884_6;
+    let u = K * a * (1.0 + 0.044_715 * a * a);
+    let e = exp_neg(-2.0 * u.abs());
+    let s = 1.0 / (1.0 + e);
+    a * if u >= 0.0 { s } else { e * s }
+}
+
+#[inline(always)]
+fn bias_gelu_tanh_rows_body(x: &mut [f32], bias: &[f32]) {
+    for row in x.chunks_exact_mut(bias.len()) {
+        for (v, &b) in row.iter_mut().zip(bias) {
+            *v = gelu_tanh_fast(*v + b);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn bias_gelu_tanh_rows_avx2(x: &mut [f32], bias: &[f32]) {
+    bias_gelu_tanh_rows_body(x, bias)
+}
+
+fn bias_gelu_tanh_rows(x: &mut [f32], bias: &[f32], simd: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if simd {
+        // SAFETY: `simd` is set only when AVX2 and FMA were detected.
+        return unsafe { bias_gelu_tanh_rows_avx2(x, bias) };
+    }
+    let _ = simd;
+    bias_gelu_tanh_rows_body(x, bias)
 }
 
 #[inline(always)]
@@ -325,40 +374,96 @@ unsafe fn attend_head_avx2(h: &Head, scratch: &mut [f32], out: SyncPtr<f32>) {
     attend_head(h, scratch, out)
 }
 
-/// [`attend_head_gemm`] compiled for AVX2 + FMA (its softmax's `mul_add`s inline).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn attend_head_gemm_avx2(h: &Head, scratch: &mut [f32], out: SyncPtr<f32>) {
-    attend_head_gemm(h, scratch, out)
-}
-
 /// Segments at least this long run [`attend_head_gemm`]: the per-query loop of
 /// [`attend_head`] streams every key once per query, which is fine for sentences
 /// but leaves a 1,024-patch image tile memory-bound.
 pub const GEMM_MIN_LEN: usize = 96;
 
-/// Queries per block in [`attend_head_gemm`] (the k of the dot-product kernels).
-const QB: usize = 4;
+/// Queries per block in [`attend_head_gemm`] (a multiple of the GEMM's `MR`): the
+/// block's scores, `QB × len` floats, stay in L2 next to the packed keys and values.
+const QB: usize = 48;
 
-/// Floats of scratch [`attend_head_gemm`] needs for a segment of `len` rows.
+/// Floats of scratch [`attend_head_gemm`] needs for a segment of `len` rows: packed
+/// keys, packed values, and one block of scores.
 fn gemm_scratch(len: usize, hd: usize) -> usize {
-    2 * len * hd + QB * hd + 2 * QB * len + QB * hd
+    gemm::packed_len(hd, len) + gemm::packed_len(len, hd) + QB * len
 }
 
-/// `f32`s as the little-endian bytes the F32 dot-product kernels read.
+/// `f32`s as the little-endian bytes a `BSrc::Rows` of F32 reads.
 fn f32_bytes(x: &[f32]) -> &[u8] {
     // SAFETY: f32 has no padding and any byte pattern is a valid u8; the slice
-    // covers exactly the same memory (alignment 1 ≤ 4). The kernels read
+    // covers exactly the same memory (alignment 1 ≤ 4). The GEMM reads
     // little-endian f32, which is the in-memory form on the targets we build for.
     unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<u8>(), std::mem::size_of_val(x)) }
 }
 
-/// One (segment, head) as two small GEMMs on the F32 dot-product kernels
-/// (`alc_quant::dot_rows`, k = 4 queries per pass): scores = (q·scale)·Kᵀ with the
-/// head's keys as the "weight rows", a softmax per query, then out = P·V with Vᵀ as
-/// the weight rows. Each key and value row is loaded once per 4 queries.
+/// softmax(scale · row) for each row of `len` scores (scale > 0).
 #[inline(always)]
-fn attend_head_gemm(h: &Head, scratch: &mut [f32], out: SyncPtr<f32>) {
+fn softmax_rows(sc: &mut [f32], len: usize, scale: f32) {
+    for row in sc.chunks_exact_mut(len) {
+        let mx = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0f32;
+        for x in row.iter_mut() {
+            *x = exp_neg((*x - mx) * scale);
+            sum += *x;
+        }
+        let inv = 1.0 / sum;
+        row.iter_mut().for_each(|x| *x *= inv);
+    }
+}
+
+/// [`softmax_rows`] in AVX2 + FMA: vector max, the vector `exp` of the attention
+/// kernels (relative error ~1e-7, as [`exp_neg`]), vector sum; the tail scalar.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn softmax_rows_avx2(sc: &mut [f32], len: usize, scale: f32) {
+    use crate::cpu::simd::x86::{exp8, hsum};
+    use std::arch::x86_64::*;
+    let v = len / 8 * 8;
+    for row in sc.chunks_exact_mut(len) {
+        let p = row.as_mut_ptr();
+        // SAFETY (the loads and stores below): p..p+v is inside `row`.
+        unsafe {
+            let mut m8 = _mm256_set1_ps(f32::NEG_INFINITY);
+            for j in (0..v).step_by(8) {
+                m8 = _mm256_max_ps(m8, _mm256_loadu_ps(p.add(j)));
+            }
+            let mut lanes = [0f32; 8];
+            _mm256_storeu_ps(lanes.as_mut_ptr(), m8);
+            let mx = lanes
+                .iter()
+                .chain(&row[v..])
+                .copied()
+                .fold(f32::NEG_INFINITY, f32::max);
+            let (s8, mx8) = (_mm256_set1_ps(scale), _mm256_set1_ps(mx));
+            let mut sum8 = _mm256_setzero_ps();
+            for j in (0..v).step_by(8) {
+                let e = exp8(_mm256_mul_ps(
+                    _mm256_sub_ps(_mm256_loadu_ps(p.add(j)), mx8),
+                    s8,
+                ));
+                _mm256_storeu_ps(p.add(j), e);
+                sum8 = _mm256_add_ps(sum8, e);
+            }
+            let mut sum = hsum(sum8);
+            for x in row[v..].iter_mut() {
+                *x = exp_neg((*x - mx) * scale);
+                sum += *x;
+            }
+            let inv = _mm256_set1_ps(1.0 / sum);
+            for j in (0..v).step_by(8) {
+                _mm256_storeu_ps(p.add(j), _mm256_mul_ps(_mm256_loadu_ps(p.add(j)), inv));
+            }
+            row[v..].iter_mut().for_each(|x| *x *= 1.0 / sum);
+        }
+    }
+}
+
+/// One (segment, head) as two blocked GEMMs ([`crate::gemm`]): the head's keys and
+/// values are packed once, then per block of [`QB`] queries scores = q·Kᵀ, a softmax
+/// per query (scale applied inside the exponent), and out = P·V written straight
+/// into the output rows.
+fn attend_head_gemm(simd: bool, h: &Head, scratch: &mut [f32], out: SyncPtr<f32>) {
     let Head {
         q,
         k,
@@ -370,74 +475,43 @@ fn attend_head_gemm(h: &Head, scratch: &mut [f32], out: SyncPtr<f32>) {
         off,
         scale,
     } = *h;
-    let (kc, rest) = scratch[..gemm_scratch(len, hd)].split_at_mut(len * hd);
-    let (vt, rest) = rest.split_at_mut(hd * len);
-    let (qb, rest) = rest.split_at_mut(QB * hd);
-    let (sc, rest) = rest.split_at_mut(QB * len);
-    let (p, ob) = rest.split_at_mut(QB * len);
-    for j in 0..len {
-        kc[j * hd..(j + 1) * hd].copy_from_slice(&k[(start + j) * d + off..][..hd]);
-        let vj = &v[(start + j) * d + off..][..hd];
-        for (c, &x) in vj.iter().enumerate() {
-            vt[c * len + j] = x;
-        }
-    }
+    let (kp, rest) = scratch[..gemm_scratch(len, hd)].split_at_mut(gemm::packed_len(hd, len));
+    let (vp, sc) = rest.split_at_mut(gemm::packed_len(len, hd));
+    // Column j of the score GEMM is key j: rows of the head's slice of k.
+    let keys = gemm::BSrc::Rows {
+        dtype: alc_core::DType::F32,
+        data: f32_bytes(&k[start * d + off..(start + len - 1) * d + off + hd]),
+        stride: d * 4,
+    };
+    gemm::pack_b(simd, keys, 0, hd, 0, len, kp);
+    let values = gemm::BSrc::KMajor {
+        data: &v[start * d + off..(start + len - 1) * d + off + hd],
+        ld: d,
+    };
+    gemm::pack_b(simd, values, 0, len, 0, hd, vp);
     let mut i0 = 0;
     while i0 < len {
-        let kq = (len - i0).min(QB);
-        for j in 0..kq {
-            let qi = &q[(start + i0 + j) * d + off..][..hd];
-            for (a, &x) in qb[j * hd..(j + 1) * hd].iter_mut().zip(qi) {
-                *a = x * scale;
-            }
+        let m = (len - i0).min(QB);
+        let qa = q[(start + i0) * d + off..].as_ptr();
+        // SAFETY: m query rows of hd floats, d apart, lie inside q; sc holds m rows
+        // of len; kp is the packed hd × len block.
+        unsafe { gemm::gemm_packed(simd, qa, d, m, kp, hd, len, sc.as_mut_ptr(), len, false) };
+        #[cfg(target_arch = "x86_64")]
+        if simd {
+            // SAFETY: `simd` is set only when AVX2 and FMA were detected.
+            unsafe { softmax_rows_avx2(&mut sc[..m * len], len, scale) };
+        } else {
+            softmax_rows(&mut sc[..m * len], len, scale);
         }
-        // sc[r * kq + j] = score of query j against key r.
-        alc_quant::dot_rows(
-            alc_core::DType::F32,
-            hd,
-            f32_bytes(kc),
-            hd * 4,
-            len,
-            f32_bytes(&qb[..kq * hd]),
-            hd * 4,
-            kq,
-            &mut sc[..len * kq],
-        );
-        for j in 0..kq {
-            let row = &mut p[j * len..(j + 1) * len];
-            let mut mx = f32::NEG_INFINITY;
-            for r in 0..len {
-                row[r] = sc[r * kq + j];
-                mx = mx.max(row[r]);
-            }
-            let mut sum = 0f32;
-            for x in row.iter_mut() {
-                *x = exp_neg(*x - mx);
-                sum += *x;
-            }
-            let inv = 1.0 / sum;
-            row.iter_mut().for_each(|x| *x *= inv);
+        #[cfg(not(target_arch = "x86_64"))]
+        softmax_rows(&mut sc[..m * len], len, scale);
+        // SAFETY: the output rows start+i0.. (columns off..off+hd) belong to this
+        // task only; sc holds m rows of len probabilities; vp is len × hd packed.
+        unsafe {
+            let o = out.0.add((start + i0) * d + off);
+            gemm::gemm_packed(simd, sc.as_ptr(), len, m, vp, len, hd, o, d, false);
         }
-        // ob[c * kq + j] = output column c of query j.
-        alc_quant::dot_rows(
-            alc_core::DType::F32,
-            len,
-            f32_bytes(vt),
-            len * 4,
-            hd,
-            f32_bytes(&p[..kq * len]),
-            len * 4,
-            kq,
-            &mut ob[..hd * kq],
-        );
-        for j in 0..kq {
-            // SAFETY: rows start..start+len of head `off` belong to this task only.
-            let o = unsafe { out.slice((start + i0 + j) * d + off, hd) };
-            for (c, x) in o.iter_mut().enumerate() {
-                *x = ob[c * kq + j];
-            }
-        }
-        i0 += kq;
+        i0 += m;
     }
 }
 
@@ -458,6 +532,22 @@ pub fn bias_gelu(pool: &ThreadPool, simd: bool, x: &mut [f32], bias: &[f32]) {
         let r = split_range(n, chunks, c);
         // SAFETY: rows r belong to this chunk only.
         bias_gelu_rows(unsafe { xp.slice(r.start * d, r.len() * d) }, bias, simd);
+    });
+}
+
+/// [`bias_gelu_tanh_ref`] over the pool.
+pub fn bias_gelu_tanh(pool: &ThreadPool, simd: bool, x: &mut [f32], bias: &[f32]) {
+    let d = bias.len();
+    let n = x.len() / d;
+    if n < PAR_MIN_ROWS {
+        return bias_gelu_tanh_rows(x, bias, simd);
+    }
+    let xp = SyncPtr(x.as_mut_ptr());
+    let chunks = n_chunks(n, pool.n_threads(), CHUNKS_PER_THREAD, 1);
+    pool.run(chunks, |_, c| {
+        let r = split_range(n, chunks, c);
+        // SAFETY: rows r belong to this chunk only.
+        bias_gelu_tanh_rows(unsafe { xp.slice(r.start * d, r.len() * d) }, bias, simd);
     });
 }
 
@@ -536,12 +626,7 @@ pub fn attention_segments(
             scale: s.scale,
         };
         if head.len >= GEMM_MIN_LEN {
-            #[cfg(target_arch = "x86_64")]
-            if simd {
-                // SAFETY: `simd` is set only when AVX2 and FMA were detected.
-                return unsafe { attend_head_gemm_avx2(&head, scratch, op) };
-            }
-            return attend_head_gemm(&head, scratch, op);
+            return attend_head_gemm(simd, &head, scratch, op);
         }
         #[cfg(target_arch = "x86_64")]
         if simd {
@@ -556,6 +641,22 @@ pub fn attention_segments(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_tanh_gelu_matches_reference() {
+        let mut worst = 0f32;
+        for i in -200_000..=200_000 {
+            let x = i as f32 * 1e-4;
+            let mut r = [x];
+            bias_gelu_tanh_ref(&mut r, &[0.0]);
+            let (got, want) = (gelu_tanh_fast(x), r[0]);
+            worst = worst.max((got - want).abs() / want.abs().max(1e-3));
+        }
+        assert!(worst < 2e-6, "worst relative error {worst}");
+        // Far tails: x for large positive, ~0 (not NaN) for large negative.
+        assert_eq!(gelu_tanh_fast(100.0), 100.0);
+        assert!(gelu_tanh_fast(-100.0).abs() < 1e-30);
+    }
 
     #[test]
     fn fast_gelu_matches_reference() {

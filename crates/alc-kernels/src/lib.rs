@@ -14,6 +14,7 @@ pub mod bandwidth;
 pub mod cpu;
 pub mod encoder;
 mod flash;
+pub mod gemm;
 pub mod pool;
 pub mod reference;
 
@@ -189,6 +190,10 @@ pub trait Backend: Send + Sync {
     /// `x = GELU_erf(x + bias)` per row of `bias.len()`.
     fn bias_gelu(&self, x: &mut [f32], bias: &[f32]) {
         encoder::bias_gelu_ref(x, bias)
+    }
+    /// `x = GELU_tanh(x + bias)` per row of `bias.len()` (vision encoders).
+    fn bias_gelu_tanh(&self, x: &mut [f32], bias: &[f32]) {
+        encoder::bias_gelu_tanh_ref(x, bias)
     }
     /// Bidirectional attention within each sentence of rows stacked as
     /// `[rows][n_head · head_dim]` (q, k, v and out).

@@ -351,6 +351,18 @@ fn encoder_layer_norm_gelu_attention() {
                 &format!("{name} bias_gelu n={n} d={d}"),
             );
         }
+        let mut want = x.clone();
+        reference.bias_gelu_tanh(&mut want, &rb);
+        for (name, be) in backends() {
+            let mut got = x.clone();
+            be.bias_gelu_tanh(&mut got, &rb);
+            close(
+                &got,
+                &want,
+                |i| 2e-6 * want[i].abs().max(1.0),
+                &format!("{name} bias_gelu_tanh n={n} d={d}"),
+            );
+        }
     }
     // Sentences (per-query loop) and image-tile lengths (GEMM form, >= GEMM_MIN_LEN),
     // with query-block tails.

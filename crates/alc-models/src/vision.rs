@@ -91,19 +91,6 @@ fn vector(f: &GgufFile, name: &str, dims: &[u64]) -> Result<Vec<f32>, ModelError
     Ok(to_f32(f, tensor(f, name, ARCH, dims)?))
 }
 
-/// `x + bias` then GELU (tanh form), as `x · sigmoid(2u)` with
-/// `u = √(2/π)(x + 0.044715x³)`: the same function as `0.5x(1 + tanh u)`.
-fn bias_gelu_tanh(x: &mut [f32], b: &[f32]) {
-    const K: f32 = 0.797_884_6;
-    for row in x.chunks_exact_mut(b.len()) {
-        for (v, &c) in row.iter_mut().zip(b) {
-            let a = *v + c;
-            let u = K * a * (1.0 + 0.044_715 * a * a);
-            *v = a / (1.0 + (-2.0 * u).exp());
-        }
-    }
-}
-
 impl VisionModel {
     /// The vision tower of `f`, or `None` when the package is text-only.
     pub fn from_gguf(f: Arc<GgufFile>) -> Result<Option<VisionModel>, ModelError> {
@@ -360,7 +347,7 @@ impl VisionModel {
             xb.copy_from_slice(&x);
             be.add_layer_norm(&mut xb, None, &l.ln2.0, &l.ln2.1, hp.eps);
             be.matmul(&self.weight(&l.w_up), &xb, rows, &mut h);
-            bias_gelu_tanh(&mut h, &l.b_up);
+            be.bias_gelu_tanh(&mut h, &l.b_up);
             be.matmul(&self.weight(&l.w_down), &h, rows, &mut xb);
             add_bias(&mut xb, &l.b_down);
             x.iter_mut().zip(&xb).for_each(|(a, b)| *a += b);
