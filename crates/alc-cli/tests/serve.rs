@@ -430,12 +430,11 @@ fn an_ab_slot_routes_each_user_to_its_arm() {
     let a = s.addr.clone();
     let ask = |user: Option<&str>| -> String {
         let u = user.map_or(String::new(), |u| format!(r#", "user": "{u}""#));
+        // Completions: the Gemma-3 base model has no chat template.
         let r = post(
             &a,
-            "/v1/chat/completions",
-            &format!(
-                r#"{{"model": "assistant", "messages": [{{"role": "user", "content": "hi"}}], "max_tokens": 1{u}}}"#
-            ),
+            "/v1/completions",
+            &format!(r#"{{"model": "assistant", "prompt": "hi", "max_tokens": 1{u}}}"#),
         );
         assert_eq!(r.status, 200, "{}", r.body);
         let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
@@ -467,8 +466,8 @@ fn an_ab_slot_routes_each_user_to_its_arm() {
     // A `user` that is not a string is refused naming the field.
     let r = post(
         &a,
-        "/v1/chat/completions",
-        r#"{"model": "assistant", "messages": [{"role": "user", "content": "hi"}], "user": 7}"#,
+        "/v1/completions",
+        r#"{"model": "assistant", "prompt": "hi", "user": 7}"#,
     );
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.error()["param"], "user");
