@@ -12,7 +12,7 @@ mod common;
 use alc_convert::{compile, Outcome};
 use alc_engine::{
     Deadlines, Engine, EngineConfig, EngineError, Event, GenRequest, GenStats, Prompt,
-    SamplingParams,
+    SamplingParams, StopReason,
 };
 use alc_tokenizer::ChatMessage;
 use common::*;
@@ -167,6 +167,54 @@ fn images_through_the_engine_give_transformers_next_token() {
         "the second turn reused {cached} cached tokens; the first image token is at {first_image}"
     );
     assert_eq!(stats(&first).generated, stats(&again).generated);
+}
+
+/// Other sessions keep decoding while an image is encoded: the run loop encodes one
+/// tile per step between the batched forward passes. A text request (12 tokens) and,
+/// right after it, a 22-tile request: the text request ends before the image
+/// request's first token. When the encoder ran all tiles at once on admission, the
+/// image request's first token came two steps later, with the text request still
+/// running (cancelled here, so it would end `Cancelled`).
+#[test]
+fn other_sessions_decode_while_an_image_is_encoded() {
+    let dir = tempfile::tempdir().unwrap();
+    let pkg = package(dir.path());
+    let engine = open(&pkg, Deadlines::default());
+    let (sa, sb) = (engine.session().unwrap(), engine.session().unwrap());
+    let image_req = req(
+        &engine,
+        "<image>First<image>Compare these two pictures.",
+        &["camera_gray.png", "coffee.png"],
+        "two_images",
+    );
+    let mut text = req(&engine, "Tell me a story.", &[], "photo");
+    text.max_tokens = 12;
+    let mut b = sb.generate(text).unwrap();
+    let mut a = sa.generate(image_req).unwrap();
+    match a.next_event() {
+        Some(Ok(Event::Token { .. })) => {}
+        other => panic!("image request: {other:?}"),
+    }
+    b.cancel();
+    let events: Vec<_> = b.map(|e| e.unwrap()).collect();
+    match events.last() {
+        Some(Event::Done(st)) => assert!(
+            st.stop != StopReason::Cancelled,
+            "the text request was still running at the image request's first token \
+             ({} tokens generated)",
+            st.generated
+        ),
+        other => panic!("text request: {other:?}"),
+    }
+    // The image request still completes, with every tile timed.
+    let done = a.map(|e| e.unwrap()).last();
+    match done {
+        Some(Event::Done(st)) => {
+            let im = st.image.expect("image stages");
+            assert_eq!((im.tiles, im.encode_tiles.len()), (22, 22));
+        }
+        other => panic!("image request: {other:?}"),
+    }
 }
 
 #[test]

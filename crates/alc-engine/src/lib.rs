@@ -847,9 +847,10 @@ impl RunLoop {
 
     /// Admit a generation: tokenize, check, reuse the session's cached prefix. Its
     /// prompt is then evaluated by the next steps.
-    fn start(&mut self, g: GenCmd) {
-        match self.prepare(&g) {
-            Ok((prompt, cached, image_rows, image)) => self.active.push(Active {
+    fn start(&mut self, mut g: GenCmd) {
+        let images = std::mem::take(&mut g.req.images);
+        match self.prepare(&g, &images) {
+            Ok((prompt, cached, image)) => self.active.push(Active {
                 session: g.session,
                 next: cached,
                 cached,
@@ -869,8 +870,14 @@ impl RunLoop {
                 peak_batch: 0,
                 embed: Duration::ZERO,
                 lm_head: Duration::ZERO,
-                image_rows,
+                image_rows: Vec::new(),
                 image_next: 0,
+                encoding: (!images.is_empty()).then(|| Encoding {
+                    images,
+                    image: 0,
+                    tile: 0,
+                    hidden: Vec::new(),
+                }),
                 image,
             }),
             Err(e) => {
@@ -879,13 +886,14 @@ impl RunLoop {
         }
     }
 
-    #[allow(clippy::type_complexity)]
+    /// Tokenize and check a request; its images are checked here and encoded by
+    /// the following steps ([`Self::encode_step`]).
     fn prepare(
         &mut self,
         g: &GenCmd,
-    ) -> Result<(Vec<u32>, usize, Vec<f32>, Option<ImageStats>), EngineError> {
+        images: &[PreparedImage],
+    ) -> Result<(Vec<u32>, usize, Option<ImageStats>), EngineError> {
         self.tracker.enter(Stage::Tokenize, 0);
-        let images = &g.req.images;
         let vision = match (&self.vision, images.is_empty()) {
             (_, true) => None,
             (Some(v), false) => Some(v),
@@ -946,8 +954,8 @@ impl RunLoop {
         }
         let image_tok = vision.map(|v| v.hp.image_token);
         let first_image = image_tok.and_then(|t| prompt.iter().position(|&x| x == t));
-        let (image_rows, image) = match vision {
-            None => (Vec::new(), None),
+        let image = match vision {
+            None => None,
             Some(v) => {
                 let n_tok = prompt.iter().filter(|&&x| Some(x) == image_tok).count();
                 let tiles: usize = images.iter().map(|i| i.n_tiles).sum();
@@ -958,7 +966,23 @@ impl RunLoop {
                         tiles * v.hp.seq_len
                     )));
                 }
-                self.encode_images(v, images, &g.cancel)?
+                let tf = v.tile_floats();
+                for (ii, img) in images.iter().enumerate() {
+                    if img.pixels.len() != img.n_tiles * tf {
+                        return Err(EngineError::BadRequest(format!(
+                            "image {ii} has {} pixel values for {} tiles of {}",
+                            img.pixels.len(),
+                            img.n_tiles,
+                            tf
+                        )));
+                    }
+                }
+                Some(ImageStats {
+                    images: images.len(),
+                    tiles,
+                    preprocess: images.iter().map(|i| i.preprocess).sum(),
+                    ..ImageStats::default()
+                })
             }
         };
         let session = g.session;
@@ -988,61 +1012,65 @@ impl RunLoop {
         let common = st.pos;
         sess.tokens.truncate(common);
         sess.image_from = first_image;
-        Ok((prompt, common, image_rows, image))
+        Ok((prompt, common, image))
     }
 
-    /// The vision encoder tile by tile (each under the watchdog, naming the tile),
-    /// then the projector image by image: the rows for the prompt's image tokens.
-    fn encode_images(
-        &self,
-        v: &VisionModel,
-        images: &[PreparedImage],
-        cancel: &AtomicBool,
-    ) -> Result<(Vec<f32>, Option<ImageStats>), EngineError> {
-        let tf = v.tile_floats();
-        let mut stats = ImageStats {
-            images: images.len(),
-            ..ImageStats::default()
+    /// One tile of the vision encoder for the oldest generation still encoding its
+    /// images (under the watchdog, naming the tile), and the projector once an
+    /// image's tiles are all done: one tile per step, so that the other sessions'
+    /// generations keep decoding while a large image is encoded. A failure ends that
+    /// generation only.
+    fn encode_step(&mut self) {
+        let Some(i) = self.active.iter().position(|a| a.encoding.is_some()) else {
+            return;
         };
-        let mut rows = Vec::new();
-        let mut tile = 0u64;
-        for (ii, img) in images.iter().enumerate() {
-            if img.pixels.len() != img.n_tiles * tf {
-                return Err(EngineError::BadRequest(format!(
-                    "image {ii} has {} pixel values for {} tiles of {}",
-                    img.pixels.len(),
-                    img.n_tiles,
-                    tf
-                )));
+        let v = self
+            .vision
+            .as_ref()
+            .expect("images were checked against the model");
+        let a = &mut self.active[i];
+        let enc = a.encoding.as_mut().expect("found above");
+        let stats = a.image.as_mut().expect("set with the images");
+        let tf = v.tile_floats();
+        let img = &enc.images[enc.image];
+        let tile = &img.pixels[enc.tile * tf..(enc.tile + 1) * tf];
+        self.tracker
+            .enter(Stage::VisionEncode, stats.encode_tiles.len() as u64);
+        let t0 = Instant::now();
+        let r = v.encode(&self.backend, tile).and_then(|h| {
+            enc.hidden.extend_from_slice(&h);
+            stats.encode_tiles.push(t0.elapsed());
+            enc.tile += 1;
+            if enc.tile < img.n_tiles {
+                return Ok(());
             }
-            stats.preprocess += img.preprocess;
-            stats.tiles += img.n_tiles;
-            let mut hidden = Vec::with_capacity(img.n_tiles * v.hp.n_patches * v.hp.n_embd);
-            for t in img.pixels.chunks_exact(tf) {
-                if cancel.load(Ordering::Relaxed) {
-                    return Err(EngineError::BadRequest(
-                        "cancelled during the vision encoder".into(),
-                    ));
-                }
-                self.tracker.enter(Stage::VisionEncode, tile);
-                let t0 = Instant::now();
-                hidden.extend_from_slice(&v.encode(&self.backend, t)?);
-                stats.encode_tiles.push(t0.elapsed());
-                tile += 1;
-            }
-            self.tracker.enter(Stage::Project, ii as u64);
+            self.tracker.enter(Stage::Project, enc.image as u64);
             let t0 = Instant::now();
-            rows.extend_from_slice(&v.project(&self.backend, &hidden)?);
+            let rows = v.project(&self.backend, &enc.hidden)?;
             stats.project += t0.elapsed();
+            a.image_rows.extend_from_slice(&rows);
+            enc.hidden.clear();
+            enc.image += 1;
+            enc.tile = 0;
+            Ok(())
+        });
+        match r {
+            Err(e) => {
+                let a = self.active.remove(i);
+                let _ = a.events.send(Err(e.into()));
+            }
+            Ok(()) if enc.image == enc.images.len() => {
+                tracing::debug!(
+                    "vision: {} images, {} tiles, encoder {:?}, projector {:?}",
+                    stats.images,
+                    stats.tiles,
+                    stats.encode(),
+                    stats.project
+                );
+                a.encoding = None;
+            }
+            Ok(()) => {}
         }
-        tracing::debug!(
-            "vision: {} images, {} tiles, encoder {:?}, projector {:?}",
-            stats.images,
-            stats.tiles,
-            stats.encode(),
-            stats.project
-        );
-        Ok((rows, Some(stats)))
     }
 
     /// One step of every running generation: each one whose logits are ready samples
@@ -1093,7 +1121,10 @@ impl RunLoop {
             }
         }
 
-        // 2. The batch: decode rows first (oldest first), then one prefill chunk.
+        // 2. Images: one tile of the oldest generation still encoding them.
+        self.encode_step();
+
+        // 3. The batch: decode rows first (oldest first), then one prefill chunk.
         let budget = self.info.max_ubatch;
         let mut rows = 0;
         let mut members: Vec<(usize, usize)> = Vec::new(); // (active index, tokens)
@@ -1105,7 +1136,8 @@ impl RunLoop {
         }
         let n_decode = members.len();
         if rows < budget {
-            if let Some(i) = self.active.iter().position(|a| a.next < a.prompt.len()) {
+            let reading = |a: &Active| a.next < a.prompt.len() && a.encoding.is_none();
+            if let Some(i) = self.active.iter().position(reading) {
                 let a = &self.active[i];
                 let n = prefill_chunk(a.prompt.len() - a.next, budget - rows);
                 members.push((i, n));
@@ -1124,7 +1156,7 @@ impl RunLoop {
                 .enter(Stage::Decode, self.active[members[0].0].generated as u64),
         }
 
-        // 3. One forward pass; the states leave their sessions for the call.
+        // 4. One forward pass; the states leave their sessions for the call.
         let mut states: Vec<State> = members
             .iter()
             .map(|&(i, _)| {
@@ -1183,7 +1215,7 @@ impl RunLoop {
             sess.expect("active session").state = Some(st);
         }
 
-        // 4. Book-keeping, or the error to everyone in the batch.
+        // 5. Book-keeping, or the error to everyone in the batch.
         if let Err(e) = r {
             let msg = e.to_string();
             let mut gone: Vec<usize> = members.iter().map(|&(i, _)| i).collect();
@@ -1334,7 +1366,20 @@ struct Active {
     /// many the prefill has consumed.
     image_rows: Vec<f32>,
     image_next: usize,
+    /// Images not yet through the encoder and projector (`None` once done): the
+    /// prompt is not evaluated before.
+    encoding: Option<Encoding>,
     image: Option<ImageStats>,
+}
+
+/// Where a generation's image encoding stands.
+struct Encoding {
+    images: Vec<PreparedImage>,
+    /// The image being encoded, and its next tile.
+    image: usize,
+    tile: usize,
+    /// Encoder output of the image's tiles so far.
+    hidden: Vec<f32>,
 }
 
 /// Turns token bytes into text: holds incomplete UTF-8 sequences and any suffix that

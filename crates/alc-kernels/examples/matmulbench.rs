@@ -7,11 +7,18 @@ use alc_kernels::{Backend, Weight};
 use std::time::Instant;
 
 fn main() {
-    let threads = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(1);
+    let threads = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
     let be = CpuBackend::new(threads);
     let (n, rows, cols) = (1024usize, 768usize, 768usize);
-    let w: Vec<f32> = (0..rows * cols).map(|i| ((i * 104729) % 1000) as f32 * 1e-3 - 0.5).collect();
-    let x: Vec<f32> = (0..n * cols).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect();
+    let w: Vec<f32> = (0..rows * cols)
+        .map(|i| ((i * 104729) % 1000) as f32 * 1e-3 - 0.5)
+        .collect();
+    let x: Vec<f32> = (0..n * cols)
+        .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5)
+        .collect();
     let mut out = vec![0f32; n * rows];
     for dt in [DType::F16, DType::F32, DType::Q8_0, DType::Q4_0] {
         let mut wq = vec![0u8; dt.row_bytes(cols as u64).unwrap() as usize * rows];
