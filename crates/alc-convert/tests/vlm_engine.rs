@@ -189,7 +189,7 @@ fn other_sessions_decode_while_an_image_is_encoded() {
     );
     let mut text = req(&engine, "Tell me a story.", &[], "photo");
     text.max_tokens = 12;
-    let mut b = sb.generate(text).unwrap();
+    let b = sb.generate(text).unwrap();
     let mut a = sa.generate(image_req).unwrap();
     match a.next_event() {
         Some(Ok(Event::Token { .. })) => {}
