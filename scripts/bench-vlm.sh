@@ -3,7 +3,7 @@
 # llama.cpp's llama-mtmd-cli vs `alc run --image`, SmolVLM-256M-Instruct-sized.
 #
 # Usage: scripts/bench-vlm.sh [--rounds N] [--tokens N] [--threads N] [--image FILE]
-#                             [--prompt TEXT] [--no-build]
+#                             [--prompt TEXT] [--vision f16|q8_0] [--no-build]
 #
 # The model is a random-weight Idefics3 at SmolVLM-256M-Instruct's real shape
 # (scripts/make_vlm_bench_model.py), so the speed is real and the text is noise. Both
@@ -12,6 +12,10 @@
 # prompt ("Describe this image.", chat template), greedy, --threads threads (default 2),
 # --tokens tokens (default 32). The engines are interleaved (llama.cpp, alc, alc,
 # llama.cpp, ... for --rounds rounds, default 2); the table shows the median per engine.
+#
+# --vision q8_0 puts the vision tower's matrices in Q8_0 on both sides: llama.cpp's
+# mmproj converted with --outtype q8_0, alc's package compiled with --quant f16 and
+# --tensor-type 'v.blk.*=q8_0' --tensor-type 'mm.*=q8_0' (the text model stays f16).
 #
 # Builds what is missing: the checkpoint and image (make_vlm_bench_model.py), the GGUF
 # files (llama.cpp's convert_hf_to_gguf.py: text-f16.gguf, and --mmproj mmproj-f16.gguf),
@@ -55,6 +59,7 @@ ROUNDS=2
 TOKENS=32
 THREADS=2
 BUILD=1
+VISION=f16
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -63,12 +68,19 @@ while [ $# -gt 0 ]; do
     --threads|-t) shift; THREADS="$1" ;;
     --image) shift; IMAGE="$1" ;;
     --prompt|-p) shift; PROMPT="$1" ;;
+    --vision) shift; VISION="$1" ;;
     --no-build) BUILD=0 ;;
     -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
   shift
 done
+
+case "$VISION" in
+  f16) ;;
+  q8_0) MMPROJ_GGUF="$VLM_DIR/gguf/mmproj-q8_0.gguf"; PKG_DIR="$VLM_DIR/alc-q8_0" ;;
+  *) echo "--vision: f16 or q8_0, not '$VISION'" >&2; exit 2 ;;
+esac
 
 log() { echo "[bench-vlm] $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -99,7 +111,7 @@ convert() { # $1 = outfile, rest = extra args
   mv "$out.tmp" "$out"
 }
 if [ ! -s "$TEXT_GGUF" ]; then need_build "$TEXT_GGUF"; convert "$TEXT_GGUF"; fi
-if [ ! -s "$MMPROJ_GGUF" ]; then need_build "$MMPROJ_GGUF"; convert "$MMPROJ_GGUF" --mmproj; fi
+if [ ! -s "$MMPROJ_GGUF" ]; then need_build "$MMPROJ_GGUF"; convert "$MMPROJ_GGUF" --mmproj --outtype "$VISION"; fi
 
 if [ ! -x "$ALC_BIN" ]; then
   need_build "$ALC_BIN"
@@ -110,8 +122,13 @@ fi
 PKG="$(ls "$PKG_DIR"/*.ALM 2>/dev/null | head -1)"
 if [ -z "$PKG" ]; then
   need_build "alc package in $PKG_DIR"
-  log "alc compile $HF_DIR --quant f16"
-  "$ALC_BIN" compile "$HF_DIR" --quant f16 --out "$PKG_DIR" --no-register >&2 || die "alc compile failed"
+  VISION_ARGS=()
+  if [ "$VISION" = q8_0 ]; then
+    VISION_ARGS=(--tensor-type 'v.blk.*=q8_0' --tensor-type 'mm.*=q8_0' --name AVA-LL32-256MQ8V.ALM)
+  fi
+  log "alc compile $HF_DIR --quant f16 ${VISION_ARGS[*]}"
+  "$ALC_BIN" compile "$HF_DIR" --quant f16 "${VISION_ARGS[@]}" --out "$PKG_DIR" --no-register >&2 \
+    || die "alc compile failed"
   PKG="$(ls "$PKG_DIR"/*.ALM | head -1)"
 fi
 

@@ -476,17 +476,28 @@ fn make_plan(
         tensors.push((p, dt, why));
     }
     vision_out.sort_by_key(|p| tensor_order(&p.name));
-    let mut kept16 = 0usize;
+    let (mut kept16, mut q8) = (0usize, 0usize);
     for p in vision_out {
-        let (dt, why) = vlm::choose(scheme, &overrides, &p)?;
+        let (mut dt, why) = vlm::choose(scheme, &overrides, &p)?;
+        // A target without Q8_0 keeps the tower in F16.
+        if why == Reason::Vision && dt == DType::Q8_0 && !tgt.types.contains(&dt) {
+            dt = DType::F16;
+        }
         check_target(
             tgt,
             &p.name,
             dt,
             &format!("use --quant {}", tgt.default_quant.name()),
         )?;
-        kept16 += usize::from(why == Reason::Vision);
+        kept16 += usize::from(why == Reason::Vision && dt == DType::F16);
+        q8 += usize::from(why == Reason::Vision && dt == DType::Q8_0);
         tensors.push((p, dt, why));
+    }
+    if q8 > 0 {
+        notes.push(format!(
+            "{q8} vision-tower matrices in Q8_0 under the {} scheme (the text model takes the scheme)",
+            scheme.name()
+        ));
     }
     if kept16 > 0 {
         notes.push(format!(

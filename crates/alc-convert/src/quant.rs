@@ -178,7 +178,8 @@ pub enum Reason {
     Override,
     /// The preferred type's block does not divide the row length.
     Fallback,
-    /// A vision-tower matrix of a VLM kept in F16 under a quantised scheme.
+    /// A vision-tower matrix of a VLM under a quantised scheme: Q8_0 for the encoder
+    /// layers and projector, F16 for the embeddings ([`crate::vlm::choose`]).
     Vision,
 }
 

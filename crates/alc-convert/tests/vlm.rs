@@ -192,13 +192,17 @@ fn package_has_part_l_keys_and_tensors() {
     assert_eq!(u("alc.parameter_count"), n);
 }
 
+/// Under quantised schemes the encoder layers and the projector are Q8_0 and the
+/// embeddings F16; the encoder output stays within 2e-2 relative of transformers'
+/// f32 (measured 9.8e-3 on this 32-wide, 2-layer fixture; F16: 3e-4, bound 1e-3).
 #[test]
-fn quantised_schemes_keep_vision_matrices_16_bit() {
+fn quantised_schemes_put_vision_layers_in_q8_0() {
+    use alc_core::DType::{F16, Q4_0, Q8_0};
     let dir = tempfile::tempdir().unwrap();
-    for (quant, text, vision) in [
-        ("f16", alc_core::DType::F16, alc_core::DType::F16),
-        ("q4f16_1", alc_core::DType::Q4_0, alc_core::DType::F16),
-        ("q8f16_1", alc_core::DType::Q8_0, alc_core::DType::F16),
+    for (quant, text, layers, embd, bound) in [
+        ("f16", F16, F16, F16, 1e-3),
+        ("q4f16_1", Q4_0, Q8_0, F16, 2e-2),
+        ("q8f16_1", Q8_0, Q8_0, F16, 2e-2),
     ] {
         let pkg = build(&fixture("idefics3"), quant, dir.path());
         let f = GgufFile::open(&pkg).unwrap();
@@ -207,14 +211,17 @@ fn quantised_schemes_keep_vision_matrices_16_bit() {
             text,
             "{quant}"
         );
+        for n in ["v.patch_embd.weight", "v.position_embd.weight"] {
+            assert_eq!(f.tensor(n).unwrap().dtype, embd, "{quant} {n}");
+        }
         for n in [
-            "v.patch_embd.weight",
-            "v.position_embd.weight",
             "v.blk.1.attn_q.weight",
+            "v.blk.0.attn_out.weight",
+            "v.blk.0.ffn_up.weight",
             "v.blk.0.ffn_down.weight",
             "mm.proj.weight",
         ] {
-            assert_eq!(f.tensor(n).unwrap().dtype, vision, "{quant} {n}");
+            assert_eq!(f.tensor(n).unwrap().dtype, layers, "{quant} {n}");
         }
         for n in ["v.patch_embd.bias", "v.blk.0.ln1.weight", "v.post_ln.bias"] {
             assert_eq!(
@@ -233,7 +240,7 @@ fn quantised_schemes_keep_vision_matrices_16_bit() {
         let want = read_f32("photo", "vision_hidden");
         let (rel, _) = rel_err(&h, &want[..h.len()]);
         eprintln!("{quant}: vision encoder rel err {rel:.2e} (cpu backend)");
-        assert!(rel < 2e-2, "{quant}: {rel}");
+        assert!(rel < bound, "{quant}: {rel}");
     }
 }
 
