@@ -872,11 +872,10 @@ impl RunLoop {
                 lm_head: Duration::ZERO,
                 image_rows: Vec::new(),
                 image_next: 0,
-                encoding: (!images.is_empty()).then(|| Encoding {
+                encoding: (!images.is_empty()).then_some(Encoding {
                     images,
                     image: 0,
                     tile: 0,
-                    hidden: Vec::new(),
                 }),
                 image,
             }),
@@ -1015,11 +1014,11 @@ impl RunLoop {
         Ok((prompt, common, image))
     }
 
-    /// One tile of the vision encoder for the oldest generation still encoding its
-    /// images (under the watchdog, naming the tile), and the projector once an
-    /// image's tiles are all done: one tile per step, so that the other sessions'
-    /// generations keep decoding while a large image is encoded. A failure ends that
-    /// generation only.
+    /// One tile of the vision encoder and the projector for the oldest generation
+    /// still encoding its images (each under the watchdog, naming the tile): one tile
+    /// per step, so that the other sessions' generations keep decoding while a large
+    /// image is encoded, and only one tile's encoder output is held at a time. A
+    /// failure ends that generation only.
     fn encode_step(&mut self) {
         let Some(i) = self.active.iter().position(|a| a.encoding.is_some()) else {
             return;
@@ -1034,24 +1033,21 @@ impl RunLoop {
         let tf = v.tile_floats();
         let img = &enc.images[enc.image];
         let tile = &img.pixels[enc.tile * tf..(enc.tile + 1) * tf];
-        self.tracker
-            .enter(Stage::VisionEncode, stats.encode_tiles.len() as u64);
+        let n = stats.encode_tiles.len() as u64;
+        self.tracker.enter(Stage::VisionEncode, n);
         let t0 = Instant::now();
-        let r = v.encode(&self.backend, tile).and_then(|h| {
-            enc.hidden.extend_from_slice(&h);
+        let r = v.encode(&self.backend, tile).and_then(|hidden| {
             stats.encode_tiles.push(t0.elapsed());
-            enc.tile += 1;
-            if enc.tile < img.n_tiles {
-                return Ok(());
-            }
-            self.tracker.enter(Stage::Project, enc.image as u64);
+            self.tracker.enter(Stage::Project, n);
             let t0 = Instant::now();
-            let rows = v.project(&self.backend, &enc.hidden)?;
+            let rows = v.project(&self.backend, &hidden)?;
             stats.project += t0.elapsed();
             a.image_rows.extend_from_slice(&rows);
-            enc.hidden.clear();
-            enc.image += 1;
-            enc.tile = 0;
+            enc.tile += 1;
+            if enc.tile == img.n_tiles {
+                enc.image += 1;
+                enc.tile = 0;
+            }
             Ok(())
         });
         match r {
@@ -1378,8 +1374,6 @@ struct Encoding {
     /// The image being encoded, and its next tile.
     image: usize,
     tile: usize,
-    /// Encoder output of the image's tiles so far.
-    hidden: Vec<f32>,
 }
 
 /// Turns token bytes into text: holds incomplete UTF-8 sequences and any suffix that

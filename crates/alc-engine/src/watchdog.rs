@@ -18,7 +18,7 @@ pub enum Stage {
     Bench = 6,
     /// The vision encoder on one tile (detail: the tile's index in the request).
     VisionEncode = 7,
-    /// The modality projector on one image (detail: the image's index).
+    /// The modality projector on one tile (detail: the tile index).
     Project = 8,
 }
 
@@ -62,7 +62,7 @@ pub struct Deadlines {
     pub bench: Duration,
     /// The vision encoder on one tile.
     pub vision_tile: Duration,
-    /// The projector on one image.
+    /// The projector on one tile.
     pub project: Duration,
 }
 
