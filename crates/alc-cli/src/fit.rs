@@ -168,8 +168,21 @@ fn print_estimate(name: &str, est: &Estimator, e: &Estimate) {
         ("tokenizer", e.tokenizer_bytes, ""),
         ("sampler", e.sampler_bytes, ""),
         ("runtime", e.runtime_bytes, "code, libc, stacks"),
+        (
+            "vision tower",
+            e.vision_weights_bytes,
+            "encoder + projector",
+        ),
+        (
+            "one image",
+            e.image_bytes,
+            "largest grid: pixels, one tile's activations, rows",
+        ),
     ];
     for (k, v, note) in rows {
+        if v == 0 && matches!(k, "vision tower" | "one image") {
+            continue;
+        }
         println!("{}", format!("  {k:<16} {:>11}  {note}", mib(v)).trim_end());
     }
     println!("  {:<16} {:>11}", "total", mib(e.total_bytes));

@@ -371,3 +371,66 @@ fn recommend_ranks_the_registry() {
         "{t}"
     );
 }
+
+/// A vision-language package's estimate has its vision parts: the tower's bytes
+/// exactly (and out of `weights_bytes`), one image's working set (at least the
+/// largest grid's pixels), both in the total; a text-only package has neither.
+#[test]
+fn vision_language_packages_count_the_tower_and_one_image() {
+    let home = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let fixture = alc_testdata::workspace().join("tests/fixtures/hf/idefics3");
+    let o = alc(
+        home.path(),
+        &[
+            "compile",
+            s(&fixture),
+            "--quant",
+            "q8f16_1",
+            "--out",
+            s(out.path()),
+            "--no-register",
+            "--name",
+            "vlm.alm",
+        ],
+    );
+    assert!(o.status.success(), "compile failed");
+    let pkg = out.path().join("vlm.alm");
+    let v = json(home.path(), &["fit", s(&pkg), "--ctx", "256", "--json"]);
+    let e = &v["estimate"];
+    let f = alc_format::GgufFile::open(&pkg).unwrap();
+    let (mut vision, mut all) = (0u64, 0u64);
+    for t in f.tensors() {
+        all += t.bytes;
+        if t.name.starts_with("v.") || t.name.starts_with("mm.") {
+            vision += t.bytes;
+        }
+    }
+    assert!(vision > 0);
+    assert_eq!(e["vision_weights_bytes"].as_u64(), Some(vision));
+    // The text weights are every other tensor, less an untied embedding table (its
+    // own part, `embedding_rows_bytes`).
+    let emb = f.tensor("token_embd.weight").unwrap().bytes;
+    let untied = f.tensor("output.weight").is_some();
+    let text = all - vision - if untied { emb } else { 0 };
+    assert_eq!(e["weights_bytes"].as_u64(), Some(text));
+    // The fixture's processor: 64-px tiles, longest edge 256 → 4 x 4 + 1 tiles of
+    // 3 x 64 x 64 floats.
+    let pixels = 17 * 3 * 64 * 64 * 4;
+    let image = e["image_bytes"].as_u64().unwrap();
+    assert!(image > pixels, "image_bytes {image}");
+    let parts: u64 = e
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.ends_with("_bytes") && *k != "total_bytes")
+        .map(|(_, v)| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(e["total_bytes"].as_u64(), Some(parts));
+    // Text-only: no vision parts.
+    if let Some(smol) = alc_testdata::model(SMOL) {
+        let t = json(home.path(), &["fit", s(&smol), "--ctx", "256", "--json"]);
+        assert_eq!(t["estimate"]["vision_weights_bytes"], 0);
+        assert_eq!(t["estimate"]["image_bytes"], 0);
+    }
+}

@@ -47,7 +47,65 @@ pub struct Estimate {
     pub sampler_bytes: u64,
     /// [`RUNTIME_BYTES`].
     pub runtime_bytes: u64,
+    /// Vision-language packages: the vision tower and projector (`v.*`, `mm.*`),
+    /// mapped or repacked (one copy). Zero for text-only packages.
+    pub vision_weights_bytes: u64,
+    /// Vision-language packages: encoding one image of the largest tile grid — its
+    /// tiles' pixels, one tile's encoder activations and backend scratch, and the
+    /// image's projected rows. Zero for text-only packages.
+    pub image_bytes: u64,
     pub total_bytes: u64,
+}
+
+/// The vision parts of an estimate (they do not depend on the context).
+#[derive(Clone, Copy, Default)]
+struct VisionCost {
+    weights: u64,
+    image: u64,
+}
+
+impl VisionCost {
+    /// From the package's vision tower and processor config; zero when text-only.
+    fn of(file: &Arc<GgufFile>, threads: usize) -> Result<VisionCost, FitError> {
+        let Some(v) = alc_models::VisionModel::from_gguf(file.clone())? else {
+            return Ok(VisionCost::default());
+        };
+        let hp = &v.hp;
+        let weights = file
+            .tensors()
+            .iter()
+            .filter(|t| t.name.starts_with("v.") || t.name.starts_with("mm."))
+            .map(|t| t.bytes)
+            .sum();
+        // The largest grid: a square image at the processor's longest edge.
+        let cfg = alc_image::ProcessorConfig::from_json(
+            &hp.preprocessor_config,
+            hp.processor_config.as_deref(),
+        )?;
+        let edge = cfg.longest_edge.max(cfg.max_image_size);
+        let tiles = alc_image::plan(edge, edge, &cfg)?.n_tiles;
+        let (np, d, ff) = (hp.n_patches, hp.n_embd, hp.n_ff);
+        let wide = d * hp.scale_factor * hp.scale_factor;
+        let floats = tiles * v.tile_floats()          // the image's pixels
+            + np * 3 * hp.patch_size * hp.patch_size  // one tile's patch rows
+            + 6 * np * d + np * ff                    // x, xb, q, k, v, att; the MLP
+            + np * d                                  // the encoder output
+            + hp.seq_len * (wide + hp.text_embd)      // the projector's input, output
+            + tiles * hp.seq_len * hp.text_embd; // the image's projected rows
+                                                 // Quantized activations of the tower's widest quantized matrix, for a tile.
+        let act = file
+            .tensors()
+            .iter()
+            .filter(|t| t.name.starts_with("v.blk.") && t.dims.len() == 2)
+            .filter_map(|t| alc_quant::act_row_bytes(t.dtype, t.dims[0] as usize).ok())
+            .max()
+            .unwrap_or(0);
+        let scratch = alc_kernels::cpu::encoder_scratch_bytes(threads, np, d / hp.n_head.max(1));
+        Ok(VisionCost {
+            weights,
+            image: (floats * 4 + np * act) as u64 + scratch,
+        })
+    }
 }
 
 /// Estimates for one package at any context (the file is parsed once).
@@ -60,6 +118,7 @@ pub struct Estimator {
     act_row_bytes: usize,
     act_sums: usize,
     threads: usize,
+    vision: VisionCost,
 }
 
 impl Estimator {
@@ -73,7 +132,11 @@ impl Estimator {
         let model = Model::from_gguf(file.clone())?;
         let (mut act_row_bytes, mut act_sums) = (0, 0);
         for t in file.tensors() {
-            if t.dims.len() != 2 || t.name == model.tok_embd().name && !model.tied_output() {
+            let vision = t.name.starts_with("v.") || t.name.starts_with("mm.");
+            if t.dims.len() != 2
+                || vision
+                || t.name == model.tok_embd().name && !model.tied_output()
+            {
                 continue;
             }
             let cols = t.dims[0] as usize;
@@ -82,6 +145,7 @@ impl Estimator {
             }
             act_sums = act_sums.max(alc_quant::packed::act_sums_len(t.dtype, cols));
         }
+        let vision = VisionCost::of(&file, threads.max(1))?;
         Ok(Estimator {
             model,
             header_bytes,
@@ -90,6 +154,7 @@ impl Estimator {
             act_row_bytes,
             act_sums,
             threads: threads.max(1),
+            vision,
         })
     }
 
@@ -129,12 +194,15 @@ impl Estimator {
         let hp = &m.hp;
         let plan = m.memory_plan(ctx, ub);
         let emb = m.tok_embd();
+        // The memory plan sums every tensor of the file; the vision tower is its own
+        // part.
+        let text_weights = plan.weights_bytes - self.vision.weights;
         let (weights_bytes, embedding_rows_bytes) = if m.tied_output() {
-            (plan.weights_bytes, 0)
+            (text_weights, 0)
         } else {
             let row = emb.bytes / hp.n_vocab.max(1) as u64;
             let touched = (ctx as u64).saturating_mul(row + PAGE).min(emb.bytes);
-            (plan.weights_bytes - emb.bytes, touched)
+            (text_weights - emb.bytes, touched)
         };
         let backend_scratch_bytes = alc_kernels::cpu::scratch_bytes(
             self.threads,
@@ -157,6 +225,8 @@ impl Estimator {
             self.tokenizer_bytes,
             sampler_bytes,
             RUNTIME_BYTES,
+            self.vision.weights,
+            self.vision.image,
         ];
         Ok(Estimate {
             ctx,
@@ -173,6 +243,8 @@ impl Estimator {
             tokenizer_bytes: self.tokenizer_bytes,
             sampler_bytes,
             runtime_bytes: RUNTIME_BYTES,
+            vision_weights_bytes: self.vision.weights,
+            image_bytes: self.vision.image,
             total_bytes: parts.iter().sum(),
         })
     }

@@ -39,6 +39,8 @@ pub enum FitError {
     Model(#[from] alc_models::ModelError),
     #[error(transparent)]
     Tokenizer(#[from] alc_tokenizer::TokenizerError),
+    #[error(transparent)]
+    Image(#[from] alc_image::ImageError),
     #[error("cannot read device profiles {path}: {source}")]
     ReadProfiles {
         path: PathBuf,

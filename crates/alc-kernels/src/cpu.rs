@@ -71,6 +71,16 @@ pub fn scratch_bytes(
     (act + threads.max(1) * decode.max(tiled)) as u64
 }
 
+/// Bytes of the CPU backend's scratch for an encoder pass (BERT, a SigLIP tile) over
+/// segments of at most `seg_len` rows with heads of `head_dim`: per thread the
+/// attention buffers and one GEMM pack block. The quantized activations of quantized
+/// weights come on top ([`scratch_bytes`]' `act` part, with the encoder's rows).
+pub fn encoder_scratch_bytes(threads: usize, seg_len: usize, head_dim: usize) -> u64 {
+    let attn = encoder::attention_scratch_floats(seg_len, head_dim);
+    let pack = gemm::packed_len(gemm::KC, GEMM_COLS);
+    (threads.max(1) * (attn + pack) * 4) as u64
+}
+
 impl CpuBackend {
     pub fn new(n_threads: usize) -> Self {
         // The SIMD attention, gates and norms follow the dot kernels' choice, so

@@ -389,6 +389,16 @@ fn gemm_scratch(len: usize, hd: usize) -> usize {
     gemm::packed_len(hd, len) + gemm::packed_len(len, hd) + QB * len
 }
 
+/// Floats of per-thread scratch [`attention_segments`] takes for segments of at most
+/// `len` rows and heads of `hd` (memory estimates count it).
+pub fn attention_scratch_floats(len: usize, hd: usize) -> usize {
+    if len >= GEMM_MIN_LEN {
+        gemm_scratch(len, hd)
+    } else {
+        len * (hd + 1)
+    }
+}
+
 /// `f32`s as the little-endian bytes a `BSrc::Rows` of F32 reads.
 fn f32_bytes(x: &[f32]) -> &[u8] {
     // SAFETY: f32 has no padding and any byte pattern is a valid u8; the slice
@@ -603,11 +613,7 @@ pub fn attention_segments(
     let tasks = s.lens.len() * nh;
     // One scratch per pool thread (transposed keys + scores of the longest sentence,
     // or the GEMM form's buffers), allocated once per call rather than per task.
-    let per = if max_len >= GEMM_MIN_LEN {
-        gemm_scratch(max_len, hd)
-    } else {
-        max_len * (hd + 1)
-    };
+    let per = attention_scratch_floats(max_len, hd);
     let mut scratch = vec![0f32; per * pool.n_threads()];
     let sp = SyncPtr(scratch.as_mut_ptr());
     pool.run(tasks, |th, t| {
