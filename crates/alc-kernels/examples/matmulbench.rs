@@ -1,6 +1,6 @@
 //! GFLOP/s of `CpuBackend::matmul` per weight type at a vision-encoder shape
-//! (1024 tokens, 768 x 768), packed where the backend packs:
-//! `cargo run --release -p alc-kernels --example matmulbench [threads]`.
+//! (768 x 768; 1024 tokens unless given), packed where the backend packs:
+//! `cargo run --release -p alc-kernels --example matmulbench [threads] [tokens]`.
 use alc_core::DType;
 use alc_kernels::cpu::CpuBackend;
 use alc_kernels::{Backend, Weight};
@@ -12,7 +12,11 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1);
     let be = CpuBackend::new(threads);
-    let (n, rows, cols) = (1024usize, 768usize, 768usize);
+    let n: usize = std::env::args()
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1024);
+    let (rows, cols) = (768usize, 768usize);
     let w: Vec<f32> = (0..rows * cols)
         .map(|i| ((i * 104729) % 1000) as f32 * 1e-3 - 0.5)
         .collect();
@@ -30,7 +34,7 @@ fn main() {
             None => weight,
         };
         be.matmul(&weight, &x, n, &mut out);
-        let reps = 10;
+        let reps = (20_000 / n).max(10);
         let t = Instant::now();
         for _ in 0..reps {
             be.matmul(&weight, &x, n, &mut out);
