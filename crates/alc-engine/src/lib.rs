@@ -653,6 +653,22 @@ struct RunLoop {
     waiting: VecDeque<GenCmd>,
     /// Activations for every forward pass (all sequences share them).
     scratch: Scratch,
+    /// Per-step lists, kept so that a step allocates only its segment list.
+    step_buf: StepBuf,
+}
+
+/// The lists [`RunLoop::step`] fills each step; taken out of the run loop for the
+/// step and put back after it, so their capacity is reused.
+#[derive(Default)]
+struct StepBuf {
+    /// (active index, tokens) of the batch.
+    members: Vec<(usize, usize)>,
+    /// The members' KV states, out of their sessions for the forward pass.
+    states: Vec<State>,
+    /// Each member's sampled token (decode rows).
+    pending: Vec<[u32; 1]>,
+    /// Image rows each member's chunk consumes.
+    used: Vec<usize>,
 }
 
 impl RunLoop {
@@ -752,6 +768,7 @@ impl RunLoop {
             info,
             sessions: HashMap::new(),
             active: Vec::new(),
+            step_buf: StepBuf::default(),
             waiting: VecDeque::new(),
         })
     }
@@ -1123,7 +1140,9 @@ impl RunLoop {
         // 3. The batch: decode rows first (oldest first), then one prefill chunk.
         let budget = self.info.max_ubatch;
         let mut rows = 0;
-        let mut members: Vec<(usize, usize)> = Vec::new(); // (active index, tokens)
+        let mut buf = std::mem::take(&mut self.step_buf);
+        let members = &mut buf.members;
+        members.clear();
         for (i, a) in self.active.iter().enumerate() {
             if a.pending.is_some() && rows < budget {
                 members.push((i, 1));
@@ -1140,6 +1159,7 @@ impl RunLoop {
             }
         }
         if members.is_empty() {
+            self.step_buf = buf;
             return;
         }
         let prefilling = members.len() > n_decode;
@@ -1153,26 +1173,33 @@ impl RunLoop {
         }
 
         // 4. One forward pass; the states leave their sessions for the call.
-        let mut states: Vec<State> = members
-            .iter()
-            .map(|&(i, _)| {
-                let s = self.sessions.get_mut(&self.active[i].session);
-                s.and_then(|s| s.state.take())
-                    .expect("active session state")
-            })
-            .collect();
-        let pending: Vec<[u32; 1]> = members
-            .iter()
-            .map(|&(i, _)| [self.active[i].pending.unwrap_or(0)])
-            .collect();
+        let StepBuf {
+            members,
+            states,
+            pending,
+            used,
+        } = &mut buf;
+        states.clear();
+        states.extend(members.iter().map(|&(i, _)| {
+            let s = self.sessions.get_mut(&self.active[i].session);
+            s.and_then(|s| s.state.take())
+                .expect("active session state")
+        }));
+        pending.clear();
+        pending.extend(
+            members
+                .iter()
+                .map(|&(i, _)| [self.active[i].pending.unwrap_or(0)]),
+        );
         let d = self.info.hp.n_embd;
         let image_tok = self.vision.as_ref().map(|v| v.hp.image_token);
-        let mut used = vec![0usize; members.len()];
+        used.clear();
+        used.resize(members.len(), 0);
         let mut segs: Vec<Seg> = Vec::with_capacity(members.len());
         for (((&(i, n), st), p), used) in members
             .iter()
             .zip(states.iter_mut())
-            .zip(&pending)
+            .zip(pending.iter())
             .zip(used.iter_mut())
         {
             let a = &self.active[i];
@@ -1206,7 +1233,7 @@ impl RunLoop {
             .forward_batch(&self.backend, &mut self.scratch, &mut segs);
         drop(segs);
         let times = self.scratch.take_times();
-        for (&(i, _), st) in members.iter().zip(states) {
+        for (&(i, _), st) in members.iter().zip(states.drain(..)) {
             let sess = self.sessions.get_mut(&self.active[i].session);
             sess.expect("active session").state = Some(st);
         }
@@ -1222,9 +1249,10 @@ impl RunLoop {
                     "a batched forward pass failed: {msg}"
                 ))));
             }
+            self.step_buf = buf;
             return;
         }
-        for (&(i, n), &used) in members.iter().zip(&used) {
+        for (&(i, n), &used) in members.iter().zip(used.iter()) {
             let a = &mut self.active[i];
             a.peak_batch = a.peak_batch.max(members.len());
             a.embed += times.embed;
@@ -1250,6 +1278,7 @@ impl RunLoop {
                 }
             }
         }
+        self.step_buf = buf;
     }
 
     /// End a generation: flush held-back text and send its statistics.

@@ -284,6 +284,7 @@ fn run_generation(session: &alc_engine::Session, job: Job) {
         }
     };
     cancel.attach(generation.canceller());
+    let mut ticket = Some(ticket);
     while let Some(ev) = generation.next_event() {
         let msg = match ev {
             Ok(Event::Token { text, .. }) => {
@@ -295,8 +296,16 @@ fn run_generation(session: &alc_engine::Session, job: Job) {
                 }
                 GenMsg::Token(text)
             }
-            Ok(Event::Done(stats)) => GenMsg::Done(stats),
-            Err(e) => GenMsg::Error(e),
+            // The generation is over: free its place before the client hears so, or
+            // a client that sends its next request at once could find it still taken.
+            Ok(Event::Done(stats)) => {
+                drop(ticket.take());
+                GenMsg::Done(stats)
+            }
+            Err(e) => {
+                drop(ticket.take());
+                GenMsg::Error(e)
+            }
         };
         if tx.send(msg).is_err() {
             // The client is gone: stop after the current step.
@@ -319,6 +328,9 @@ fn run_embedding(embedder: Box<Embedder>, rx: mpsc::Receiver<Job>) {
             continue;
         }
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let _ = tx.send(embedder.embed(&refs));
+        let r = embedder.embed(&refs);
+        // Free the place before the client hears back (see run_generation).
+        drop(job.ticket);
+        let _ = tx.send(r);
     }
 }
