@@ -868,6 +868,11 @@ impl RunLoop {
         let images = std::mem::take(&mut g.req.images);
         match self.prepare(&g, &images) {
             Ok((prompt, cached, image)) => self.active.push(Active {
+                // One projected row per image token of the prompt.
+                image_rows: Vec::with_capacity(match (&self.vision, &image) {
+                    (Some(v), Some(st)) => st.tiles * v.hp.seq_len * v.hp.text_embd,
+                    _ => 0,
+                }),
                 session: g.session,
                 next: cached,
                 cached,
@@ -887,7 +892,6 @@ impl RunLoop {
                 peak_batch: 0,
                 embed: Duration::ZERO,
                 lm_head: Duration::ZERO,
-                image_rows: Vec::new(),
                 image_next: 0,
                 encoding: (!images.is_empty()).then_some(Encoding {
                     images,
@@ -1061,12 +1065,14 @@ impl RunLoop {
             stats.project += t0.elapsed();
             a.image_rows.extend_from_slice(&rows);
             enc.tile += 1;
-            if enc.tile == img.n_tiles {
-                enc.image += 1;
-                enc.tile = 0;
-            }
             Ok(())
         });
+        if enc.tile == enc.images[enc.image].n_tiles {
+            // The image is through: its pixels are not needed any more.
+            enc.images[enc.image].pixels = Vec::new();
+            enc.image += 1;
+            enc.tile = 0;
+        }
         match r {
             Err(e) => {
                 let a = self.active.remove(i);
@@ -1091,6 +1097,14 @@ impl RunLoop {
     /// token (a decode row per sequence) plus, within the micro-batch, the next
     /// prefill chunk of the oldest generation still reading its prompt.
     fn step(&mut self) {
+        // The per-step lists leave the run loop for the step (they are borrowed next
+        // to its other fields) and come back with their capacity.
+        let mut buf = std::mem::take(&mut self.step_buf);
+        self.step_with(&mut buf);
+        self.step_buf = buf;
+    }
+
+    fn step_with(&mut self, buf: &mut StepBuf) {
         // 1. Sample.
         let ctx = self.info.ctx;
         let mut i = 0;
@@ -1140,7 +1154,6 @@ impl RunLoop {
         // 3. The batch: decode rows first (oldest first), then one prefill chunk.
         let budget = self.info.max_ubatch;
         let mut rows = 0;
-        let mut buf = std::mem::take(&mut self.step_buf);
         let members = &mut buf.members;
         members.clear();
         for (i, a) in self.active.iter().enumerate() {
@@ -1159,7 +1172,6 @@ impl RunLoop {
             }
         }
         if members.is_empty() {
-            self.step_buf = buf;
             return;
         }
         let prefilling = members.len() > n_decode;
@@ -1178,7 +1190,7 @@ impl RunLoop {
             states,
             pending,
             used,
-        } = &mut buf;
+        } = buf;
         states.clear();
         states.extend(members.iter().map(|&(i, _)| {
             let s = self.sessions.get_mut(&self.active[i].session);
@@ -1249,7 +1261,6 @@ impl RunLoop {
                     "a batched forward pass failed: {msg}"
                 ))));
             }
-            self.step_buf = buf;
             return;
         }
         for (&(i, n), &used) in members.iter().zip(used.iter()) {
@@ -1278,7 +1289,6 @@ impl RunLoop {
                 }
             }
         }
-        self.step_buf = buf;
     }
 
     /// End a generation: flush held-back text and send its statistics.

@@ -28,6 +28,49 @@ pub const GEMM_MIN_TOKENS: usize = 16;
 /// `GEMM_COLS × KC` floats (128 KiB) stays in L2 while all tokens pass by.
 const GEMM_COLS: usize = 128;
 
+/// Row tiles of a group of weights, numbered consecutively across the weights: a
+/// task (or a chunk of whole tiles) owns its rows, so threads never share them.
+struct RowTiles {
+    /// Tiles up to and including weight `i`.
+    end: [usize; MAX_GROUP],
+    n: usize,
+    size: usize,
+}
+
+impl RowTiles {
+    fn new(ws: &[Weight<'_>], size: usize) -> Self {
+        let mut end = [0usize; MAX_GROUP];
+        let mut total = 0;
+        for (e, w) in end.iter_mut().zip(ws) {
+            total += w.rows.div_ceil(size);
+            *e = total;
+        }
+        RowTiles {
+            end,
+            n: ws.len(),
+            size,
+        }
+    }
+
+    fn total(&self) -> usize {
+        if self.n == 0 {
+            0
+        } else {
+            self.end[self.n - 1]
+        }
+    }
+
+    /// Tile `tile` as (weight index, first row, rows).
+    fn locate(&self, tile: usize, ws: &[Weight<'_>]) -> (usize, usize, usize) {
+        let i = self.end[..self.n]
+            .iter()
+            .position(|&e| tile < e)
+            .expect("tile in range");
+        let r0 = (tile - if i == 0 { 0 } else { self.end[i - 1] }) * self.size;
+        (i, r0, (ws[i].rows - r0).min(self.size))
+    }
+}
+
 /// Multi-threaded SIMD CPU backend.
 pub struct CpuBackend {
     pool: ThreadPool,
@@ -180,12 +223,8 @@ impl CpuBackend {
         };
         // Row tiles of all the weights, numbered consecutively; a chunk is a run of
         // whole tiles, so threads never share cache lines of weights.
-        let mut tile_end = [0usize; MAX_GROUP];
-        let mut total = 0;
-        for (i, w) in ws.iter().enumerate() {
-            total += w.rows.div_ceil(ROW_TILE);
-            tile_end[i] = total;
-        }
+        let tiles = RowTiles::new(ws, ROW_TILE);
+        let total = tiles.total();
         let chunks = n_chunks(total, nth, CHUNKS_PER_THREAD, 1);
         // Tokens per pass over the chunk's tiles: their quantized activations stay in
         // L2 while the tiles stream past (a down projection's 512 tokens would not).
@@ -196,15 +235,9 @@ impl CpuBackend {
             while t0 < n {
                 let t_end = (t0 + token_block).min(n);
                 for tile in split_range(total, chunks, c) {
-                    let i = tile_end
-                        .iter()
-                        .position(|&e| tile < e)
-                        .expect("tile in range");
+                    let (i, r0, nr) = tiles.locate(tile, ws);
                     let w = &ws[i];
-                    let local = tile - if i == 0 { 0 } else { tile_end[i - 1] };
-                    let r0 = local * ROW_TILE;
-                    let r1 = (r0 + ROW_TILE).min(w.rows);
-                    let nr = r1 - r0;
+                    let r1 = r0 + nr;
                     if w.layout == Layout::Packed8 {
                         // Whole groups (packing needs rows % 8 == 0); each group's
                         // weights stay in L1 while the token block streams past.
@@ -284,12 +317,7 @@ impl CpuBackend {
         // Smaller blocks when the weights are too few rows to give every thread two.
         let total_rows: usize = ws.iter().map(|w| w.rows).sum();
         let blk = (total_rows / (2 * nth) / gemm::NR * gemm::NR).clamp(gemm::NR, GEMM_COLS);
-        let mut tile_end = [0usize; MAX_GROUP];
-        let mut total = 0;
-        for (i, w) in ws.iter().enumerate() {
-            total += w.rows.div_ceil(blk);
-            tile_end[i] = total;
-        }
+        let tiles = RowTiles::new(ws, blk);
         let per = gemm::packed_len(gemm::KC.min(cols), blk);
         let mut pack = self.gemm_pack.lock().unwrap_or_else(|e| e.into_inner());
         if pack.len() < per * nth {
@@ -297,16 +325,11 @@ impl CpuBackend {
         }
         let pp = SyncPtr(pack.as_mut_ptr());
         let simd = self.simd;
-        self.pool.run(total, |th, tile| {
+        self.pool.run(tiles.total(), |th, tile| {
             // SAFETY: thread `th` alone uses its slice of the pack buffer in this job.
             let buf = unsafe { pp.slice(th * per, per) };
-            let i = tile_end
-                .iter()
-                .position(|&e| tile < e)
-                .expect("tile in range");
+            let (i, r0, nr) = tiles.locate(tile, ws);
             let w = &ws[i];
-            let r0 = (tile - if i == 0 { 0 } else { tile_end[i - 1] }) * blk;
-            let nr = (w.rows - r0).min(blk);
             let src = gemm::BSrc::Rows {
                 dtype,
                 data: w.data,

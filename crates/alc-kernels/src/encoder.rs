@@ -110,54 +110,31 @@ pub fn gelu_tanh_fast(a: f32) -> f32 {
     a * if u >= 0.0 { s } else { e * s }
 }
 
+/// `x = act(x + bias)` per row of `bias.len()`; `act` is inlined (the GELU forms
+/// are branchless and vectorise under AVX2 + FMA).
 #[inline(always)]
-fn bias_gelu_tanh_rows_body(x: &mut [f32], bias: &[f32]) {
+fn bias_act_rows_body<F: Fn(f32) -> f32>(x: &mut [f32], bias: &[f32], act: F) {
     for row in x.chunks_exact_mut(bias.len()) {
         for (v, &b) in row.iter_mut().zip(bias) {
-            *v = gelu_tanh_fast(*v + b);
+            *v = act(*v + b);
         }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn bias_gelu_tanh_rows_avx2(x: &mut [f32], bias: &[f32]) {
-    bias_gelu_tanh_rows_body(x, bias)
+unsafe fn bias_act_rows_avx2<F: Fn(f32) -> f32>(x: &mut [f32], bias: &[f32], act: F) {
+    bias_act_rows_body(x, bias, act)
 }
 
-fn bias_gelu_tanh_rows(x: &mut [f32], bias: &[f32], simd: bool) {
+fn bias_act_rows<F: Fn(f32) -> f32>(x: &mut [f32], bias: &[f32], simd: bool, act: F) {
     #[cfg(target_arch = "x86_64")]
     if simd {
         // SAFETY: `simd` is set only when AVX2 and FMA were detected.
-        return unsafe { bias_gelu_tanh_rows_avx2(x, bias) };
+        return unsafe { bias_act_rows_avx2(x, bias, act) };
     }
     let _ = simd;
-    bias_gelu_tanh_rows_body(x, bias)
-}
-
-#[inline(always)]
-fn bias_gelu_rows_body(x: &mut [f32], bias: &[f32]) {
-    for row in x.chunks_exact_mut(bias.len()) {
-        for (v, &b) in row.iter_mut().zip(bias) {
-            *v = gelu_erf_fast(*v + b);
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn bias_gelu_rows_avx2(x: &mut [f32], bias: &[f32]) {
-    bias_gelu_rows_body(x, bias)
-}
-
-fn bias_gelu_rows(x: &mut [f32], bias: &[f32], simd: bool) {
-    #[cfg(target_arch = "x86_64")]
-    if simd {
-        // SAFETY: `simd` is set only when AVX2 and FMA were detected.
-        return unsafe { bias_gelu_rows_avx2(x, bias) };
-    }
-    let _ = simd;
-    bias_gelu_rows_body(x, bias)
+    bias_act_rows_body(x, bias, act)
 }
 
 /// Reference: `x = LN(x + r + rb) · w + b` per row of `w.len()` (`r`, `rb` optional:
@@ -531,33 +508,38 @@ const CHUNKS_PER_THREAD: usize = 4;
 
 /// [`bias_gelu_ref`] over the pool.
 pub fn bias_gelu(pool: &ThreadPool, simd: bool, x: &mut [f32], bias: &[f32]) {
-    let d = bias.len();
-    let n = x.len() / d;
-    if n < PAR_MIN_ROWS {
-        return bias_gelu_rows(x, bias, simd);
-    }
-    let xp = SyncPtr(x.as_mut_ptr());
-    let chunks = n_chunks(n, pool.n_threads(), CHUNKS_PER_THREAD, 1);
-    pool.run(chunks, |_, c| {
-        let r = split_range(n, chunks, c);
-        // SAFETY: rows r belong to this chunk only.
-        bias_gelu_rows(unsafe { xp.slice(r.start * d, r.len() * d) }, bias, simd);
-    });
+    bias_act(pool, simd, x, bias, gelu_erf_fast)
 }
 
 /// [`bias_gelu_tanh_ref`] over the pool.
 pub fn bias_gelu_tanh(pool: &ThreadPool, simd: bool, x: &mut [f32], bias: &[f32]) {
+    bias_act(pool, simd, x, bias, gelu_tanh_fast)
+}
+
+/// `x = act(x + bias)` per row of `bias.len()`, rows split over the pool.
+fn bias_act<F: Fn(f32) -> f32 + Copy + Sync>(
+    pool: &ThreadPool,
+    simd: bool,
+    x: &mut [f32],
+    bias: &[f32],
+    act: F,
+) {
     let d = bias.len();
     let n = x.len() / d;
     if n < PAR_MIN_ROWS {
-        return bias_gelu_tanh_rows(x, bias, simd);
+        return bias_act_rows(x, bias, simd, act);
     }
     let xp = SyncPtr(x.as_mut_ptr());
     let chunks = n_chunks(n, pool.n_threads(), CHUNKS_PER_THREAD, 1);
     pool.run(chunks, |_, c| {
         let r = split_range(n, chunks, c);
         // SAFETY: rows r belong to this chunk only.
-        bias_gelu_tanh_rows(unsafe { xp.slice(r.start * d, r.len() * d) }, bias, simd);
+        bias_act_rows(
+            unsafe { xp.slice(r.start * d, r.len() * d) },
+            bias,
+            simd,
+            act,
+        );
     });
 }
 

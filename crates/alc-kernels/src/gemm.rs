@@ -101,7 +101,8 @@ pub fn pack_b(
                     while kk0 < kc {
                         let len = (kc - kk0).min(KC);
                         let bytes = &row[(k0 + kk0) * es..][..len * es];
-                        convert(dtype, bytes, &mut run[..len]);
+                        alc_quant::dequantize(dtype, bytes, &mut run[..len])
+                            .expect("F32, F16 or BF16, checked above");
                         for (kk, &x) in run[..len].iter().enumerate() {
                             panel[(kk0 + kk) * NR + j] = x;
                         }
@@ -120,31 +121,6 @@ pub fn pack_b(
                 }
             }
         }
-    }
-}
-
-/// Little-endian F32 / F16 / BF16 bytes to f32 (F16C-accelerated through `half`).
-fn convert(dtype: DType, bytes: &[u8], out: &mut [f32]) {
-    use half::slice::HalfFloatSliceExt;
-    match dtype {
-        DType::F32 => {
-            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
-                *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            }
-        }
-        DType::F16 => {
-            let mut h = [half::f16::ZERO; KC];
-            for (h, b) in h.iter_mut().zip(bytes.chunks_exact(2)) {
-                *h = half::f16::from_bits(u16::from_le_bytes([b[0], b[1]]));
-            }
-            h[..out.len()].convert_to_f32_slice(out);
-        }
-        DType::BF16 => {
-            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-                *o = f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16);
-            }
-        }
-        other => panic!("gemm: B of type {other:?} (F32, F16 or BF16 only)"),
     }
 }
 
