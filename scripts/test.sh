@@ -20,4 +20,12 @@ python3 -m pip install --quiet onnxruntime==1.32.0
 python3 -m pip install --quiet openai==2.54.0
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --release -- -D warnings
+# The C ABI as phones build it (docs/CAPI.md, "Building for Android"): the crate and
+# everything under it must type-check without warnings for ARM64 Android, where the
+# x86 kernels are compiled out. Linking needs the NDK, so this checks, not builds.
+if rustup target add aarch64-linux-android >/dev/null 2>&1; then
+  cargo clippy --release --target aarch64-linux-android -p alc-capi -- -D warnings
+else
+  echo "test.sh: rustup could not add aarch64-linux-android; skipping the Android check" >&2
+fi
 cargo test --workspace --release --no-fail-fast

@@ -656,14 +656,14 @@ fn attend_one_fast(
     acc16: &mut [f16],
     acc: &mut [f32],
 ) {
-    let hd = s.head_dim;
     let kvh = h / (s.n_head / s.n_kv_head);
     let p = s.pos0 + t;
     let j0 = first_visible(p, s.window);
-    let row = s.n_kv_head * hd;
     half::slice::HalfFloatSliceExt::convert_from_f32_slice(q16, q);
     #[cfg(target_arch = "x86_64")]
     {
+        let hd = s.head_dim;
+        let row = s.n_kv_head * hd;
         // The whole key loop in one function with the accumulator in registers, for
         // the common head sizes; same arithmetic, operation for operation.
         let (kh, vh) = (&k[kvh * hd..], &v[kvh * hd..]);

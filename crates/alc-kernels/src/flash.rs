@@ -22,13 +22,15 @@
 //! Measured at pp512 on the 2-core EPYC: attention 1.5× (SmolLM2, head size 64)
 //! to 1.9× (Gemma-3, 256) faster than the emulated path.
 
-use crate::reference::first_visible;
-use crate::{AttnShape, SyncPtr};
+#[cfg(target_arch = "x86_64")]
+use crate::{reference::first_visible, AttnShape, SyncPtr};
+#[cfg(target_arch = "x86_64")]
 use half::f16;
 
 /// Calls with fewer query tokens (decode, short prompts) keep llama.cpp's arithmetic
 /// (`cpu::attend_one_fast`): tiles pay off when many queries share each key block,
 /// and chat turns and decode stay operation-for-operation llama.cpp's.
+#[cfg(target_arch = "x86_64")]
 pub(crate) const MIN_TOKENS: usize = 64;
 
 /// Keys per block.
@@ -48,6 +50,7 @@ pub(crate) fn scratch_floats(head_dim: usize, n_queries: usize) -> usize {
 }
 
 /// Whether [`task`] handles this shape (the caller also checks the CPU features).
+#[cfg(target_arch = "x86_64")]
 pub(crate) fn handles(s: &AttnShape) -> bool {
     s.n_tokens >= MIN_TOKENS
         && s.softcap.is_none()
