@@ -214,6 +214,7 @@ impl CpuBackend {
         // One dtype and width, so one row size for every weight of the group, and
         // (for packed weights) one packed group size and token count per call.
         let rb = dtype.row_bytes(cols as u64).expect("validated shape") as usize;
+        let wide = any_packed && n > 1 && packed::wide(dtype);
         let (gb, kmax) = if any_packed {
             let gb = packed::packed_len(dtype, cols, packed::ROWS)
                 .expect("packed shape checked at pack time");
@@ -241,36 +242,33 @@ impl CpuBackend {
                     if w.layout == Layout::Packed8 {
                         // Whole groups (packing needs rows % 8 == 0); each group's
                         // weights stay in L1 while the token block streams past.
-                        for g in r0 / packed::ROWS..r1.div_ceil(packed::ROWS) {
-                            let group = &w.data[g * gb..(g + 1) * gb];
+                        // Two groups per call where a 16-row kernel exists.
+                        let g_end = r1.div_ceil(packed::ROWS);
+                        let mut g = r0 / packed::ROWS;
+                        while g < g_end {
+                            let ng = if wide && g + 1 < g_end { 2 } else { 1 };
+                            let rows = ng * packed::ROWS;
+                            let groups = &w.data[g * gb..(g + ng) * gb];
                             let mut t = t0;
                             while t < t_end {
                                 let k = (t_end - t).min(kmax);
-                                packed::dot_group(
-                                    dtype,
-                                    cols,
-                                    group,
-                                    &act[t * arb..],
-                                    arb,
-                                    &sums[t * ns..],
-                                    ns,
-                                    k,
-                                    &mut buf[..k * packed::ROWS],
-                                );
+                                let (a, s) = (&act[t * arb..], &sums[t * ns..]);
+                                let out = &mut buf[..k * rows];
+                                if ng == 2 {
+                                    packed::dot_group2(dtype, cols, groups, a, arb, s, ns, k, out);
+                                } else {
+                                    packed::dot_group(dtype, cols, groups, a, arb, s, ns, k, out);
+                                }
                                 for j in 0..k {
-                                    // SAFETY: rows of group g belong to this chunk only.
+                                    // SAFETY: rows of groups g..g+ng belong to this chunk only.
                                     let o = unsafe {
-                                        outs[i].slice(
-                                            (t + j) * w.rows + g * packed::ROWS,
-                                            packed::ROWS,
-                                        )
+                                        outs[i].slice((t + j) * w.rows + g * packed::ROWS, rows)
                                     };
-                                    o.copy_from_slice(
-                                        &buf[j * packed::ROWS..(j + 1) * packed::ROWS],
-                                    );
+                                    o.copy_from_slice(&buf[j * rows..(j + 1) * rows]);
                                 }
                                 t += k;
                             }
+                            g += ng;
                         }
                         continue;
                     }

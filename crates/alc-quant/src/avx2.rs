@@ -74,7 +74,7 @@ static F16_TABLE: std::sync::OnceLock<Box<[f32]>> = std::sync::OnceLock::new();
 /// costs no ALU work, where `vcvtph2ps` + `vmulss` + `vbroadcastss` cost three
 /// uops on the ports the integer dot product needs.
 #[inline(always)]
-fn f16_table() -> *const f32 {
+pub(crate) fn f16_table() -> *const f32 {
     F16_TABLE
         .get_or_init(|| {
             (0..=u16::MAX)
@@ -86,7 +86,7 @@ fn f16_table() -> *const f32 {
 
 /// The half at `p` through the table.
 #[inline(always)]
-unsafe fn f16_lut(tab: *const f32, p: *const u8) -> f32 {
+pub(crate) unsafe fn f16_lut(tab: *const f32, p: *const u8) -> f32 {
     unsafe { *tab.add(ld16(p) as usize) }
 }
 

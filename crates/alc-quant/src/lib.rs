@@ -56,6 +56,8 @@ pub mod reference;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 
 pub use alc_core::DType;
 use std::sync::OnceLock;
@@ -179,6 +181,14 @@ fn detect() -> Isa {
 
 static ISA: OnceLock<Isa> = OnceLock::new();
 
+/// Whether the AVX-512 VNNI kernels of packed weights run here (on top of the AVX2
+/// set; off with `ALC_QUANT_NO_AVX512` or `ALC_QUANT_FORCE_SCALAR`).
+#[cfg(target_arch = "x86_64")]
+fn vnni512_cached() -> bool {
+    static VNNI: OnceLock<bool> = OnceLock::new();
+    *VNNI.get_or_init(|| isa_cached() == Isa::Avx2 && avx512::detect())
+}
+
 #[inline(always)]
 fn isa_cached() -> Isa {
     *ISA.get_or_init(detect)
@@ -189,6 +199,8 @@ fn isa_cached() -> Isa {
 pub fn isa() -> &'static str {
     match isa_cached() {
         Isa::Scalar => "scalar",
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 if vnni512_cached() => "avx2+fma+f16c+avx512vnni",
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => "avx2+fma+f16c",
     }

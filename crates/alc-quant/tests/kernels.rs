@@ -567,7 +567,16 @@ fn isa_is_reported() {
             && is_x86_feature_detected!("fma")
             && is_x86_feature_detected!("f16c")
         {
-            assert_eq!(isa, "avx2+fma+f16c");
+            let vnni = std::env::var_os("ALC_QUANT_NO_AVX512").is_none()
+                && is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("avx512vnni");
+            if vnni {
+                assert_eq!(isa, "avx2+fma+f16c+avx512vnni");
+            } else {
+                assert_eq!(isa, "avx2+fma+f16c");
+            }
             return;
         }
     }

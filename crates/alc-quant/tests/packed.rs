@@ -128,6 +128,32 @@ fn check(w: DType, n: usize, rows: usize, src: &[u8], act: &[u8], stride: usize,
             }
         }
     }
+    // Two consecutive groups at once (`dot_group2`: the AVX-512 VNNI kernels where
+    // the CPU has them) give what two `dot_group` calls give, bit for bit.
+    for g in 0..(rows / packed::ROWS).saturating_sub(1) {
+        for k in 1..=packed::max_tokens(w) {
+            let mut one = [0f32; 64];
+            for h in 0..2 {
+                let mut o = [0f32; 32];
+                let group = &pk[(g + h) * gb..(g + h + 1) * gb];
+                packed::dot_group(w, n, group, act, stride, &sums, ns.max(1), k, &mut o);
+                for j in 0..k {
+                    one[j * 16 + h * 8..j * 16 + h * 8 + 8].copy_from_slice(&o[j * 8..j * 8 + 8]);
+                }
+            }
+            let mut two = [0f32; 64];
+            let pair = &pk[g * gb..(g + 2) * gb];
+            packed::dot_group2(w, n, pair, act, stride, &sums, ns.max(1), k, &mut two);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&two[..k * 16]),
+                bits(&one[..k * 16]),
+                "{ctx}: {w} n={n} groups {g}, {} k={k}: dot_group2 (wide: {}) vs dot_group",
+                g + 1,
+                packed::wide(w)
+            );
+        }
+    }
 }
 
 #[test]
@@ -139,6 +165,14 @@ fn packed_kernels_match_reference() {
         );
         return;
     }
+    eprintln!(
+        "kernels: {}; 16-row kernels for {:?}",
+        alc_quant::isa(),
+        TYPES
+            .iter()
+            .filter(|&&w| packed::wide(w))
+            .collect::<Vec<_>>()
+    );
     let mut rng = SmallRng::seed_from_u64(11);
     for w in TYPES {
         for n in [32, 96, 256, 384, 576, 1536, 4864] {
@@ -164,9 +198,9 @@ fn packed_kernels_do_not_saturate() {
         // the worst case for its i16 pair sums (2 × 128 × 127).
         for fill in [0x00u8, 0xFF, 0x88, 0x0F, 0xF0, 0x80, 0x7F, 0x81] {
             let n = 512;
-            let src = random_rows(w, &mut rng, n, 8, Some(fill));
+            let src = random_rows(w, &mut rng, n, 16, Some(fill));
             let (a, stride) = acts(w, &mut rng, n, true);
-            check(w, n, 8, &src, &a, stride, &format!("fill {fill:#x}"));
+            check(w, n, 16, &src, &a, stride, &format!("fill {fill:#x}"));
         }
     }
 }
