@@ -1600,7 +1600,14 @@ unsafe fn packed_group<const T: u8, const K: usize>(
         let mut acc = [_mm256_setzero_ps(); K];
         let mut wp = w;
         let mut ap = a;
+        let mut pf = PF_DIST;
         for b in 0..nb {
+            if K == 1 {
+                while pf < (b + 1) * pb + PF_DIST {
+                    _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(pf).cast::<i8>());
+                    pf += 64;
+                }
+            }
             let mut p = [_mm256_setzero_si256(); K];
             let mut p32 = [_mm256_setzero_si256(); K];
             let qh = if T == LQ5_0 {
@@ -1711,7 +1718,14 @@ unsafe fn packed_q4k<const K: usize>(
         let mut acc = [_mm256_setzero_ps(); K];
         let mut wp = w;
         let mut ap = a;
+        let mut pf = PF_DIST;
         for b in 0..nb {
+            if K == 1 {
+                while pf < (b + 1) * PB + PF_DIST {
+                    _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(pf).cast::<i8>());
+                    pf += 64;
+                }
+            }
             let mut dots = [_mm256_setzero_si256(); K];
             for c in 0..4 {
                 let mut plo = [_mm256_setzero_si256(); K];
