@@ -218,12 +218,12 @@ impl CpuBackend {
         // 8-row kernel with its prefetch streams faster (Zen 5: SmolLM2 Q4_0 tg64
         // 445 vs 416 tok/s with the 16-row one, prefetching both groups).
         let wide = any_packed && n > 1 && packed::wide(dtype);
-        let (gb, kmax) = if any_packed {
+        let (gb, kmax, kmax2) = if any_packed {
             let gb = packed::packed_len(dtype, cols, packed::ROWS)
                 .expect("packed shape checked at pack time");
-            (gb, packed::max_tokens(dtype))
+            (gb, packed::max_tokens(dtype), packed::max_tokens2(dtype))
         } else {
-            (0, 0)
+            (0, 0, 0)
         };
         // Row tiles of all the weights, numbered consecutively; a chunk is a run of
         // whole tiles, so threads never share cache lines of weights.
@@ -254,7 +254,7 @@ impl CpuBackend {
                             let groups = &w.data[g * gb..(g + ng) * gb];
                             let mut t = t0;
                             while t < t_end {
-                                let k = (t_end - t).min(kmax);
+                                let k = (t_end - t).min(if ng == 2 { kmax2 } else { kmax });
                                 let (a, s) = (&act[t * arb..], &sums[t * ns..]);
                                 let out = &mut buf[..k * rows];
                                 if ng == 2 {

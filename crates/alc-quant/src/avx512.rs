@@ -32,7 +32,7 @@ pub(crate) fn detect() -> bool {
 
 /// The weight types with a 16-row kernel here.
 pub(crate) fn handles(t: DType) -> bool {
-    matches!(t, DType::Q4_0 | DType::Q4_1 | DType::Q5_0)
+    matches!(t, DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q4_K)
 }
 
 // The layout constants of the legacy packed types (see `crate::packed`).
@@ -156,12 +156,105 @@ unsafe fn packed_pair<const T: u8, const K: usize>(
     }
 }
 
-/// Two packed groups × k tokens (see [`packed_pair`]).
+/// Two packed Q4_K groups (`wa`, `wb`) × K (1..=4) tokens over `nb` super-blocks;
+/// `out[j * 16 + r]`.
+///
+/// Per 64-element chunk c and 32-byte quant group: the low nibbles (sub-block 2c)
+/// and high nibbles (2c + 1) of both groups, `vpdpbusd` against the broadcast
+/// activation bytes into one i32 accumulator per sub-block and token; then the
+/// sub-block sums times the rows' 6-bit scales (`vpmulld`) into the super-block's
+/// dot. The mins meet the activation sub-block sums in pairs (`vpmaddwd`), as in
+/// the AVX2 kernel. Per super-block and token: acc += dy · (d · Σ sc·P − dmin ·
+/// Σ m·Y), the AVX2 kernel's two FMAs on the same integers, so the same bits.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn packed_pair_q4k<const K: usize>(
+    nb: usize,
+    wa: *const u8,
+    wb: *const u8,
+    a: *const u8,
+    stride: usize,
+    sums: *const i32,
+    sstride: usize,
+    out: *mut f32,
+) {
+    // SAFETY: the caller guarantees the features, that `wa` and `wb` each hold nb
+    // packed Q4_K blocks, `a` K rows of nb Q8_K blocks at `stride`, `sums` K rows
+    // of 4·nb values at `sstride`, and `out` 16 × K floats.
+    unsafe {
+        const PB: usize = 1184; // packed block: 8 rows × 148
+        const AB: usize = 292; // Q8_K block
+        let m0f = _mm512_set1_epi8(0x0F);
+        let mut acc = [_mm512_setzero_ps(); K];
+        let (mut pa, mut pbp, mut ap) = (wa, wb, a);
+        // 8 bytes at `x` and 8 at `y` → 16 u32 lanes.
+        let bytes16 = |x: *const u8, y: *const u8| {
+            let v = _mm_unpacklo_epi64(_mm_loadl_epi64(x.cast()), _mm_loadl_epi64(y.cast()));
+            _mm512_cvtepu8_epi32(v)
+        };
+        for b in 0..nb {
+            let mut dots = [_mm512_setzero_si512(); K];
+            for c in 0..4 {
+                let mut plo = [_mm512_setzero_si512(); K];
+                let mut phi = [_mm512_setzero_si512(); K];
+                for j in 0..8 {
+                    let off = 160 + 256 * c + 32 * j;
+                    let wv = pair256(pa.add(off), pbp.add(off));
+                    let lo = _mm512_and_si512(wv, m0f);
+                    let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(wv), m0f);
+                    for t in 0..K {
+                        let y = ap.add(t * stride + 4 + 64 * c + 4 * j);
+                        plo[t] = _mm512_dpbusd_epi32(plo[t], lo, _mm512_set1_epi32(ld32(y)));
+                        phi[t] =
+                            _mm512_dpbusd_epi32(phi[t], hi, _mm512_set1_epi32(ld32(y.add(32))));
+                    }
+                }
+                let s0 = 32 + 8 * (2 * c);
+                let slo = bytes16(pa.add(s0), pbp.add(s0));
+                let shi = bytes16(pa.add(s0 + 8), pbp.add(s0 + 8));
+                for t in 0..K {
+                    let s = _mm512_add_epi32(
+                        _mm512_mullo_epi32(plo[t], slo),
+                        _mm512_mullo_epi32(phi[t], shi),
+                    );
+                    dots[t] = _mm512_add_epi32(dots[t], s);
+                }
+            }
+            let mins: [__m512i; 4] = std::array::from_fn(|q| {
+                let lo = _mm256_castsi128_si256(_mm_loadu_si128(pa.add(96 + 16 * q).cast()));
+                let v =
+                    _mm256_inserti128_si256::<1>(lo, _mm_loadu_si128(pbp.add(96 + 16 * q).cast()));
+                _mm512_cvtepu8_epi16(v)
+            });
+            let dw = pair_ph(pa, pbp);
+            let dmw = pair_ph(pa.add(16), pbp.add(16));
+            for t in 0..K {
+                let mut ms = _mm512_setzero_si512();
+                for (q, mq) in mins.iter().enumerate() {
+                    let ypair = _mm512_set1_epi32(*sums.add(t * sstride + 4 * b + q));
+                    ms = _mm512_add_epi32(ms, _mm512_madd_epi16(*mq, ypair));
+                }
+                let dy = _mm512_set1_ps(f32::from_bits(ld32(ap.add(t * stride)) as u32));
+                acc[t] =
+                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(dots[t]), _mm512_mul_ps(dw, dy), acc[t]);
+                acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ms), _mm512_mul_ps(dmw, dy), acc[t]);
+            }
+            pa = pa.add(PB);
+            pbp = pbp.add(PB);
+            ap = ap.add(AB);
+        }
+        for (t, v) in acc.iter().enumerate() {
+            _mm512_storeu_ps(out.add(t * 16), *v);
+        }
+    }
+}
+
+/// Two packed groups × k tokens (see [`packed_pair`], [`packed_pair_q4k`]).
 ///
 /// # Safety
 /// [`detect`] must have returned true; `t` must satisfy [`handles`]; `wa` and `wb`
 /// must each hold `nb` packed blocks of type `t`, `a` k activation rows of nb
-/// blocks at `stride`, `sums` (Q4_0, Q5_0) k rows of `act_sums_len` i32 at
+/// blocks at `stride`, `sums` (Q4_0, Q5_0, Q4_K) k rows of `act_sums_len` i32 at
 /// `sstride`, `out` 16 × k floats; 1 <= k <= 4.
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn dot_pair(
@@ -189,6 +282,12 @@ pub(crate) unsafe fn dot_pair(
     // SAFETY: this function's contract is the kernels'.
     unsafe {
         match t {
+            DType::Q4_K => match k {
+                1 => packed_pair_q4k::<1>(nb, wa, wb, a, stride, sums, sstride, out),
+                2 => packed_pair_q4k::<2>(nb, wa, wb, a, stride, sums, sstride, out),
+                3 => packed_pair_q4k::<3>(nb, wa, wb, a, stride, sums, sstride, out),
+                _ => packed_pair_q4k::<4>(nb, wa, wb, a, stride, sums, sstride, out),
+            },
             DType::Q4_0 => by_k!(LQ4_0),
             DType::Q5_0 => by_k!(LQ5_0),
             _ => by_k!(LQ4_1),

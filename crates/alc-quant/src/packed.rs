@@ -512,6 +512,16 @@ pub fn wide(w: DType) -> bool {
     }
 }
 
+/// Tokens one [`dot_group2`] call takes at most for `w`: [`MAX_TOKENS`] where
+/// [`wide`] (the 16-row kernels have the registers), else [`max_tokens`].
+pub fn max_tokens2(w: DType) -> usize {
+    if wide(w) {
+        MAX_TOKENS
+    } else {
+        max_tokens(w)
+    }
+}
+
 /// [`dot_group`] over two consecutive packed groups (16 rows): `groups` holds
 /// them (`2 × packed_len(w, n, 8)` bytes), and `out[j * 16 + r]` receives row r of
 /// the pair for token j (rows 0..8 from the first group). Same results as two
@@ -562,9 +572,9 @@ pub fn dot_group2(
     #[cfg(target_arch = "x86_64")]
     {
         assert!(
-            k <= max_tokens(w),
+            k <= max_tokens2(w),
             "packed::dot_group2: {k} tokens, at most {} for {w}",
-            max_tokens(w)
+            max_tokens2(w)
         );
         let m = act_sums_len(w, n);
         if m > 0 {

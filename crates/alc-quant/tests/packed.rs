@@ -131,14 +131,17 @@ fn check(w: DType, n: usize, rows: usize, src: &[u8], act: &[u8], stride: usize,
     // Two consecutive groups at once (`dot_group2`: the AVX-512 VNNI kernels where
     // the CPU has them) give what two `dot_group` calls give, bit for bit.
     for g in 0..(rows / packed::ROWS).saturating_sub(1) {
-        for k in 1..=packed::max_tokens(w) {
+        for k in 1..=packed::max_tokens2(w) {
+            // One token per `dot_group` call (the per-token arithmetic does not
+            // depend on k), so that k may exceed `max_tokens(w)`.
             let mut one = [0f32; 64];
             for h in 0..2 {
-                let mut o = [0f32; 32];
                 let group = &pk[(g + h) * gb..(g + h + 1) * gb];
-                packed::dot_group(w, n, group, act, stride, &sums, ns.max(1), k, &mut o);
                 for j in 0..k {
-                    one[j * 16 + h * 8..j * 16 + h * 8 + 8].copy_from_slice(&o[j * 8..j * 8 + 8]);
+                    let mut o = [0f32; 8];
+                    let (a, sm) = (&act[j * stride..], &sums[j * ns.max(1)..]);
+                    packed::dot_group(w, n, group, a, stride, sm, ns.max(1), 1, &mut o);
+                    one[j * 16 + h * 8..j * 16 + h * 8 + 8].copy_from_slice(&o);
                 }
             }
             let mut two = [0f32; 64];
