@@ -461,15 +461,7 @@ pub fn dot_group(
         "packed::dot_group: group has {} bytes, need {gbytes}",
         group.len()
     );
-    let m = act_sums_len(w, n);
-    if m > 0 {
-        let sneed = (k - 1).saturating_mul(sums_stride).saturating_add(m);
-        assert!(
-            sums.len() >= sneed,
-            "packed::dot_group: sums have {} values, need {sneed}",
-            sums.len()
-        );
-    }
+    check_sums("packed::dot_group", w, n, sums, sums_stride, k);
     assert!(
         out.len() >= k * ROWS,
         "packed::dot_group: out has {} floats, need {}",
@@ -558,33 +550,14 @@ pub fn dot_group2(
         groups.len(),
         2 * gb
     );
-    if !wide(w) {
-        let mut half = [0f32; MAX_TOKENS * ROWS];
-        for (i, g) in [&groups[..gb], &groups[gb..2 * gb]].into_iter().enumerate() {
-            dot_group(w, n, g, acts, act_stride, sums, sums_stride, k, &mut half);
-            for j in 0..k {
-                out[j * 2 * ROWS + i * ROWS..j * 2 * ROWS + (i + 1) * ROWS]
-                    .copy_from_slice(&half[j * ROWS..(j + 1) * ROWS]);
-            }
-        }
-        return;
-    }
     #[cfg(target_arch = "x86_64")]
-    {
+    if wide(w) {
         assert!(
             k <= max_tokens2(w),
             "packed::dot_group2: {k} tokens, at most {} for {w}",
             max_tokens2(w)
         );
-        let m = act_sums_len(w, n);
-        if m > 0 {
-            let sneed = (k - 1).saturating_mul(sums_stride).saturating_add(m);
-            assert!(
-                sums.len() >= sneed,
-                "packed::dot_group2: sums have {} values, need {sneed}",
-                sums.len()
-            );
-        }
+        check_sums("packed::dot_group2", w, n, sums, sums_stride, k);
         // SAFETY: AVX-512 VNNI detected (`wide`) and `w` handled; every buffer
         // length asserted above.
         unsafe {
@@ -601,5 +574,28 @@ pub fn dot_group2(
                 out.as_mut_ptr(),
             )
         }
+        return;
+    }
+    let mut half = [0f32; MAX_TOKENS * ROWS];
+    for (i, g) in [&groups[..gb], &groups[gb..2 * gb]].into_iter().enumerate() {
+        dot_group(w, n, g, acts, act_stride, sums, sums_stride, k, &mut half);
+        for j in 0..k {
+            out[j * 2 * ROWS + i * ROWS..j * 2 * ROWS + (i + 1) * ROWS]
+                .copy_from_slice(&half[j * ROWS..(j + 1) * ROWS]);
+        }
+    }
+}
+
+/// Asserts that `sums` holds k rows of [`act_sums_len`] values at `sums_stride`
+/// (nothing for types that take none).
+fn check_sums(op: &str, w: DType, n: usize, sums: &[i32], sums_stride: usize, k: usize) {
+    let m = act_sums_len(w, n);
+    if m > 0 {
+        let sneed = (k - 1).saturating_mul(sums_stride).saturating_add(m);
+        assert!(
+            sums.len() >= sneed,
+            "{op}: sums have {} values, need {sneed}",
+            sums.len()
+        );
     }
 }
