@@ -1574,8 +1574,12 @@ pub unsafe fn dot_rows(
 /// 31 496), then `vpmaddwd` by ones widens to one i32 lane per row. Q4_0 / Q5_0
 /// subtract the precomputed offset·Σy of the block; one convert and one FMA by
 /// d_w[8] × d_y fold the block in (Q4_1 adds m_w[8] × s_y with a second FMA).
+///
+/// With `V` (AVX-VNNI, e.g. Intel cores since Alder Lake without AVX-512) each
+/// `vpmaddubsw` + add pair is one `vpdpbusd` into i32 lanes instead: the same exact
+/// integer sums (no i16 stage, no widening), so the same bits.
 #[inline(always)]
-unsafe fn packed_group<const T: u8, const K: usize>(
+unsafe fn packed_group<const T: u8, const K: usize, const V: bool>(
     nb: usize,
     w: *const u8,
     a: *const u8,
@@ -1634,13 +1638,18 @@ unsafe fn packed_group<const T: u8, const K: usize>(
                     let y = ap.add(j * stride + yoff + 4 * g);
                     let ylo = _mm256_set1_epi32(ld32(y) as i32);
                     let yhi = _mm256_set1_epi32(ld32(y.add(16)) as i32);
+                    if V {
+                        *pj = _mm256_dpbusd_avx_epi32(*pj, lo, ylo);
+                        *pj = _mm256_dpbusd_avx_epi32(*pj, hi, yhi);
+                        continue;
+                    }
                     let s = _mm256_add_epi16(
                         _mm256_maddubs_epi16(lo, ylo),
                         _mm256_maddubs_epi16(hi, yhi),
                     );
                     *pj = _mm256_add_epi16(*pj, s);
                 }
-                if T == LQ5_0 && g == 1 {
+                if T == LQ5_0 && g == 1 && !V {
                     for (pj, qj) in p.iter_mut().zip(p32.iter_mut()) {
                         *qj = _mm256_madd_epi16(*pj, ones);
                         *pj = _mm256_setzero_si256();
@@ -1649,8 +1658,12 @@ unsafe fn packed_group<const T: u8, const K: usize>(
             }
             let dw = _mm256_cvtph_ps(load128(wp));
             for (j, accj) in acc.iter_mut().enumerate() {
-                let mut i = _mm256_madd_epi16(p[j], ones);
-                if T == LQ5_0 {
+                let mut i = if V {
+                    p[j]
+                } else {
+                    _mm256_madd_epi16(p[j], ones)
+                };
+                if T == LQ5_0 && !V {
                     i = _mm256_add_epi32(i, p32[j]);
                 }
                 if T == LQ4_0 || T == LQ5_0 {
@@ -1684,7 +1697,22 @@ unsafe fn dot_packed_t<const T: u8, const K: usize>(
     out: *mut f32,
 ) {
     // SAFETY: forwarded contract (see `packed_group`).
-    unsafe { packed_group::<T, K>(nb, w, a, stride, sums, sstride, out) }
+    unsafe { packed_group::<T, K, false>(nb, w, a, stride, sums, sstride, out) }
+}
+
+/// [`dot_packed_t`] with AVX-VNNI (see `packed_group`).
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+unsafe fn dot_packed_vnni<const T: u8, const K: usize>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    stride: usize,
+    sums: *const i32,
+    sstride: usize,
+    out: *mut f32,
+) {
+    // SAFETY: forwarded contract (see `packed_group`), plus AVX-VNNI.
+    unsafe { packed_group::<T, K, true>(nb, w, a, stride, sums, sstride, out) }
 }
 
 /// Packed Q4_K (see `crate::packed`): 8 rows × K (1 or 2) tokens over `nb`
@@ -1884,13 +1912,18 @@ pub unsafe fn dot_packed(
     k: usize,
     out: *mut f32,
 ) {
+    let vnni = crate::avxvnni_cached();
     macro_rules! by_k {
         ($t:expr) => {
-            match k {
-                1 => dot_packed_t::<{ $t }, 1>(nb, w, a, stride, sums, sstride, out),
-                2 => dot_packed_t::<{ $t }, 2>(nb, w, a, stride, sums, sstride, out),
-                3 => dot_packed_t::<{ $t }, 3>(nb, w, a, stride, sums, sstride, out),
-                _ => dot_packed_t::<{ $t }, 4>(nb, w, a, stride, sums, sstride, out),
+            match (k, vnni) {
+                (1, false) => dot_packed_t::<{ $t }, 1>(nb, w, a, stride, sums, sstride, out),
+                (2, false) => dot_packed_t::<{ $t }, 2>(nb, w, a, stride, sums, sstride, out),
+                (3, false) => dot_packed_t::<{ $t }, 3>(nb, w, a, stride, sums, sstride, out),
+                (_, false) => dot_packed_t::<{ $t }, 4>(nb, w, a, stride, sums, sstride, out),
+                (1, true) => dot_packed_vnni::<{ $t }, 1>(nb, w, a, stride, sums, sstride, out),
+                (2, true) => dot_packed_vnni::<{ $t }, 2>(nb, w, a, stride, sums, sstride, out),
+                (3, true) => dot_packed_vnni::<{ $t }, 3>(nb, w, a, stride, sums, sstride, out),
+                (_, true) => dot_packed_vnni::<{ $t }, 4>(nb, w, a, stride, sums, sstride, out),
             }
         };
     }

@@ -189,6 +189,19 @@ fn vnni512_cached() -> bool {
     *VNNI.get_or_init(|| isa_cached() == Isa::Avx2 && avx512::detect())
 }
 
+/// Whether the 8-row packed kernels of Q4_0/Q4_1/Q5_0 use AVX-VNNI (VEX
+/// `vpdpbusd`: Intel cores since Alder Lake, AMD since Zen 5). Off with
+/// `ALC_QUANT_NO_AVXVNNI` (or on the scalar path).
+#[cfg(target_arch = "x86_64")]
+fn avxvnni_cached() -> bool {
+    static VNNI: OnceLock<bool> = OnceLock::new();
+    *VNNI.get_or_init(|| {
+        isa_cached() == Isa::Avx2
+            && std::env::var_os("ALC_QUANT_NO_AVXVNNI").is_none()
+            && is_x86_feature_detected!("avxvnni")
+    })
+}
+
 #[inline(always)]
 fn isa_cached() -> Isa {
     *ISA.get_or_init(detect)
@@ -200,9 +213,12 @@ pub fn isa() -> &'static str {
     match isa_cached() {
         Isa::Scalar => "scalar",
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 if vnni512_cached() => "avx2+fma+f16c+avx512vnni",
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => "avx2+fma+f16c",
+        Isa::Avx2 => match (avxvnni_cached(), vnni512_cached()) {
+            (false, false) => "avx2+fma+f16c",
+            (true, false) => "avx2+fma+f16c+avxvnni",
+            (false, true) => "avx2+fma+f16c+avx512vnni",
+            (true, true) => "avx2+fma+f16c+avxvnni+avx512vnni",
+        },
     }
 }
 
