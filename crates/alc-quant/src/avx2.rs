@@ -31,7 +31,7 @@ unsafe fn ld16(p: *const u8) -> u16 {
 }
 
 #[inline(always)]
-unsafe fn ld32(p: *const u8) -> u32 {
+pub(crate) unsafe fn ld32(p: *const u8) -> u32 {
     unsafe { std::ptr::read_unaligned(p.cast::<u32>()) }
 }
 
@@ -1008,10 +1008,10 @@ pub unsafe fn dot(
 // 2-core EPYC: R = 2, 3, 5, 6, 8 no better than 4; blend-based reductions instead
 // of `vphadd` slower; a software prefetch of the 4 rows neutral.
 
-const LQ4_0: u8 = 0;
-const LQ5_0: u8 = 1;
+pub(crate) const LQ4_0: u8 = 0;
+pub(crate) const LQ5_0: u8 = 1;
 const LQ8_0: u8 = 2;
-const LQ4_1: u8 = 3;
+pub(crate) const LQ4_1: u8 = 3;
 const LQ5_1: u8 = 4;
 
 /// Four i16 product vectors → i32 [m0 m1 m2 m3 | m0 m1 m2 m3] (per-half sums).
@@ -1563,6 +1563,18 @@ pub unsafe fn dot_rows(
 // packed (8 rows interleaved, see crate::packed)
 // ---------------------------------------------------------------------------
 
+/// Bytes of a packed legacy block of type `t` (LQ4_0, LQ4_1, LQ5_0: 8 rows), offset
+/// of its quants, bytes of an activation block, offset of the activation quants:
+/// `(pb, qs_at, ab, yoff)` (layout in `crate::packed`).
+#[inline(always)]
+pub(crate) const fn packed_shape(t: u8) -> (usize, usize, usize, usize) {
+    match t {
+        LQ4_1 => (160, 32, 36, 4),
+        LQ5_0 => (176, 48, 34, 2),
+        _ => (144, 16, 34, 2),
+    }
+}
+
 /// One packed group of 8 rows × K tokens over `nb` blocks; `out[j * 8 + r]`.
 ///
 /// Per block and 32-byte quant group: the low and high nibbles are two registers
@@ -1592,11 +1604,7 @@ unsafe fn packed_group<const T: u8, const K: usize, const V: bool>(
     // `a` K activation rows of nb blocks at `stride`, `sums` (Q4_0/Q5_0) K rows of
     // nb values at `sstride`, and `out` 8 × K floats.
     unsafe {
-        let (pb, qs_at, ab, yoff) = match T {
-            LQ4_1 => (160, 32, 36, 4),
-            LQ5_0 => (176, 48, 34, 2),
-            _ => (144, 16, 34, 2),
-        };
+        let (pb, qs_at, ab, yoff) = packed_shape(T);
         let tab = f16_table();
         let m0f = _mm256_set1_epi8(0x0F);
         let bit4 = _mm256_set1_epi8(0x10);
@@ -1912,18 +1920,20 @@ pub unsafe fn dot_packed(
     k: usize,
     out: *mut f32,
 ) {
-    let vnni = crate::avxvnni_cached();
     macro_rules! by_k {
+        ($f:ident, $t:expr) => {
+            match k {
+                1 => $f::<{ $t }, 1>(nb, w, a, stride, sums, sstride, out),
+                2 => $f::<{ $t }, 2>(nb, w, a, stride, sums, sstride, out),
+                3 => $f::<{ $t }, 3>(nb, w, a, stride, sums, sstride, out),
+                _ => $f::<{ $t }, 4>(nb, w, a, stride, sums, sstride, out),
+            }
+        };
         ($t:expr) => {
-            match (k, vnni) {
-                (1, false) => dot_packed_t::<{ $t }, 1>(nb, w, a, stride, sums, sstride, out),
-                (2, false) => dot_packed_t::<{ $t }, 2>(nb, w, a, stride, sums, sstride, out),
-                (3, false) => dot_packed_t::<{ $t }, 3>(nb, w, a, stride, sums, sstride, out),
-                (_, false) => dot_packed_t::<{ $t }, 4>(nb, w, a, stride, sums, sstride, out),
-                (1, true) => dot_packed_vnni::<{ $t }, 1>(nb, w, a, stride, sums, sstride, out),
-                (2, true) => dot_packed_vnni::<{ $t }, 2>(nb, w, a, stride, sums, sstride, out),
-                (3, true) => dot_packed_vnni::<{ $t }, 3>(nb, w, a, stride, sums, sstride, out),
-                (_, true) => dot_packed_vnni::<{ $t }, 4>(nb, w, a, stride, sums, sstride, out),
+            if crate::avxvnni_cached() {
+                by_k!(dot_packed_vnni, $t)
+            } else {
+                by_k!(dot_packed_t, $t)
             }
         };
     }

@@ -15,7 +15,7 @@
 //! kernel (Σ q·y − offset·Σ y), converted once and folded in with the same FMA by
 //! d_w × d_y, so results equal the AVX2 kernel's bit for bit (tested).
 
-use crate::avx2::{f16_lut, f16_table};
+use crate::avx2::{f16_lut, f16_table, ld32, packed_shape, LQ4_0, LQ4_1, LQ5_0};
 use crate::DType;
 use std::arch::x86_64::*;
 
@@ -33,17 +33,6 @@ pub(crate) fn detect() -> bool {
 /// The weight types with a 16-row kernel here.
 pub(crate) fn handles(t: DType) -> bool {
     matches!(t, DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q4_K)
-}
-
-// The layout constants of the legacy packed types (see `crate::packed`).
-const LQ4_0: u8 = 0;
-const LQ5_0: u8 = 1;
-const LQ4_1: u8 = 3;
-
-#[inline(always)]
-unsafe fn ld32(p: *const u8) -> i32 {
-    // SAFETY: the caller guarantees 4 readable bytes at `p`.
-    unsafe { std::ptr::read_unaligned(p.cast::<i32>()) }
 }
 
 /// 32 bytes at `a` (lanes 0..8) and 32 bytes at `b` (lanes 8..16).
@@ -93,11 +82,7 @@ unsafe fn packed_pair<const T: u8, const K: usize>(
     // packed blocks of type T, `a` K activation rows of nb blocks at `stride`,
     // `sums` (Q4_0/Q5_0) K rows of nb values at `sstride`, and `out` 16 × K floats.
     unsafe {
-        let (pb, qs_at, ab, yoff) = match T {
-            LQ4_1 => (160, 32, 36, 4),
-            LQ5_0 => (176, 48, 34, 2),
-            _ => (144, 16, 34, 2),
-        };
+        let (pb, qs_at, ab, yoff) = packed_shape(T);
         let tab = f16_table();
         let m0f = _mm512_set1_epi8(0x0F);
         let bit4 = _mm512_set1_epi8(0x10);
@@ -128,8 +113,9 @@ unsafe fn packed_pair<const T: u8, const K: usize>(
                 }
                 for j in 0..K {
                     let y = ap.add(j * stride + yoff + 4 * g);
-                    plo[j] = _mm512_dpbusd_epi32(plo[j], lo, _mm512_set1_epi32(ld32(y)));
-                    phi[j] = _mm512_dpbusd_epi32(phi[j], hi, _mm512_set1_epi32(ld32(y.add(16))));
+                    plo[j] = _mm512_dpbusd_epi32(plo[j], lo, _mm512_set1_epi32(ld32(y) as i32));
+                    phi[j] =
+                        _mm512_dpbusd_epi32(phi[j], hi, _mm512_set1_epi32(ld32(y.add(16)) as i32));
                 }
             }
             let dw = pair_ph(pa, pbp);
@@ -204,9 +190,12 @@ unsafe fn packed_pair_q4k<const K: usize>(
                     let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(wv), m0f);
                     for t in 0..K {
                         let y = ap.add(t * stride + 4 + 64 * c + 4 * j);
-                        plo[t] = _mm512_dpbusd_epi32(plo[t], lo, _mm512_set1_epi32(ld32(y)));
-                        phi[t] =
-                            _mm512_dpbusd_epi32(phi[t], hi, _mm512_set1_epi32(ld32(y.add(32))));
+                        plo[t] = _mm512_dpbusd_epi32(plo[t], lo, _mm512_set1_epi32(ld32(y) as i32));
+                        phi[t] = _mm512_dpbusd_epi32(
+                            phi[t],
+                            hi,
+                            _mm512_set1_epi32(ld32(y.add(32)) as i32),
+                        );
                     }
                 }
                 let s0 = 32 + 8 * (2 * c);
@@ -234,7 +223,7 @@ unsafe fn packed_pair_q4k<const K: usize>(
                     let ypair = _mm512_set1_epi32(*sums.add(t * sstride + 4 * b + q));
                     ms = _mm512_add_epi32(ms, _mm512_madd_epi16(*mq, ypair));
                 }
-                let dy = _mm512_set1_ps(f32::from_bits(ld32(ap.add(t * stride)) as u32));
+                let dy = _mm512_set1_ps(f32::from_bits(ld32(ap.add(t * stride))));
                 acc[t] =
                     _mm512_fmadd_ps(_mm512_cvtepi32_ps(dots[t]), _mm512_mul_ps(dw, dy), acc[t]);
                 acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ms), _mm512_mul_ps(dmw, dy), acc[t]);
@@ -270,27 +259,22 @@ pub(crate) unsafe fn dot_pair(
     out: *mut f32,
 ) {
     macro_rules! by_k {
-        ($t:expr) => {
+        ($f:ident $(, $t:expr)?) => {
             match k {
-                1 => packed_pair::<{ $t }, 1>(nb, wa, wb, a, stride, sums, sstride, out),
-                2 => packed_pair::<{ $t }, 2>(nb, wa, wb, a, stride, sums, sstride, out),
-                3 => packed_pair::<{ $t }, 3>(nb, wa, wb, a, stride, sums, sstride, out),
-                _ => packed_pair::<{ $t }, 4>(nb, wa, wb, a, stride, sums, sstride, out),
+                1 => $f::<$({ $t },)? 1>(nb, wa, wb, a, stride, sums, sstride, out),
+                2 => $f::<$({ $t },)? 2>(nb, wa, wb, a, stride, sums, sstride, out),
+                3 => $f::<$({ $t },)? 3>(nb, wa, wb, a, stride, sums, sstride, out),
+                _ => $f::<$({ $t },)? 4>(nb, wa, wb, a, stride, sums, sstride, out),
             }
         };
     }
     // SAFETY: this function's contract is the kernels'.
     unsafe {
         match t {
-            DType::Q4_K => match k {
-                1 => packed_pair_q4k::<1>(nb, wa, wb, a, stride, sums, sstride, out),
-                2 => packed_pair_q4k::<2>(nb, wa, wb, a, stride, sums, sstride, out),
-                3 => packed_pair_q4k::<3>(nb, wa, wb, a, stride, sums, sstride, out),
-                _ => packed_pair_q4k::<4>(nb, wa, wb, a, stride, sums, sstride, out),
-            },
-            DType::Q4_0 => by_k!(LQ4_0),
-            DType::Q5_0 => by_k!(LQ5_0),
-            _ => by_k!(LQ4_1),
+            DType::Q4_K => by_k!(packed_pair_q4k),
+            DType::Q4_0 => by_k!(packed_pair, LQ4_0),
+            DType::Q5_0 => by_k!(packed_pair, LQ5_0),
+            _ => by_k!(packed_pair, LQ4_1),
         }
     }
 }

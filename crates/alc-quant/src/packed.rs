@@ -447,26 +447,19 @@ pub fn dot_group(
     k: usize,
     out: &mut [f32],
 ) {
-    assert!(packable(w), "packed::dot_group: {w} has no packed layout");
-    assert!(
-        k <= max_tokens(w),
-        "packed::dot_group: {k} tokens, at most {} for {w}",
-        max_tokens(w)
-    );
-    // The same checks as `dot` / `dot_rows` (k in 1..=4 = MAX_TOKENS, activations).
-    let rb = crate::check_dot_args("packed::dot_group", w, n, acts, act_stride, k);
-    let gbytes = packed_row_bytes(w, rb) * ROWS;
-    assert!(
-        group.len() >= gbytes,
-        "packed::dot_group: group has {} bytes, need {gbytes}",
-        group.len()
-    );
-    check_sums("packed::dot_group", w, n, sums, sums_stride, k);
-    assert!(
-        out.len() >= k * ROWS,
-        "packed::dot_group: out has {} floats, need {}",
-        out.len(),
-        k * ROWS
+    let (g, o) = (group.len(), out.len());
+    check_args(
+        "packed::dot_group",
+        w,
+        n,
+        acts,
+        act_stride,
+        sums,
+        sums_stride,
+        k,
+        1,
+        g,
+        o,
     );
     match isa_cached() {
         #[cfg(target_arch = "x86_64")]
@@ -533,31 +526,22 @@ pub fn dot_group2(
     k: usize,
     out: &mut [f32],
 ) {
-    assert!(
-        out.len() >= k * 2 * ROWS,
-        "packed::dot_group2: out has {} floats, need {}",
-        out.len(),
-        k * 2 * ROWS
-    );
-    assert!(packable(w), "packed::dot_group2: {w} has no packed layout");
-    // The same checks as `dot_group` (k in 1..=4, activations); `rb` from whole
-    // blocks, as the kernels count them.
-    let rb = crate::check_dot_args("packed::dot_group2", w, n, acts, act_stride, k);
-    let gb = packed_row_bytes(w, rb) * ROWS;
-    assert!(
-        groups.len() >= 2 * gb,
-        "packed::dot_group2: groups have {} bytes, need {}",
-        groups.len(),
-        2 * gb
+    let (g, o) = (groups.len(), out.len());
+    let gb = check_args(
+        "packed::dot_group2",
+        w,
+        n,
+        acts,
+        act_stride,
+        sums,
+        sums_stride,
+        k,
+        2,
+        g,
+        o,
     );
     #[cfg(target_arch = "x86_64")]
     if wide(w) {
-        assert!(
-            k <= max_tokens2(w),
-            "packed::dot_group2: {k} tokens, at most {} for {w}",
-            max_tokens2(w)
-        );
-        check_sums("packed::dot_group2", w, n, sums, sums_stride, k);
         // SAFETY: AVX-512 VNNI detected (`wide`) and `w` handled; every buffer
         // length asserted above.
         unsafe {
@@ -586,9 +570,41 @@ pub fn dot_group2(
     }
 }
 
-/// Asserts that `sums` holds k rows of [`act_sums_len`] values at `sums_stride`
-/// (nothing for types that take none).
-fn check_sums(op: &str, w: DType, n: usize, sums: &[i32], sums_stride: usize, k: usize) {
+/// Asserts what the packed kernels read and write for `ng` (1 or 2) groups of `w`
+/// and k tokens: a packed layout, k within `max_tokens` (`max_tokens2` for two
+/// groups), the activations (as `dot` checks them), `groups` bytes of packed
+/// weights, the sums of the offset types, `out` floats. Returns the bytes of one
+/// group.
+#[allow(clippy::too_many_arguments)]
+fn check_args(
+    op: &'static str,
+    w: DType,
+    n: usize,
+    acts: &[u8],
+    act_stride: usize,
+    sums: &[i32],
+    sums_stride: usize,
+    k: usize,
+    ng: usize,
+    groups: usize,
+    out: usize,
+) -> usize {
+    assert!(packable(w), "{op}: {w} has no packed layout");
+    let kmax = if ng == 2 {
+        max_tokens2(w)
+    } else {
+        max_tokens(w)
+    };
+    assert!(k <= kmax, "{op}: {k} tokens, at most {kmax} for {w}");
+    // The same checks as `dot` / `dot_rows` (k in 1..=4, activations); the row
+    // bytes from whole blocks, as the kernels count them.
+    let rb = crate::check_dot_args(op, w, n, acts, act_stride, k);
+    let gb = packed_row_bytes(w, rb) * ROWS;
+    assert!(
+        groups >= ng * gb,
+        "{op}: groups have {groups} bytes, need {}",
+        ng * gb
+    );
     let m = act_sums_len(w, n);
     if m > 0 {
         let sneed = (k - 1).saturating_mul(sums_stride).saturating_add(m);
@@ -598,4 +614,10 @@ fn check_sums(op: &str, w: DType, n: usize, sums: &[i32], sums_stride: usize, k:
             sums.len()
         );
     }
+    assert!(
+        out >= k * ng * ROWS,
+        "{op}: out has {out} floats, need {}",
+        k * ng * ROWS
+    );
+    gb
 }
