@@ -14,6 +14,9 @@ const ROW_TILE: usize = 16;
 const TOKEN_GROUP: usize = 4;
 /// Below this many tokens an elementwise op runs on the calling thread.
 const PAR_MIN_TOKENS: usize = 4;
+/// Tokens per `packed::dot_groups` call (its output buffer: 16 rows of each on
+/// the stack, 2 KiB): the argument checks and dispatch are paid once per run.
+const PACKED_RUN: usize = 32;
 /// Chunks per thread in a job: enough that a thread slowed down (a little core, a
 /// preempted one) hands its share to the others, few enough that claiming is free.
 const CHUNKS_PER_THREAD: usize = 8;
@@ -85,6 +88,9 @@ pub struct CpuBackend {
     /// Per-thread packed weight blocks of the blocked GEMM.
     gemm_pack: Mutex<Vec<f32>>,
     simd: bool,
+    /// Prompt attention on AVX-512F ([`crate::flash512`]) instead of AVX2
+    /// ([`crate::flash`]); off with `ALC_KERNELS_NO_AVX512=1`.
+    attn512: bool,
 }
 
 impl std::fmt::Debug for CpuBackend {
@@ -109,7 +115,11 @@ pub fn scratch_bytes(
 ) -> u64 {
     let g = (n_head / n_kv_head.max(1)).max(1);
     let decode = (ctx + 3 * hd) * 4 + 2 * hd * 2;
-    let tiled = crate::flash::scratch_floats(hd, crate::flash::tokens_per_task(g) * g) * 4;
+    let nq = crate::flash::tokens_per_task(g) * g;
+    let tiled = crate::flash::scratch_floats(hd, nq);
+    #[cfg(target_arch = "x86_64")]
+    let tiled = tiled.max(crate::flash512::scratch_floats(hd, nq));
+    let tiled = tiled * 4;
     let act = ubatch * (act_row_bytes + act_sums * 4);
     (act + threads.max(1) * decode.max(tiled)) as u64
 }
@@ -137,14 +147,32 @@ impl CpuBackend {
             attn16: Mutex::new(Vec::new()),
             gemm_pack: Mutex::new(Vec::new()),
             simd,
+            attn512: simd && has_avx512() && std::env::var_os("ALC_KERNELS_NO_AVX512").is_none(),
         };
         tracing::debug!(
             "cpu backend: dot kernels {}, attention {}, {} threads",
             alc_quant::isa(),
-            if simd { "avx2+f16c" } else { "scalar" },
+            b.attention_isa(),
             b.pool.n_threads()
         );
         b
+    }
+
+    /// This backend with prompt attention on the AVX2 kernels even where AVX-512F
+    /// is present (the conformance kit runs both).
+    pub fn without_avx512(mut self) -> Self {
+        self.attn512 = false;
+        self
+    }
+
+    /// The attention kernels' instruction set: "avx512f" (prompts; decode stays
+    /// AVX2), "avx2+f16c" or "scalar".
+    pub fn attention_isa(&self) -> &'static str {
+        match (self.simd, self.attn512) {
+            (true, true) => "avx512f",
+            (true, false) => "avx2+f16c",
+            _ => "scalar",
+        }
     }
 
     pub fn n_threads(&self) -> usize {
@@ -218,12 +246,11 @@ impl CpuBackend {
         // 8-row kernel with its prefetch streams faster (Zen 5: SmolLM2 Q4_0 tg64
         // 445 vs 416 tok/s with the 16-row one, prefetching both groups).
         let wide = any_packed && n > 1 && packed::wide(dtype);
-        let (gb, kmax, kmax2) = if any_packed {
-            let gb = packed::packed_len(dtype, cols, packed::ROWS)
-                .expect("packed shape checked at pack time");
-            (gb, packed::max_tokens(dtype), packed::max_tokens2(dtype))
+        let gb = if any_packed {
+            packed::packed_len(dtype, cols, packed::ROWS)
+                .expect("packed shape checked at pack time")
         } else {
-            (0, 0, 0)
+            0
         };
         // Row tiles of all the weights, numbered consecutively; a chunk is a run of
         // whole tiles, so threads never share cache lines of weights.
@@ -235,6 +262,7 @@ impl CpuBackend {
         let token_block = (ACT_L2_BUDGET / arb).max(TOKEN_GROUP) / TOKEN_GROUP * TOKEN_GROUP;
         self.pool.run(chunks, |_, c| {
             let mut buf = [0f32; ROW_TILE * TOKEN_GROUP];
+            let mut pbuf = [0f32; 2 * packed::ROWS * PACKED_RUN];
             let mut t0 = 0;
             while t0 < n {
                 let t_end = (t0 + token_block).min(n);
@@ -254,20 +282,18 @@ impl CpuBackend {
                             let groups = &w.data[g * gb..(g + ng) * gb];
                             let mut t = t0;
                             while t < t_end {
-                                let k = (t_end - t).min(if ng == 2 { kmax2 } else { kmax });
+                                // One checked call per run of tokens; the kernels
+                                // take them a few at a time inside.
+                                let k = (t_end - t).min(PACKED_RUN);
                                 let (a, s) = (&act[t * arb..], &sums[t * ns..]);
-                                let out = &mut buf[..k * rows];
-                                if ng == 2 {
-                                    packed::dot_group2(dtype, cols, groups, a, arb, s, ns, k, out);
-                                } else {
-                                    packed::dot_group(dtype, cols, groups, a, arb, s, ns, k, out);
-                                }
+                                let out = &mut pbuf[..k * rows];
+                                packed::dot_groups(dtype, cols, groups, ng, a, arb, s, ns, k, out);
                                 for j in 0..k {
                                     // SAFETY: rows of groups g..g+ng belong to this chunk only.
                                     let o = unsafe {
                                         outs[i].slice((t + j) * w.rows + g * packed::ROWS, rows)
                                     };
-                                    o.copy_from_slice(&buf[j * rows..(j + 1) * rows]);
+                                    o.copy_from_slice(&out[j * rows..(j + 1) * rows]);
                                 }
                                 t += k;
                             }
@@ -366,7 +392,12 @@ impl CpuBackend {
         let tpt = flash::tokens_per_task(g);
         let runs = s.n_tokens.div_ceil(tpt);
         let tasks = runs * s.n_kv_head;
-        let per = flash::scratch_floats(s.head_dim, tpt * g);
+        let wide = self.attn512;
+        let per = if wide {
+            crate::flash512::scratch_floats(s.head_dim, tpt * g)
+        } else {
+            flash::scratch_floats(s.head_dim, tpt * g)
+        };
         let nth = self.pool.n_threads();
         let mut scratch = self.attn.lock().unwrap_or_else(|e| e.into_inner());
         if scratch.len() < nth * per {
@@ -382,10 +413,17 @@ impl CpuBackend {
                 let (run, kvh) = (i / s.n_kv_head, i % s.n_kv_head);
                 let t0 = run * tpt;
                 let t1 = (t0 + tpt).min(s.n_tokens);
-                // SAFETY: AVX2+FMA+F16C checked (`self.simd`), `handles(s)`, the
-                // caches hold the shape's rows, the scratch is sized for the task,
-                // and (run, kvh) owns its rows of `out`.
-                unsafe { flash::task(q, k, v, s, kvh, t0, t1, mine, outp) };
+                // SAFETY: AVX2+FMA+F16C checked (`self.simd`; AVX-512F too where
+                // `wide`), `handles(s)`, the caches hold the shape's rows, the
+                // scratch is sized for the task, and (run, kvh) owns its rows of
+                // `out`.
+                unsafe {
+                    if wide {
+                        crate::flash512::task(q, k, v, s, kvh, t0, t1, mine, outp)
+                    } else {
+                        flash::task(q, k, v, s, kvh, t0, t1, mine, outp)
+                    }
+                };
             }
         });
     }
@@ -627,6 +665,17 @@ impl Backend for CpuBackend {
     }
 }
 
+fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        crate::flash512::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -735,12 +784,12 @@ pub(crate) mod simd {
 
     // Cephes' single-precision exp: range reduction by ln 2 in two parts, a degree-5
     // polynomial, scaling by 2^n. Within 2 ulp of the true exp on [-87, 88]; 0 below.
-    pub(super) const EXP_MIN: f32 = -87.0;
-    pub(super) const EXP_MAX: f32 = 88.0;
-    pub(super) const LOG2E: f32 = std::f32::consts::LOG2_E;
-    pub(super) const LN2_HI: f32 = 0.693_359_4;
-    pub(super) const LN2_LO: f32 = -2.121_944_4e-4;
-    pub(super) const EXP_P: [f32; 6] = [
+    pub(crate) const EXP_MIN: f32 = -87.0;
+    pub(crate) const EXP_MAX: f32 = 88.0;
+    pub(crate) const LOG2E: f32 = std::f32::consts::LOG2_E;
+    pub(crate) const LN2_HI: f32 = 0.693_359_4;
+    pub(crate) const LN2_LO: f32 = -2.121_944_4e-4;
+    pub(crate) const EXP_P: [f32; 6] = [
         1.987_569_1e-4,
         1.398_199_9e-3,
         8.333_452e-3,

@@ -14,6 +14,8 @@ pub mod bandwidth;
 pub mod cpu;
 pub mod encoder;
 mod flash;
+#[cfg(target_arch = "x86_64")]
+mod flash512;
 pub mod gemm;
 pub mod pool;
 pub mod reference;

@@ -26,6 +26,12 @@ fn backends() -> Vec<(String, Box<dyn Backend>)> {
             Box::new(CpuBackend::new(1)) as Box<dyn Backend>,
         ),
         ("cpu-3".into(), Box::new(CpuBackend::new(3))),
+        // Where the CPU has AVX-512F the two above run its prompt attention; this
+        // one keeps the AVX2 kernels (the same backend elsewhere).
+        (
+            "cpu-2-avx2".into(),
+            Box::new(CpuBackend::new(2).without_avx512()),
+        ),
     ]
 }
 

@@ -264,7 +264,7 @@ pub fn dot(
     k: usize,
     out: &mut [f32],
 ) {
-    let wbytes = check_dot_args("dot", w, n, acts, act_stride, k);
+    let wbytes = check_dot_args("dot", w, n, acts, act_stride, k, 4);
     assert!(
         out.len() >= k,
         "dot: k = {k} outputs but out.len() = {}",
@@ -308,6 +308,7 @@ fn check_dot_args(
     acts: &[u8],
     act_stride: usize,
     k: usize,
+    kmax: usize,
 ) -> usize {
     let Ok(a) = act_type(w) else {
         panic!(
@@ -320,7 +321,7 @@ fn check_dot_args(
         n.is_multiple_of(bs),
         "{op}: n = {n} is not a multiple of the {w} block size {bs}"
     );
-    assert!((1..=4).contains(&k), "{op}: k = {k} must be 1..=4");
+    assert!((1..=kmax).contains(&k), "{op}: k = {k} must be 1..={kmax}");
     let units = n / bs;
     // One weight block of `bs` elements meets bs / a.block_size() activation blocks.
     let abytes = (k - 1)
@@ -361,7 +362,7 @@ pub fn dot_rows(
     k: usize,
     out: &mut [f32],
 ) {
-    let wbytes = check_dot_args("dot_rows", w, n, acts, act_stride, k);
+    let wbytes = check_dot_args("dot_rows", w, n, acts, act_stride, k, 4);
     assert!(
         n_rows >= 1 && out.len() / k >= n_rows,
         "dot_rows: n_rows = {n_rows} must be >= 1 and n_rows * k <= out.len() = {}",

@@ -447,40 +447,12 @@ pub fn dot_group(
     k: usize,
     out: &mut [f32],
 ) {
-    let (g, o) = (group.len(), out.len());
-    check_args(
-        "packed::dot_group",
-        w,
-        n,
-        acts,
-        act_stride,
-        sums,
-        sums_stride,
-        k,
-        1,
-        g,
-        o,
+    let kmax = max_tokens(w);
+    assert!(
+        k <= kmax,
+        "packed::dot_group: {k} tokens, at most {kmax} for {w}"
     );
-    match isa_cached() {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => {
-            // SAFETY: AVX2+FMA+F16C detected; every buffer length asserted above.
-            unsafe {
-                crate::avx2::dot_packed(
-                    w,
-                    n / w.block_size(),
-                    group.as_ptr(),
-                    acts.as_ptr(),
-                    act_stride,
-                    sums.as_ptr(),
-                    sums_stride,
-                    k,
-                    out.as_mut_ptr(),
-                )
-            }
-        }
-        Isa::Scalar => panic!("packed::dot_group: no packed kernels on the scalar path"),
-    }
+    dot_groups(w, n, group, 1, acts, act_stride, sums, sums_stride, k, out);
 }
 
 /// Whether [`dot_group2`] has a kernel of its own for `w` on this CPU (AVX-512
@@ -526,55 +498,178 @@ pub fn dot_group2(
     k: usize,
     out: &mut [f32],
 ) {
+    let kmax = max_tokens2(w);
+    assert!(
+        k <= kmax,
+        "packed::dot_group2: {k} tokens, at most {kmax} for {w}"
+    );
+    dot_groups(w, n, groups, 2, acts, act_stride, sums, sums_stride, k, out);
+}
+
+/// [`dot_group`] (`ng` = 1) or [`dot_group2`] (`ng` = 2) over a run of any number
+/// of tokens: `out[j * ng * 8 + r]` receives row r of the groups for token j <
+/// `n_tokens` (activation row j at `j × act_stride`, sums row j at `j ×
+/// sums_stride`). The arguments are checked once and the kernels take the tokens
+/// [`max_tokens`] / [`max_tokens2`] at a time: the prompt-processing entry, whose
+/// per-call cost is paid once per run instead of once per 4 tokens.
+///
+/// Panics as [`dot_group`] does, or if `ng` is not 1 or 2.
+#[allow(clippy::too_many_arguments)]
+pub fn dot_groups(
+    w: DType,
+    n: usize,
+    groups: &[u8],
+    ng: usize,
+    acts: &[u8],
+    act_stride: usize,
+    sums: &[i32],
+    sums_stride: usize,
+    n_tokens: usize,
+    out: &mut [f32],
+) {
+    assert!(
+        ng == 1 || ng == 2,
+        "packed::dot_groups: ng = {ng}, must be 1 or 2"
+    );
     let (g, o) = (groups.len(), out.len());
     let gb = check_args(
-        "packed::dot_group2",
+        "packed::dot_groups",
         w,
         n,
         acts,
         act_stride,
         sums,
         sums_stride,
-        k,
-        2,
+        n_tokens,
+        ng,
         g,
         o,
     );
     #[cfg(target_arch = "x86_64")]
-    if wide(w) {
-        // SAFETY: AVX-512 VNNI detected (`wide`) and `w` handled; every buffer
-        // length asserted above.
+    if matches!(isa_cached(), Isa::Avx2) {
+        // SAFETY: AVX2+FMA+F16C detected; every buffer covers n_tokens tokens and
+        // ng groups (check_args).
         unsafe {
-            crate::avx512::dot_pair(
+            groups_avx2(
                 w,
                 n / w.block_size(),
-                groups.as_ptr(),
-                groups.as_ptr().add(gb),
-                acts.as_ptr(),
+                groups,
+                gb,
+                ng,
+                acts,
                 act_stride,
-                sums.as_ptr(),
+                sums,
                 sums_stride,
-                k,
-                out.as_mut_ptr(),
+                n_tokens,
+                out,
             )
-        }
+        };
         return;
     }
+    let _ = gb;
+    panic!("packed::dot_groups: no packed kernels on the scalar path");
+}
+
+/// [`dot_groups`]' loop over the tokens on x86: the AVX-512 VNNI pair kernel where
+/// [`wide`], else the 8-row AVX2 kernel once per group.
+///
+/// # Safety
+/// AVX2+FMA+F16C available; the buffers as [`check_args`] asserts them for
+/// `n_tokens` tokens and `ng` groups of `gb` bytes.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn groups_avx2(
+    w: DType,
+    nb: usize,
+    groups: &[u8],
+    gb: usize,
+    ng: usize,
+    acts: &[u8],
+    act_stride: usize,
+    sums: &[i32],
+    sums_stride: usize,
+    n_tokens: usize,
+    out: &mut [f32],
+) {
+    let pair = ng == 2 && wide(w);
+    let kmax = if ng == 2 {
+        max_tokens2(w)
+    } else {
+        max_tokens(w)
+    };
+    let rows = ng * ROWS;
     let mut half = [0f32; MAX_TOKENS * ROWS];
-    for (i, g) in [&groups[..gb], &groups[gb..2 * gb]].into_iter().enumerate() {
-        dot_group(w, n, g, acts, act_stride, sums, sums_stride, k, &mut half);
-        for j in 0..k {
-            out[j * 2 * ROWS + i * ROWS..j * 2 * ROWS + (i + 1) * ROWS]
-                .copy_from_slice(&half[j * ROWS..(j + 1) * ROWS]);
+    let mut j = 0;
+    while j < n_tokens {
+        let k = (n_tokens - j).min(kmax);
+        // SAFETY (every kernel call): the caller's buffers cover all n_tokens
+        // tokens; the kernels read k <= kmax of them from token j on. Q4_1 and
+        // Q8_0 read no sums, so their pointer may point past `sums`.
+        let (a, s) = (
+            acts[j * act_stride..].as_ptr(),
+            sums.as_ptr().wrapping_add(j * sums_stride),
+        );
+        let dst = out[j * rows..].as_mut_ptr();
+        if pair {
+            // AVX-512 VNNI detected (`wide`) and `w` handled.
+            unsafe {
+                crate::avx512::dot_pair(
+                    w,
+                    nb,
+                    groups.as_ptr(),
+                    groups.as_ptr().add(gb),
+                    a,
+                    act_stride,
+                    s,
+                    sums_stride,
+                    k,
+                    dst,
+                )
+            }
+        } else if ng == 1 {
+            unsafe {
+                crate::avx2::dot_packed(
+                    w,
+                    nb,
+                    groups.as_ptr(),
+                    a,
+                    act_stride,
+                    s,
+                    sums_stride,
+                    k,
+                    dst,
+                )
+            }
+        } else {
+            for i in 0..2 {
+                // `half` holds k × 8 floats.
+                unsafe {
+                    crate::avx2::dot_packed(
+                        w,
+                        nb,
+                        groups.as_ptr().add(i * gb),
+                        a,
+                        act_stride,
+                        s,
+                        sums_stride,
+                        k,
+                        half.as_mut_ptr(),
+                    )
+                }
+                for t in 0..k {
+                    out[(j + t) * rows + i * ROWS..][..ROWS]
+                        .copy_from_slice(&half[t * ROWS..(t + 1) * ROWS]);
+                }
+            }
         }
+        j += k;
     }
 }
 
 /// Asserts what the packed kernels read and write for `ng` (1 or 2) groups of `w`
-/// and k tokens: a packed layout, k within `max_tokens` (`max_tokens2` for two
-/// groups), the activations (as `dot` checks them), `groups` bytes of packed
-/// weights, the sums of the offset types, `out` floats. Returns the bytes of one
-/// group.
+/// and k >= 1 tokens: a packed layout, the activations (as `dot` checks them),
+/// `groups` bytes of packed weights, the sums of the offset types, `out` floats.
+/// Returns the bytes of one group.
 #[allow(clippy::too_many_arguments)]
 fn check_args(
     op: &'static str,
@@ -590,15 +685,9 @@ fn check_args(
     out: usize,
 ) -> usize {
     assert!(packable(w), "{op}: {w} has no packed layout");
-    let kmax = if ng == 2 {
-        max_tokens2(w)
-    } else {
-        max_tokens(w)
-    };
-    assert!(k <= kmax, "{op}: {k} tokens, at most {kmax} for {w}");
-    // The same checks as `dot` / `dot_rows` (k in 1..=4, activations); the row
-    // bytes from whole blocks, as the kernels count them.
-    let rb = crate::check_dot_args(op, w, n, acts, act_stride, k);
+    // The same checks as `dot` / `dot_rows` (type, activations) for any number of
+    // tokens; the row bytes from whole blocks, as the kernels count them.
+    let rb = crate::check_dot_args(op, w, n, acts, act_stride, k, usize::MAX);
     let gb = packed_row_bytes(w, rb) * ROWS;
     assert!(
         groups >= ng * gb,

@@ -157,6 +157,40 @@ fn check(w: DType, n: usize, rows: usize, src: &[u8], act: &[u8], stride: usize,
             );
         }
     }
+    // Runs of more tokens than one kernel call takes (`dot_groups`, the prompt
+    // entry, one and two groups) equal one `dot_group` call per token, bit for bit.
+    let nt = 11;
+    let nsr = ns.max(1);
+    let mut run_act = vec![0u8; nt * stride];
+    let mut run_sums = vec![0i32; nt * nsr];
+    for t in 0..nt {
+        let j = (t * 3 + 1) % 4;
+        run_act[t * stride..(t + 1) * stride].copy_from_slice(&act[j * stride..(j + 1) * stride]);
+        run_sums[t * nsr..(t + 1) * nsr].copy_from_slice(&sums[j * nsr..(j + 1) * nsr]);
+    }
+    for ng in 1..=(rows / packed::ROWS).min(2) {
+        for g in 0..=rows / packed::ROWS - ng {
+            let mut got = vec![0f32; nt * ng * 8];
+            let groups = &pk[g * gb..(g + ng) * gb];
+            packed::dot_groups(
+                w, n, groups, ng, &run_act, stride, &run_sums, nsr, nt, &mut got,
+            );
+            for t in 0..nt {
+                for h in 0..ng {
+                    let mut o = [0f32; 8];
+                    let group = &pk[(g + h) * gb..(g + h + 1) * gb];
+                    let (a, sm) = (&run_act[t * stride..], &run_sums[t * nsr..]);
+                    packed::dot_group(w, n, group, a, stride, sm, nsr, 1, &mut o);
+                    let run = &got[(t * ng + h) * 8..(t * ng + h + 1) * 8];
+                    assert!(
+                        run.iter().zip(&o).all(|(x, y)| x.to_bits() == y.to_bits()),
+                        "{ctx}: {w} n={n} dot_groups ng={ng} group {} token {t}: {run:?} vs {o:?}",
+                        g + h
+                    );
+                }
+            }
+        }
+    }
 }
 
 #[test]
