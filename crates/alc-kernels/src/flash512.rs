@@ -83,6 +83,16 @@ unsafe fn exp16(x: __m512) -> __m512 {
     }
 }
 
+/// Mask of the first `n` of 16 lanes.
+#[inline(always)]
+fn lanes_below(n: usize) -> __mmask16 {
+    if n >= LANES {
+        u16::MAX
+    } else {
+        (1u16 << n) - 1
+    }
+}
+
 /// f16 row → f32 (`n` a multiple of 8).
 #[inline(always)]
 unsafe fn widen(src: *const f16, dst: *mut f32, n: usize) {
@@ -232,30 +242,33 @@ pub(crate) unsafe fn task(
     let (pp, rest) = rest.split_at_mut(nqp);
     let jp = &mut rest[..nqp];
     // Lane i = (t − t0) · g + (h − kvh · g): its query rounded to f16 and back (as
-    // llama.cpp feeds its f16 dot), its position and first visible key (exact in
-    // f32 below 2^24). Padding lanes copy the last query's position over a zero
-    // query; their results are not written.
-    let mut tmp = [0f32; 8];
-    for i in 0..nqp {
-        let (t, h) = (t0 + i.min(nq - 1) / g, kvh * g + i.min(nq - 1) % g);
-        let p = s.pos0 + t;
-        pp[i] = p as f32;
-        jp[i] = first_visible(p, s.window) as f32;
-        if i >= nq {
-            for c in 0..hd {
-                qt[c * nqp + i] = 0.0;
-            }
-            continue;
+    // llama.cpp feeds its f16 dot), gathered 16 lanes at a time, its position and
+    // first visible key (exact in f32 below 2^24). Padding lanes copy the last
+    // query's position over a zero query; their results are not written.
+    let base = t0 * s.n_head * hd; // q and out offsets below are relative to it
+    let mut idx = [0i32; LANES];
+    for o in (0..nqp).step_by(LANES) {
+        for (l, x) in idx.iter_mut().enumerate() {
+            let i = (o + l).min(nq - 1);
+            let (t, h) = (i / g, kvh * g + i % g);
+            *x = ((t * s.n_head + h) * hd) as i32;
+            let p = s.pos0 + t0 + t;
+            pp[o + l] = p as f32;
+            jp[o + l] = first_visible(p, s.window) as f32;
         }
-        let src = &q[(t * s.n_head + h) * hd..][..hd];
-        for (c0, x) in (0..hd).step_by(8).zip(src.chunks_exact(8)) {
-            // SAFETY: 8 floats each side; F16C is enabled on this function.
-            unsafe {
-                let r = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(x.as_ptr()));
-                _mm256_storeu_ps(tmp.as_mut_ptr(), _mm256_cvtph_ps(r));
-            }
-            for (d, &y) in tmp.iter().enumerate() {
-                qt[(c0 + d) * nqp + i] = y;
+        let valid = lanes_below(nq - o);
+        // SAFETY: every index is a query row of this task, in q (asserted);
+        // AVX-512F and F16C are enabled on this function.
+        unsafe {
+            let vi = _mm512_loadu_si512(idx.as_ptr().cast());
+            let qb = q.as_ptr().add(base);
+            for c in 0..hd {
+                let x = _mm512_i32gather_ps::<4>(vi, qb.add(c));
+                let x = _mm512_cvtph_ps(_mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x));
+                _mm512_storeu_ps(
+                    qt.as_mut_ptr().add(c * nqp + o),
+                    _mm512_maskz_mov_ps(valid, x),
+                );
             }
         }
     }
