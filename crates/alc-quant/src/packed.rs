@@ -469,13 +469,14 @@ pub fn wide(w: DType) -> bool {
     }
 }
 
-/// Tokens one [`dot_group2`] call takes at most for `w`: [`MAX_TOKENS`] where
-/// [`wide`] (the 16-row kernels have the registers), else [`max_tokens`].
+/// Tokens one [`dot_group2`] call takes at most for `w`: where [`wide`], 8 for the
+/// legacy types and [`MAX_TOKENS`] for Q4_K (the 16-row kernels have the
+/// registers), else [`max_tokens`].
 pub fn max_tokens2(w: DType) -> usize {
-    if wide(w) {
-        MAX_TOKENS
-    } else {
-        max_tokens(w)
+    match w {
+        DType::Q4_K if wide(w) => MAX_TOKENS,
+        _ if wide(w) => 2 * MAX_TOKENS,
+        _ => max_tokens(w),
     }
 }
 

@@ -49,13 +49,16 @@ fn random_rows(w: DType, rng: &mut SmallRng, n: usize, rows: usize, fill: Option
     v
 }
 
-/// Four activation rows at a padded stride, quantized from random floats, or with
+/// Activation rows (as many as the widest kernel takes).
+const ACT_ROWS: usize = 8;
+
+/// [`ACT_ROWS`] activation rows at a padded stride, quantized from random floats, or with
 /// every quant at ±127 (`extreme`).
 fn acts(w: DType, rng: &mut SmallRng, n: usize, extreme: bool) -> (Vec<u8>, usize) {
     let ab = act_row_bytes(w, n).unwrap();
     let stride = ab + 5;
-    let mut buf = vec![0u8; 4 * stride];
-    for j in 0..4 {
+    let mut buf = vec![0u8; ACT_ROWS * stride];
+    for j in 0..ACT_ROWS {
         let x: Vec<f32> = (0..n)
             .map(|i| {
                 if extreme {
@@ -96,8 +99,8 @@ fn check(w: DType, n: usize, rows: usize, src: &[u8], act: &[u8], stride: usize,
     );
     let ab = act_row_bytes(w, n).unwrap();
     let ns = packed::act_sums_len(w, n);
-    let mut sums = vec![0i32; 4 * ns.max(1)];
-    for j in 0..4 {
+    let mut sums = vec![0i32; ACT_ROWS * ns.max(1)];
+    for j in 0..ACT_ROWS {
         packed::act_sums(w, n, &act[j * stride..], &mut sums[j * ns.max(1)..]).unwrap();
     }
     let rb = n / w.block_size() * w.block_bytes();
@@ -134,7 +137,7 @@ fn check(w: DType, n: usize, rows: usize, src: &[u8], act: &[u8], stride: usize,
         for k in 1..=packed::max_tokens2(w) {
             // One token per `dot_group` call (the per-token arithmetic does not
             // depend on k), so that k may exceed `max_tokens(w)`.
-            let mut one = [0f32; 64];
+            let mut one = [0f32; ACT_ROWS * 16];
             for h in 0..2 {
                 let group = &pk[(g + h) * gb..(g + h + 1) * gb];
                 for j in 0..k {
@@ -144,7 +147,7 @@ fn check(w: DType, n: usize, rows: usize, src: &[u8], act: &[u8], stride: usize,
                     one[j * 16 + h * 8..j * 16 + h * 8 + 8].copy_from_slice(&o);
                 }
             }
-            let mut two = [0f32; 64];
+            let mut two = [0f32; ACT_ROWS * 16];
             let pair = &pk[g * gb..(g + 2) * gb];
             packed::dot_group2(w, n, pair, act, stride, &sums, ns.max(1), k, &mut two);
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
@@ -164,7 +167,7 @@ fn check(w: DType, n: usize, rows: usize, src: &[u8], act: &[u8], stride: usize,
     let mut run_act = vec![0u8; nt * stride];
     let mut run_sums = vec![0i32; nt * nsr];
     for t in 0..nt {
-        let j = (t * 3 + 1) % 4;
+        let j = (t * 3 + 1) % ACT_ROWS;
         run_act[t * stride..(t + 1) * stride].copy_from_slice(&act[j * stride..(j + 1) * stride]);
         run_sums[t * nsr..(t + 1) * nsr].copy_from_slice(&sums[j * nsr..(j + 1) * nsr]);
     }
