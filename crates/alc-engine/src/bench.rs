@@ -167,11 +167,27 @@ pub(crate) fn run(
             chunks: chunks.clone(),
         });
     }
-    let mut gen_rate = None;
+    // The bandwidth probe runs right before each timed generation repetition (a
+    // shared machine's bandwidth drifts by a third within minutes; a probe taken
+    // once, apart from the runs it divides, swings MBU with it), and once at the end
+    // when there is no generation test. Peak RSS is read before the probe exists.
+    let probe_bytes = spec.bandwidth_probe_bytes;
+    let mut peak_rss = None;
+    let mut bws = Vec::new();
     if spec.gen_len > 0 {
         let mut rates = Vec::new();
+        let mut mbus = Vec::new();
+        let mut probe = None;
         let mut s = Sampler::new(SamplingParams::greedy());
         for rep in 0..=reps {
+            let mut bw = None;
+            if rep > 0 && probe_bytes > 0 {
+                // After the warm-up, which touched every page the runs touch.
+                peak_rss.get_or_insert_with(peak_rss_bytes);
+                let p = probe
+                    .get_or_insert_with(|| alc_kernels::bandwidth::ReadProbe::new(probe_bytes));
+                bw = Some(p.measure(be.pool(), 3));
+            }
             st.truncate(0);
             let mut tok = rand_tok();
             let t0 = Instant::now();
@@ -181,37 +197,41 @@ pub(crate) fn run(
             }
             let el = t0.elapsed().as_secs_f64();
             if rep > 0 {
-                rates.push(spec.gen_len as f64 / el);
+                let rate = spec.gen_len as f64 / el;
+                rates.push(rate);
+                if let Some(bw) = bw {
+                    bws.push(bw);
+                    mbus.push(info.bytes_per_token as f64 * rate / bw);
+                }
             }
         }
         let (mn, mx) = (
             rates.iter().copied().fold(f64::MAX, f64::min),
             rates.iter().copied().fold(0.0, f64::max),
         );
-        let med = median(&mut rates);
-        gen_rate = Some(med);
         tests.push(BenchTest {
             name: format!("tg{}", spec.gen_len),
             n_prompt: 0,
             n_gen: spec.gen_len,
             reps,
-            tok_s_median: med,
+            tok_s_median: median(&mut rates),
             tok_s_min: mn,
             tok_s_max: mx,
             ttft_ms_median: None,
-            mbu: None,
+            mbu: (!mbus.is_empty()).then(|| median(&mut mbus)),
             chunks: vec![1],
         });
     }
     // Before the probe, whose buffer would otherwise count as the model's memory.
-    let peak_rss = peak_rss_bytes();
-    let bw = (spec.bandwidth_probe_bytes > 0)
-        .then(|| alc_kernels::bandwidth::read_bandwidth(be.pool(), spec.bandwidth_probe_bytes, 5));
-    if let (Some(bw), Some(rate)) = (bw, gen_rate) {
-        if let Some(t) = tests.last_mut() {
-            t.mbu = Some(info.bytes_per_token as f64 * rate / bw);
-        }
+    let peak_rss = peak_rss.unwrap_or_else(peak_rss_bytes);
+    if probe_bytes > 0 && bws.is_empty() {
+        bws.push(alc_kernels::bandwidth::read_bandwidth(
+            be.pool(),
+            probe_bytes,
+            5,
+        ));
     }
+    let bw = (!bws.is_empty()).then(|| median(&mut bws));
     Ok(BenchReport {
         schema: BENCH_SCHEMA,
         model: info.path.display().to_string(),

@@ -425,3 +425,57 @@ fn concurrent_sessions_decode_together_and_match_alone() {
         "the dropped session's generation kept going"
     );
 }
+
+/// `Engine::bench` on SmolLM2: one pp and one tg test with plausible rates, and a
+/// model-bandwidth utilisation from a probe taken beside each timed generation
+/// repetition (a fraction of the measured bandwidth, not a made-up number); no
+/// probe, no MBU.
+#[test]
+fn bench_reports_rates_and_paired_bandwidth() {
+    use alc_engine::BenchSpec;
+    let Some(eng) = open("smollm2-135m-instruct-q4_1.gguf", small_cfg()) else {
+        return;
+    };
+    let spec = BenchSpec {
+        prompt_lens: vec![40],
+        gen_len: 6,
+        reps: 3,
+        bandwidth_probe_bytes: 0,
+    };
+    // Without a probe first: peak RSS is a process-wide high-water mark.
+    let r = eng.bench(spec.clone()).unwrap();
+    assert!(r.mem_read_gbs.is_none() && r.tests[1].mbu.is_none());
+    let peak0 = r.peak_rss_bytes;
+
+    let r = eng
+        .bench(BenchSpec {
+            bandwidth_probe_bytes: 64 << 20,
+            ..spec
+        })
+        .unwrap();
+    let names: Vec<&str> = r.tests.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["pp40", "tg6"]);
+    let (pp, tg) = (&r.tests[0], &r.tests[1]);
+    assert_eq!(pp.chunks.iter().sum::<usize>(), 40);
+    for t in &r.tests {
+        assert!(
+            t.tok_s_min <= t.tok_s_median && t.tok_s_median <= t.tok_s_max,
+            "{t:?}"
+        );
+        assert!(t.tok_s_min > 1.0, "{t:?}");
+    }
+    assert!(pp.mbu.is_none() && pp.ttft_ms_median.is_some());
+    let bw = r.mem_read_gbs.expect("probe ran");
+    assert!(bw > 0.1, "{bw} GB/s");
+    let mbu = tg.mbu.expect("tg has an MBU");
+    // Weight bytes streamed per second over the bandwidth: far below 1 would mean
+    // the rate or the bytes are wrong, far above that the probe is.
+    assert!(mbu > 0.02 && mbu < 2.0, "MBU {mbu}");
+    assert!(r.bytes_per_token > 50_000_000, "{}", r.bytes_per_token);
+    // The probe's 64 MiB buffer is not counted as the model's memory.
+    assert!(
+        r.peak_rss_bytes < peak0 + (32 << 20),
+        "peak RSS {} with the probe, {peak0} without",
+        r.peak_rss_bytes
+    );
+}

@@ -7,24 +7,46 @@ use std::time::Instant;
 /// Best-of-`reps` read bandwidth in bytes/s over a buffer of `bytes` (use a size well
 /// beyond the last-level cache, e.g. 256 MiB).
 pub fn read_bandwidth(pool: &ThreadPool, bytes: usize, reps: usize) -> f64 {
-    let n = (bytes / 8).max(1024);
-    // Touch every page so the timing measures reads, not page faults.
-    let buf: Vec<u64> = (0..n as u64).collect();
-    let sums: Vec<std::sync::atomic::AtomicU64> =
-        (0..pool.n_threads()).map(|_| Default::default()).collect();
-    let mut best = f64::MAX;
-    for _ in 0..reps.max(1) {
-        let t = Instant::now();
-        // One chunk per thread: a claimed 1/n_threads of the buffer each.
-        let nth = pool.n_threads();
-        pool.run(nth, |tid, c| {
-            let s = sum(&buf[split_range(n, nth, c)]);
-            sums[tid].fetch_add(s, std::sync::atomic::Ordering::Relaxed);
-        });
-        best = best.min(t.elapsed().as_secs_f64());
+    ReadProbe::new(bytes).measure(pool, reps)
+}
+
+/// A read-bandwidth probe whose buffer is allocated (and every page touched) once,
+/// so that it can be measured again and again, e.g. right before each timed
+/// repetition of a benchmark on a machine whose bandwidth drifts.
+pub struct ReadProbe {
+    buf: Vec<u64>,
+}
+
+impl ReadProbe {
+    /// A probe over a buffer of `bytes` (at least 8 KiB).
+    pub fn new(bytes: usize) -> Self {
+        let n = (bytes / 8).max(1024);
+        // Touch every page so the timing measures reads, not page faults.
+        ReadProbe {
+            buf: (0..n as u64).collect(),
+        }
     }
-    std::hint::black_box(&sums);
-    (n * 8) as f64 / best
+
+    /// Best-of-`reps` read bandwidth in bytes/s: one job per repetition on `pool`,
+    /// each thread summing its share of the buffer.
+    pub fn measure(&self, pool: &ThreadPool, reps: usize) -> f64 {
+        let (buf, n) = (&self.buf, self.buf.len());
+        let sums: Vec<std::sync::atomic::AtomicU64> =
+            (0..pool.n_threads()).map(|_| Default::default()).collect();
+        let mut best = f64::MAX;
+        for _ in 0..reps.max(1) {
+            let t = Instant::now();
+            // One chunk per thread: a claimed 1/n_threads of the buffer each.
+            let nth = pool.n_threads();
+            pool.run(nth, |tid, c| {
+                let s = sum(&buf[split_range(n, nth, c)]);
+                sums[tid].fetch_add(s, std::sync::atomic::Ordering::Relaxed);
+            });
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        std::hint::black_box(&sums);
+        (n * 8) as f64 / best
+    }
 }
 
 /// Sum with several independent accumulators so that the loop is load-bound.
