@@ -1815,6 +1815,132 @@ unsafe fn packed_q4k<const K: usize>(
     }
 }
 
+/// Packed Q6_K (see `crate::packed`): 8 rows × K (1 or 2) tokens over `nb`
+/// super-blocks; `out[j * 8 + r]`.
+///
+/// Per half h and ql group j (4 bytes of each row): the 6-bit quants of the low
+/// nibbles (elements 128h + 4j..) and of the high nibbles (128h + 64 + 4j..), each
+/// the nibble OR its two high bits from the qh group m = j mod 8 (bits 0-1 / 4-5 for
+/// j < 8, 2-3 / 6-7 above, moved to bits 4-5 by a 16-bit shift and a mask; the bits
+/// a 16-bit shift carries over from the neighbouring byte fall outside the mask).
+/// Unsigned quants (0..63) against broadcast activation bytes by `vpmaddubsw`; the
+/// i16 sums of two groups (2 × 2 × 63 × 127 = 32 004 at most) meet the rows'
+/// sub-block scale (i8, the same in both i16 halves of a row's lane) in one
+/// `vpmaddwd` into i32. The −32 offset comes back once per super-block and token:
+/// 32 · Σ_s sc_s · bsum_s, `vpmaddwd` of the scale pairs by the activation's bsum
+/// pairs. Per super-block and token: acc += d_w · d_y · (Σ sc·P − 32 Σ sc·B), the
+/// integer dot of llama.cpp's Q6_K × Q8_K kernels, so within float rounding of the
+/// reference.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn packed_q6k<const K: usize>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    stride: usize,
+    out: *mut f32,
+) {
+    // SAFETY: the caller guarantees the features, that `w` holds nb packed Q6_K
+    // blocks, `a` K rows of nb Q8_K blocks at `stride`, and `out` 8 × K floats.
+    unsafe {
+        const PB: usize = 1680; // packed block: 8 rows × 210
+        const AB: usize = 292; // Q8_K block
+        let m0f = _mm256_set1_epi8(0x0F);
+        let m30 = _mm256_set1_epi8(0x30);
+        let mut acc = [_mm256_setzero_ps(); K];
+        let mut wp = w;
+        let mut ap = a;
+        let mut pf = PF_DIST;
+        // Row r's scale of sub-block s in both i16 halves of lane r.
+        let scale = |wp: *const u8, s: usize| {
+            let v = _mm256_cvtepi8_epi32(_mm_loadl_epi64(wp.add(16 + 8 * s).cast()));
+            _mm256_or_si256(
+                _mm256_and_si256(v, _mm256_set1_epi32(0xFFFF)),
+                _mm256_slli_epi32::<16>(v),
+            )
+        };
+        // Low- and high-nibble 6-bit quants of ql group j of half h.
+        let quants = |wp: *const u8, h: usize, j: usize| {
+            let wv = load256(wp.add(144 + 512 * h + 32 * j));
+            let qh = load256(wp.add(1168 + 256 * h + 32 * (j % 8)));
+            let (bl, bh) = if j < 8 {
+                (_mm256_slli_epi16::<4>(qh), qh)
+            } else {
+                (_mm256_slli_epi16::<2>(qh), _mm256_srli_epi16::<2>(qh))
+            };
+            (
+                _mm256_or_si256(_mm256_and_si256(wv, m0f), _mm256_and_si256(bl, m30)),
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(wv), m0f),
+                    _mm256_and_si256(bh, m30),
+                ),
+            )
+        };
+        for b in 0..nb {
+            if K == 1 {
+                while pf < (b + 1) * PB + PF_DIST {
+                    _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(pf).cast::<i8>());
+                    pf += 64;
+                }
+            }
+            let mut dots = [_mm256_setzero_si256(); K];
+            for h in 0..2 {
+                // Sub-blocks 8h + sp (low nibbles of groups 4sp..4sp + 4) and
+                // 8h + 4 + sp (their high nibbles), two groups at a time.
+                for sp in 0..4 {
+                    let (sa, sb) = (scale(wp, 8 * h + sp), scale(wp, 8 * h + 4 + sp));
+                    for gp in 0..2 {
+                        let j = 4 * sp + 2 * gp;
+                        let (lo0, hi0) = quants(wp, h, j);
+                        let (lo1, hi1) = quants(wp, h, j + 1);
+                        for (t, d) in dots.iter_mut().enumerate() {
+                            let y = ap.add(t * stride + 4 + 128 * h + 4 * j);
+                            let by = |o: usize| _mm256_set1_epi32(ld32(y.add(o)) as i32);
+                            let pl = _mm256_add_epi16(
+                                _mm256_maddubs_epi16(lo0, by(0)),
+                                _mm256_maddubs_epi16(lo1, by(4)),
+                            );
+                            let ph = _mm256_add_epi16(
+                                _mm256_maddubs_epi16(hi0, by(64)),
+                                _mm256_maddubs_epi16(hi1, by(68)),
+                            );
+                            *d = _mm256_add_epi32(
+                                *d,
+                                _mm256_add_epi32(
+                                    _mm256_madd_epi16(pl, sa),
+                                    _mm256_madd_epi16(ph, sb),
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+            // Scale pairs (sc_2q, sc_2q+1) of each row as i16 in its lane.
+            let pairs: [__m256i; 8] = std::array::from_fn(|q| {
+                let s0 = _mm_loadl_epi64(wp.add(16 + 16 * q).cast());
+                let s1 = _mm_loadl_epi64(wp.add(24 + 16 * q).cast());
+                _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(s0, s1))
+            });
+            let dw = _mm256_cvtph_ps(load128(wp));
+            for (t, d) in dots.iter().enumerate() {
+                let at = ap.add(t * stride);
+                let mut off = _mm256_setzero_si256();
+                for (q, pq) in pairs.iter().enumerate() {
+                    let bs = _mm256_set1_epi32(ld32(at.add(260 + 4 * q)) as i32);
+                    off = _mm256_add_epi32(off, _mm256_madd_epi16(*pq, bs));
+                }
+                let i = _mm256_sub_epi32(*d, _mm256_slli_epi32::<5>(off));
+                let dy = _mm256_set1_ps(f32::from_bits(ld32(at)));
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm256_mul_ps(dw, dy), acc[t]);
+            }
+            wp = wp.add(PB);
+            ap = ap.add(AB);
+        }
+        for (t, v) in acc.iter().enumerate() {
+            _mm256_storeu_ps(out.add(t * 8), *v);
+        }
+    }
+}
+
 /// Pins the order of integer work: an empty `asm!` that takes and returns each
 /// vector of `$v` (an array of `__m256i`) in place; no instruction is emitted. The
 /// partial sums of one step must be complete before the next step's additions
@@ -1904,9 +2030,9 @@ unsafe fn packed_q8_0<const K: usize>(
 ///
 /// # Safety
 /// AVX2, FMA and F16C must be available; `w` must hold `nb` packed blocks of type
-/// `t` (Q4_0, Q4_1, Q5_0, Q8_0 or Q4_K), `a` k activation rows of nb blocks at `stride`,
-/// `sums` (Q4_0, Q5_0, Q4_K) k rows of `act_sums_len` i32 at `sstride`, `out` 8 × k
-/// floats; 1 <= k <= 4 (2 for Q4_K).
+/// `t` (Q4_0, Q4_1, Q5_0, Q8_0, Q4_K or Q6_K), `a` k activation rows of nb blocks at
+/// `stride`, `sums` (Q4_0, Q5_0, Q4_K) k rows of `act_sums_len` i32 at `sstride`,
+/// `out` 8 × k floats; 1 <= k <= 4 (2 for Q4_K and Q6_K).
 #[allow(clippy::too_many_arguments)]
 #[inline]
 pub unsafe fn dot_packed(
@@ -1942,6 +2068,8 @@ pub unsafe fn dot_packed(
         match t {
             DType::Q4_K if k == 1 => packed_q4k::<1>(nb, w, a, stride, sums, sstride, out),
             DType::Q4_K => packed_q4k::<2>(nb, w, a, stride, sums, sstride, out),
+            DType::Q6_K if k == 1 => packed_q6k::<1>(nb, w, a, stride, out),
+            DType::Q6_K => packed_q6k::<2>(nb, w, a, stride, out),
             DType::Q8_0 => match k {
                 1 => packed_q8_0::<1>(nb, w, a, stride, out),
                 2 => packed_q8_0::<2>(nb, w, a, stride, out),

@@ -32,7 +32,10 @@ pub(crate) fn detect() -> bool {
 
 /// The weight types with a 16-row kernel here.
 pub(crate) fn handles(t: DType) -> bool {
-    matches!(t, DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q4_K)
+    matches!(
+        t,
+        DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q4_K | DType::Q6_K
+    )
 }
 
 /// 32 bytes at `a` (lanes 0..8) and 32 bytes at `b` (lanes 8..16).
@@ -237,13 +240,122 @@ unsafe fn packed_pair_q4k<const K: usize>(
     }
 }
 
+/// Two packed Q6_K groups (`wa`, `wb`) × K (1..=4) tokens over `nb` super-blocks;
+/// `out[j * 16 + r]`. `sums` is not read (the activation blocks carry their bsums).
+///
+/// The AVX2 kernel's unpacking (`avx2::packed_q6k`: nibble OR two high bits, both
+/// groups in one register), then per sub-block and token one i32 accumulator fed
+/// by `vpdpbusd` (16 × 63 × 127 at most, no i16 stage), times the rows' i8 scales
+/// (`vpmulld`), and the same −32 · Σ sc·bsum offset by `vpmaddwd`: the same integers
+/// as the AVX2 kernel, so the same bits.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn packed_pair_q6k<const K: usize>(
+    nb: usize,
+    wa: *const u8,
+    wb: *const u8,
+    a: *const u8,
+    stride: usize,
+    _sums: *const i32,
+    _sstride: usize,
+    out: *mut f32,
+) {
+    // SAFETY: the caller guarantees the features, that `wa` and `wb` each hold nb
+    // packed Q6_K blocks, `a` K rows of nb Q8_K blocks at `stride`, and `out`
+    // 16 × K floats.
+    unsafe {
+        const PB: usize = 1680; // packed block: 8 rows × 210
+        const AB: usize = 292; // Q8_K block
+        let m0f = _mm512_set1_epi8(0x0F);
+        let m30 = _mm512_set1_epi8(0x30);
+        let mut acc = [_mm512_setzero_ps(); K];
+        let (mut pa, mut pbp, mut ap) = (wa, wb, a);
+        // 8 bytes at `x` and 8 at `y` (the two groups' rows) as one 128-bit value.
+        let two8 = |x: *const u8, y: *const u8| {
+            _mm_unpacklo_epi64(_mm_loadl_epi64(x.cast()), _mm_loadl_epi64(y.cast()))
+        };
+        for _ in 0..nb {
+            let mut dots = [_mm512_setzero_si512(); K];
+            for h in 0..2 {
+                for sp in 0..4 {
+                    let mut plo = [_mm512_setzero_si512(); K];
+                    let mut phi = [_mm512_setzero_si512(); K];
+                    for g in 0..4 {
+                        let j = 4 * sp + g;
+                        let (ql, qh) = (144 + 512 * h + 32 * j, 1168 + 256 * h + 32 * (j % 8));
+                        let wv = pair256(pa.add(ql), pbp.add(ql));
+                        let hb = pair256(pa.add(qh), pbp.add(qh));
+                        let (bl, bh) = if j < 8 {
+                            (_mm512_slli_epi16::<4>(hb), hb)
+                        } else {
+                            (_mm512_slli_epi16::<2>(hb), _mm512_srli_epi16::<2>(hb))
+                        };
+                        let lo =
+                            _mm512_or_si512(_mm512_and_si512(wv, m0f), _mm512_and_si512(bl, m30));
+                        let hi = _mm512_or_si512(
+                            _mm512_and_si512(_mm512_srli_epi16::<4>(wv), m0f),
+                            _mm512_and_si512(bh, m30),
+                        );
+                        for t in 0..K {
+                            let y = ap.add(t * stride + 4 + 128 * h + 4 * j);
+                            plo[t] =
+                                _mm512_dpbusd_epi32(plo[t], lo, _mm512_set1_epi32(ld32(y) as i32));
+                            phi[t] = _mm512_dpbusd_epi32(
+                                phi[t],
+                                hi,
+                                _mm512_set1_epi32(ld32(y.add(64)) as i32),
+                            );
+                        }
+                    }
+                    let (s0, s1) = (16 + 8 * (8 * h + sp), 16 + 8 * (8 * h + 4 + sp));
+                    let slo = _mm512_cvtepi8_epi32(two8(pa.add(s0), pbp.add(s0)));
+                    let shi = _mm512_cvtepi8_epi32(two8(pa.add(s1), pbp.add(s1)));
+                    for t in 0..K {
+                        let s = _mm512_add_epi32(
+                            _mm512_mullo_epi32(plo[t], slo),
+                            _mm512_mullo_epi32(phi[t], shi),
+                        );
+                        dots[t] = _mm512_add_epi32(dots[t], s);
+                    }
+                }
+            }
+            // Scale pairs (sc_2q, sc_2q+1) of each of the 16 rows as i16 in its lane.
+            let pairs: [__m512i; 8] = std::array::from_fn(|q| {
+                let e = two8(pa.add(16 + 16 * q), pbp.add(16 + 16 * q));
+                let o = two8(pa.add(24 + 16 * q), pbp.add(24 + 16 * q));
+                let lo = _mm_unpacklo_epi8(e, o); // rows 0..8
+                let hi = _mm_unpackhi_epi8(e, o); // rows 8..16
+                _mm512_cvtepi8_epi16(_mm256_set_m128i(hi, lo))
+            });
+            let dw = pair_ph(pa, pbp);
+            for t in 0..K {
+                let at = ap.add(t * stride);
+                let mut off = _mm512_setzero_si512();
+                for (q, pq) in pairs.iter().enumerate() {
+                    let bs = _mm512_set1_epi32(ld32(at.add(260 + 4 * q)) as i32);
+                    off = _mm512_add_epi32(off, _mm512_madd_epi16(*pq, bs));
+                }
+                let i = _mm512_sub_epi32(dots[t], _mm512_slli_epi32::<5>(off));
+                let dy = _mm512_set1_ps(f32::from_bits(ld32(at)));
+                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), _mm512_mul_ps(dw, dy), acc[t]);
+            }
+            pa = pa.add(PB);
+            pbp = pbp.add(PB);
+            ap = ap.add(AB);
+        }
+        for (t, v) in acc.iter().enumerate() {
+            _mm512_storeu_ps(out.add(t * 16), *v);
+        }
+    }
+}
+
 /// Two packed groups × k tokens (see [`packed_pair`], [`packed_pair_q4k`]).
 ///
 /// # Safety
 /// [`detect`] must have returned true; `t` must satisfy [`handles`]; `wa` and `wb`
 /// must each hold `nb` packed blocks of type `t`, `a` k activation rows of nb
 /// blocks at `stride`, `sums` (Q4_0, Q5_0, Q4_K) k rows of `act_sums_len` i32 at
-/// `sstride`, `out` 16 × k floats; 1 <= k <= 8 (4 for Q4_K).
+/// `sstride`, `out` 16 × k floats; 1 <= k <= 8 (4 for Q4_K and Q6_K).
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn dot_pair(
     t: DType,
@@ -283,6 +395,7 @@ pub(crate) unsafe fn dot_pair(
     unsafe {
         match t {
             DType::Q4_K => by_k!(packed_pair_q4k),
+            DType::Q6_K => by_k!(packed_pair_q6k),
             DType::Q4_0 => by_k!(legacy LQ4_0),
             DType::Q5_0 => by_k!(legacy LQ5_0),
             _ => by_k!(legacy LQ4_1),

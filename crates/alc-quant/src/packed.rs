@@ -30,6 +30,10 @@
 //!   sub-blocks `m[t][r][2]`), then 4 chunks of 8 groups of 32 bytes: chunk c,
 //!   group j holds bytes `32c + 4j..+4` of each row's quants (low nibbles: sub-block
 //!   2c, high nibbles: 2c + 1).
+//! - Q6_K (1680 bytes = 8 × 210 per super-block): `d[8]`, the 16 i8 scales
+//!   (`sc[s][r]`), then per half of 128 elements 16 groups of 32 bytes of the low
+//!   nibbles (`ql`) and 8 groups of the high bits (`qh`), 4 bytes of each row per
+//!   group (see `Q6K_SC`); the −32 offset comes from the activation's own bsums.
 //!
 //! A legacy-type group takes as many bytes as its 8 rows did (`8 × row_bytes`); a
 //! Q4_K group 148/144 of that (the unpacked scales); group g starts at
@@ -78,12 +82,13 @@ fn shape(w: DType) -> Shape {
 }
 
 /// Weight types with a packed layout.
-pub const TYPES: [DType; 5] = [
+pub const TYPES: [DType; 6] = [
     DType::Q4_0,
     DType::Q4_1,
     DType::Q5_0,
     DType::Q8_0,
     DType::Q4_K,
+    DType::Q6_K,
 ];
 
 fn packable(w: DType) -> bool {
@@ -104,10 +109,11 @@ fn packed_block_bytes(w: DType) -> usize {
 const Q4K_ROW_BYTES: usize = 148;
 
 /// Tokens one [`dot_group`] call takes at most for weight type `w`: 4, or 2 for
-/// Q4_K (whose kernel holds two partial sums per token and sub-block pair).
+/// Q4_K and Q6_K (whose kernels hold partial sums per token and sub-block pair in
+/// AVX2's 16 registers).
 pub fn max_tokens(w: DType) -> usize {
     match w {
-        DType::Q4_K => 2,
+        DType::Q4_K | DType::Q6_K => 2,
         _ => MAX_TOKENS,
     }
 }
@@ -215,6 +221,7 @@ pub fn pack_into(
         DType::Q5_0 => pack_groups::<22, 1, true>(rb, src, out),
         DType::Q8_0 => pack_groups::<34, 1, false>(rb, src, out),
         DType::Q4_K => pack_q4k(rb, src, out),
+        DType::Q6_K => pack_q6k(rb, src, out),
         _ => pack_groups::<18, 1, false>(rb, src, out),
     }
     Ok(())
@@ -287,6 +294,76 @@ fn unpack_q4k(rb: usize, packed: &[u8], out: &mut [u8]) {
     }
 }
 
+/// Packed Q6_K block of 8 rows (1680 bytes = 8 × 210): `d[8]` f16 @0, scales
+/// `sc[s][r]` i8 @16 + 8s + r, then the low-nibble bytes @144 + 512h + 32j + 4r + i
+/// = `ql[64h + 4j + i]` of row r (half h of the super-block; low nibble: element
+/// 128h + 4j + i, high nibble: element 128h + 64 + 4j + i), then the high-bit bytes
+/// @1168 + 256h + 32m + 4r + i = `qh[32h + 4m + i]` of row r (bits 0-1 / 4-5: the
+/// high bits of the low / high nibble of ql group j = m, bits 2-3 / 6-7: of ql group
+/// j = m + 8). Element e's scale is `sc[e / 16]`.
+const Q6K_SC: usize = 16;
+const Q6K_QL: usize = 144;
+const Q6K_QH: usize = 1168;
+
+/// Bytes of a Q6_K block.
+const Q6K_BB: usize = 210;
+
+/// The byte moves between 8 row-major Q6_K blocks and one packed block, as
+/// `f(row, offset in the row's block, offset in the packed block, length)`: pack
+/// and unpack both run this list, so they cannot disagree on the layout.
+#[inline(always)]
+fn q6k_moves(mut f: impl FnMut(usize, usize, usize, usize)) {
+    for r in 0..ROWS {
+        f(r, 208, 2 * r, 2);
+        for sb in 0..16 {
+            f(r, 192 + sb, Q6K_SC + 8 * sb + r, 1);
+        }
+        for h in 0..2 {
+            for j in 0..16 {
+                f(r, 64 * h + 4 * j, Q6K_QL + 512 * h + 32 * j + 4 * r, 4);
+            }
+            for m in 0..8 {
+                f(
+                    r,
+                    128 + 32 * h + 4 * m,
+                    Q6K_QH + 256 * h + 32 * m + 4 * r,
+                    4,
+                );
+            }
+        }
+    }
+}
+
+fn pack_q6k(rb: usize, src: &[u8], out: &mut [u8]) {
+    let (pb, nb) = (Q6K_BB * ROWS, rb / Q6K_BB);
+    for (sg, og) in src
+        .chunks_exact(rb * ROWS)
+        .zip(out.chunks_exact_mut(nb * pb))
+    {
+        for (b, dst) in og.chunks_exact_mut(pb).enumerate() {
+            q6k_moves(|r, so, po, len| {
+                let blk = &sg[r * rb + b * Q6K_BB..][..Q6K_BB];
+                dst[po..po + len].copy_from_slice(&blk[so..so + len]);
+            });
+        }
+    }
+}
+
+fn unpack_q6k(rb: usize, packed: &[u8], out: &mut [u8]) {
+    let (pb, nb) = (Q6K_BB * ROWS, rb / Q6K_BB);
+    for (pg, og) in packed
+        .chunks_exact(nb * pb)
+        .zip(out.chunks_exact_mut(rb * ROWS))
+    {
+        for (b, src) in pg.chunks_exact(pb).enumerate() {
+            q6k_moves(|r, so, po, len| {
+                let blk = &mut og[r * rb + b * Q6K_BB..][..Q6K_BB];
+                blk[so..so + len].copy_from_slice(&src[po..po + len]);
+            });
+        }
+    }
+}
+
 /// [`pack_into`] for one block shape (BB bytes per block, F16S f16 fields, fifth
 /// bits or not; the rest of the block is quant bytes, 16 or 32, moved 4 at a
 /// time), with every offset a constant so that the copies compile to plain moves.
@@ -331,6 +408,10 @@ pub fn unpack(w: DType, n: usize, rows: usize, packed: &[u8]) -> Result<Vec<u8>,
     let mut out = vec![0u8; rb * rows];
     if w == DType::Q4_K {
         unpack_q4k(rb, &packed[..plen], &mut out);
+        return Ok(out);
+    }
+    if w == DType::Q6_K {
+        unpack_q6k(rb, &packed[..plen], &mut out);
         return Ok(out);
     }
     let (bb, sh) = (w.block_bytes(), shape(w));
@@ -474,7 +555,7 @@ pub fn wide(w: DType) -> bool {
 /// registers), else [`max_tokens`].
 pub fn max_tokens2(w: DType) -> usize {
     match w {
-        DType::Q4_K if wide(w) => MAX_TOKENS,
+        DType::Q4_K | DType::Q6_K if wide(w) => MAX_TOKENS,
         _ if wide(w) => 2 * MAX_TOKENS,
         _ => max_tokens(w),
     }

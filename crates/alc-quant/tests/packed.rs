@@ -5,12 +5,13 @@ use alc_quant::{act_row_bytes, dequantize, packed, quantize_act, reference, DTyp
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-const TYPES: [DType; 5] = [
+const TYPES: [DType; 6] = [
     DType::Q4_0,
     DType::Q4_1,
     DType::Q5_0,
     DType::Q8_0,
     DType::Q4_K,
+    DType::Q6_K,
 ];
 
 #[test]
@@ -29,6 +30,14 @@ fn random_rows(w: DType, rng: &mut SmallRng, n: usize, rows: usize, fill: Option
         .map(|_| rng.gen())
         .collect();
     for b in v.chunks_exact_mut(bb) {
+        if w == DType::Q6_K {
+            // ql, qh (any bits; `fill` sets them), 16 i8 scales (any), then d.
+            if let Some(f) = fill {
+                b[..192].fill(f);
+            }
+            b[208..210].copy_from_slice(&rand_f16(rng, -0.01, 0.01));
+            continue;
+        }
         let q0 = if w == DType::Q4_K {
             // d, dmin; then the 12 scale bytes (any bits are valid) and the quants.
             b[0..2].copy_from_slice(&rand_f16(rng, 0.0, 0.01));
@@ -369,14 +378,67 @@ fn pack_rejects_bad_shapes() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("288") && e.contains("144"), "{e}");
-    let e = packed::pack(DType::Q6_K, 256, 8, &src)
+    let e = packed::pack(DType::Q5_K, 256, 8, &src)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("Q6_K"), "{e}");
+    assert!(e.contains("Q5_K") && e.contains("Q6_K"), "{e}");
     let e = packed::pack(DType::Q4_0, 33, 8, &src)
         .unwrap_err()
         .to_string();
     assert!(e.contains("33"), "{e}");
+}
+
+#[test]
+fn q6_k_layout_is_pinned() {
+    // Row r: d = r, scale s = 16r + s − 64 (i8), ql byte i = (r + i) mod 256, qh byte
+    // i = (7r + i) mod 256.
+    let (n, rows) = (256, 8);
+    let mut src = vec![0u8; rows * 210];
+    for r in 0..rows {
+        let blk = &mut src[r * 210..(r + 1) * 210];
+        for (i, b) in blk[..128].iter_mut().enumerate() {
+            *b = (r + i) as u8;
+        }
+        for (i, b) in blk[128..192].iter_mut().enumerate() {
+            *b = (7 * r + i) as u8;
+        }
+        for (s, b) in blk[192..208].iter_mut().enumerate() {
+            *b = ((16 * r + s) as i32 - 64) as i8 as u8;
+        }
+        blk[208..210].copy_from_slice(&half::f16::from_f32(r as f32).to_le_bytes());
+    }
+    let pk = packed::pack(DType::Q6_K, n, rows, &src).unwrap();
+    assert_eq!(pk.len(), 1680);
+    for r in 0..8 {
+        let d = half::f16::from_le_bytes([pk[2 * r], pk[2 * r + 1]]).to_f32();
+        assert_eq!(d, r as f32);
+        for s in 0..16 {
+            assert_eq!(
+                pk[16 + 8 * s + r],
+                ((16 * r + s) as i32 - 64) as i8 as u8,
+                "r {r} s {s}"
+            );
+        }
+        for h in 0..2 {
+            for j in 0..16 {
+                for i in 0..4 {
+                    let at = 144 + 512 * h + 32 * j + 4 * r + i;
+                    assert_eq!(
+                        pk[at],
+                        (r + 64 * h + 4 * j + i) as u8,
+                        "ql r {r} h {h} j {j}"
+                    );
+                }
+            }
+            for m in 0..8 {
+                for i in 0..4 {
+                    let at = 1168 + 256 * h + 32 * m + 4 * r + i;
+                    assert_eq!(pk[at], (7 * r + 32 * h + 4 * m + i) as u8, "qh r {r} h {h}");
+                }
+            }
+        }
+    }
+    assert_eq!(packed::unpack(DType::Q6_K, n, rows, &pk).unwrap(), src);
 }
 
 #[test]
