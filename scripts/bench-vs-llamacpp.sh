@@ -17,13 +17,19 @@
 #   ALC_MODELS_DIR    models dir (default <repo>/models)
 #   ALC_BIN           alc binary (default <repo>/target/release/alc)
 #   ALC_BENCH_OUT     where raw JSON results go (default $HOME/.cache/alc/bench/<timestamp>)
+#   ALC_LLAMA_BENCH   llama-bench binary (default: the native build of the sdist dir).
+#
+# AVX2-only comparison on an AVX-512 machine (what a Zen 3 or an older laptop runs):
+# build llama-bench with GGML_NATIVE=OFF GGML_AVX2=ON GGML_AVX512=OFF GGML_AVX_VNNI=OFF
+# into another build dir, point ALC_LLAMA_BENCH at it, and turn alc's wider kernels off
+# with ALC_QUANT_NO_AVX512=1 ALC_QUANT_NO_AVXVNNI=1 ALC_KERNELS_NO_AVX512=1.
 set -uo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LLAMACPP_DIR="${ALC_LLAMACPP_DIR:-$HOME/.cache/alc/llama.cpp-0.3.36}"
 MODELS_DIR="${ALC_MODELS_DIR:-$REPO_ROOT/models}"
 ALC_BIN="${ALC_BIN:-$REPO_ROOT/target/release/alc}"
-LLAMA_BENCH="$LLAMACPP_DIR/vendor/llama.cpp/build/bin/llama-bench"
+LLAMA_BENCH="${ALC_LLAMA_BENCH:-$LLAMACPP_DIR/vendor/llama.cpp/build/bin/llama-bench}"
 OUT="${ALC_BENCH_OUT:-$HOME/.cache/alc/bench/$(date +%Y%m%d-%H%M%S)}"
 REPS=5
 ROUNDS=2
@@ -36,7 +42,7 @@ while [ $# -gt 0 ]; do
     --rounds) shift; ROUNDS="$1" ;;
     --threads|-t) shift; THREADS="$1" ;;
     --models) shift; SELECTED="$1" ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
   shift

@@ -49,11 +49,24 @@ impl ReadProbe {
     }
 }
 
-/// Sum with several independent accumulators so that the loop is load-bound.
+/// Bytes ahead of the sum that it prefetches. Without a software prefetch the probe
+/// read 42-46 GB/s on a Zen 5 VM while decode, which prefetches, streamed weights at up
+/// to 44 GB/s (MBU above 1). Measured there: 1 KiB 43-44 GB/s, 2 KiB 47-49, 4 KiB
+/// 49-51, 8 KiB 48-49; the probe takes the best, so MBU is not flattered.
+const PREFETCH: usize = 4096;
+
+/// Sum with several independent accumulators so that the loop is load-bound, one
+/// 64-byte line at a time, prefetching [`PREFETCH`] bytes ahead.
 fn sum(xs: &[u64]) -> u64 {
     let mut acc = [0u64; 8];
     let mut chunks = xs.chunks_exact(8);
     for c in &mut chunks {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: prefetch is a hint; it never faults, whatever the address.
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch::<_MM_HINT_T0>(c.as_ptr().cast::<i8>().wrapping_add(PREFETCH));
+        }
         for i in 0..8 {
             acc[i] = acc[i].wrapping_add(c[i]);
         }
