@@ -53,6 +53,7 @@ impl ReadProbe {
 /// read 42-46 GB/s on a Zen 5 VM while decode, which prefetches, streamed weights at up
 /// to 44 GB/s (MBU above 1). Measured there: 1 KiB 43-44 GB/s, 2 KiB 47-49, 4 KiB
 /// 49-51, 8 KiB 48-49; the probe takes the best, so MBU is not flattered.
+#[cfg(target_arch = "x86_64")]
 const PREFETCH: usize = 4096;
 
 /// Sum with several independent accumulators so that the loop is load-bound, one
