@@ -64,7 +64,7 @@ pub(crate) fn handles(s: &AttnShape) -> bool {
 }
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) use x86::task;
+pub(crate) use x86::{task, widen_block};
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
@@ -118,6 +118,50 @@ mod x86 {
             for c in (0..n).step_by(8) {
                 let h = _mm_loadu_si128(src.add(c) as *const __m128i);
                 _mm256_storeu_ps(dst.add(c), _mm256_cvtph_ps(h));
+            }
+        }
+    }
+
+    /// Keys and values `j..j + block` (of the KV head at `kbase` in cache rows of
+    /// `row` f16) widened to f32 into `kf` / `vf` (`block × hd` floats each); rows
+    /// past `last` are zero (hidden keys: their scores are masked to −∞, and zero
+    /// values keep 0 · v finite).
+    ///
+    /// # Safety
+    /// F16C available; the cache holds rows `j..=last.min(j + block - 1)`.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) unsafe fn widen_block(
+        (k, v): (&[f16], &[f16]),
+        j: usize,
+        last: usize,
+        (row, kbase, hd): (usize, usize, usize),
+        block: usize,
+        kf: &mut [f32],
+        vf: &mut [f32],
+    ) {
+        let nk = (last + 1 - j).min(block);
+        for b in 0..block {
+            if b < nk {
+                let off = (j + b) * row + kbase;
+                debug_assert!(off + hd <= k.len() && off + hd <= v.len());
+                // SAFETY: row j + b <= last is in the cache (the caller's
+                // contract); kf and vf hold `block` rows of hd floats.
+                unsafe {
+                    widen(
+                        k.as_ptr().add(off),
+                        kf[b * hd..(b + 1) * hd].as_mut_ptr(),
+                        hd,
+                    );
+                    widen(
+                        v.as_ptr().add(off),
+                        vf[b * hd..(b + 1) * hd].as_mut_ptr(),
+                        hd,
+                    );
+                }
+            } else {
+                kf[b * hd..(b + 1) * hd].fill(0.0);
+                vf[b * hd..(b + 1) * hd].fill(0.0);
             }
         }
     }
@@ -213,17 +257,7 @@ mod x86 {
         unsafe {
             let mut j = first / BLOCK * BLOCK;
             while j <= last {
-                let nk = (last + 1 - j).min(BLOCK);
-                for b in 0..BLOCK {
-                    if b < nk {
-                        let off = (j + b) * row + kbase;
-                        widen(k.as_ptr().add(off), kf.as_mut_ptr().add(b * hd), hd);
-                        widen(v.as_ptr().add(off), vf.as_mut_ptr().add(b * hd), hd);
-                    } else {
-                        kf[b * hd..(b + 1) * hd].fill(0.0);
-                        vf[b * hd..(b + 1) * hd].fill(0.0);
-                    }
-                }
+                widen_block((k, v), j, last, (row, kbase, hd), BLOCK, kf, vf);
                 let lane = _mm256_add_epi32(
                     _mm256_set1_epi32(j as i32),
                     _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),

@@ -93,17 +93,6 @@ fn lanes_below(n: usize) -> __mmask16 {
     }
 }
 
-/// f16 row → f32 (`n` a multiple of 8).
-#[inline(always)]
-unsafe fn widen(src: *const f16, dst: *mut f32, n: usize) {
-    unsafe {
-        for c in (0..n).step_by(8) {
-            let h = _mm_loadu_si128(src.add(c) as *const __m128i);
-            _mm256_storeu_ps(dst.add(c), _mm256_cvtph_ps(h));
-        }
-    }
-}
-
 /// Scores of query vectors `o..o + NV·16` (lane offsets into the `nqp`-wide rows)
 /// against the block's keys: `pw[b·nqp + lane] = scale · qt[·][lane] · k_b`, −∞
 /// where key `j + b` is hidden from the lane's query (past its position `pp`, or
@@ -282,19 +271,7 @@ pub(crate) unsafe fn task(
     unsafe {
         let mut j = first / BLOCK * BLOCK;
         while j <= last {
-            let nk = (last + 1 - j).min(BLOCK);
-            for b in 0..BLOCK {
-                if b < nk {
-                    let off = (j + b) * row + kbase;
-                    widen(k.as_ptr().add(off), kf.as_mut_ptr().add(b * hd), hd);
-                    widen(v.as_ptr().add(off), vf.as_mut_ptr().add(b * hd), hd);
-                } else {
-                    // Hidden keys: −∞ scores, zero weights; zero values keep
-                    // 0 · v finite.
-                    kf[b * hd..(b + 1) * hd].fill(0.0);
-                    vf[b * hd..(b + 1) * hd].fill(0.0);
-                }
-            }
+            crate::flash::widen_block((k, v), j, last, (row, kbase, hd), BLOCK, kf, vf);
             let (qp, kp, wp) = (qt.as_ptr(), kf.as_ptr(), pw.as_mut_ptr());
             let (ppp, jpp) = (pp.as_ptr(), jp.as_ptr());
             let mut o = 0;
