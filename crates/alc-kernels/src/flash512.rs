@@ -328,3 +328,55 @@ pub(crate) unsafe fn task(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::simd::exp_f32;
+    use rand::{rngs::SmallRng, Rng, SeedableRng};
+
+    /// `exp16` equals the scalar `exp_f32` lane for lane, bit for bit (the scalar's
+    /// own accuracy is tested in cpu.rs), over the attention range, the cut-off
+    /// and −∞.
+    #[test]
+    fn exp16_equals_scalar_exp() {
+        if !available() {
+            eprintln!("no AVX-512F here; skipped");
+            return;
+        }
+        let mut rng = SmallRng::seed_from_u64(7);
+        let mut xs: Vec<f32> = (0..20_000).map(|_| rng.gen_range(-90.0f32..0.5)).collect();
+        xs.extend([
+            0.0,
+            -0.0,
+            -1e-30,
+            -86.99,
+            -87.0,
+            -87.01,
+            -100.0,
+            f32::NEG_INFINITY,
+            88.0,
+        ]);
+        for c in xs.chunks(LANES) {
+            let mut lanes = [0f32; LANES];
+            lanes[..c.len()].copy_from_slice(c);
+            let mut got = [0f32; LANES];
+            // SAFETY: AVX-512F checked above; 16 floats each side.
+            unsafe { store16(got.as_mut_ptr(), lanes.as_ptr()) };
+            for (x, g) in lanes.iter().zip(got) {
+                let want = exp_f32(*x);
+                assert_eq!(
+                    g.to_bits(),
+                    want.to_bits(),
+                    "exp({x}): vector {g} scalar {want}"
+                );
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn store16(dst: *mut f32, src: *const f32) {
+        // SAFETY: the caller's contract.
+        unsafe { _mm512_storeu_ps(dst, exp16(_mm512_loadu_ps(src))) }
+    }
+}

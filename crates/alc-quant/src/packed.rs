@@ -613,6 +613,7 @@ pub fn dot_groups(
         ng == 1 || ng == 2,
         "packed::dot_groups: ng = {ng}, must be 1 or 2"
     );
+    assert!(n_tokens >= 1, "packed::dot_groups: no tokens");
     let (g, o) = (groups.len(), out.len());
     let gb = check_args(
         "packed::dot_groups",
