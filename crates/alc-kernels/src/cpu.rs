@@ -74,6 +74,19 @@ impl RowTiles {
     }
 }
 
+/// What a matmul job does with each run of results as it leaves the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Epi {
+    /// `out = w · x`.
+    Store,
+    /// `out += w · x` (a residual stream).
+    Add,
+    /// `out = act(gate · x) * (up · x)` for `ws = [gate, up]` and one output: each
+    /// tile computes the same rows of both weights and applies the activation
+    /// (GELU when `true`, SiLU otherwise) before storing.
+    Gated(bool),
+}
+
 /// Multi-threaded SIMD CPU backend.
 pub struct CpuBackend {
     pool: ThreadPool,
@@ -87,6 +100,9 @@ pub struct CpuBackend {
     attn16: Mutex<Vec<f16>>,
     /// Per-thread packed weight blocks of the blocked GEMM.
     gemm_pack: Mutex<Vec<f32>>,
+    /// Results of a fused matmul that falls back to the plain one (float weights
+    /// on many tokens: the blocked GEMM has no epilogue).
+    unfused: Mutex<Vec<f32>>,
     simd: bool,
     /// Prompt attention on AVX-512F ([`crate::flash512`]) instead of AVX2
     /// ([`crate::flash`]); off with `ALC_KERNELS_NO_AVX512=1`.
@@ -146,6 +162,7 @@ impl CpuBackend {
             attn: Mutex::new(Vec::new()),
             attn16: Mutex::new(Vec::new()),
             gemm_pack: Mutex::new(Vec::new()),
+            unfused: Mutex::new(Vec::new()),
             simd,
             attn512: simd && has_avx512() && std::env::var_os("ALC_KERNELS_NO_AVX512").is_none(),
         };
@@ -183,9 +200,37 @@ impl CpuBackend {
         &self.pool
     }
 
+    /// Whether [`Self::matmul_group`] runs these weights on the blocked GEMM (float
+    /// weights, many tokens), which writes its results directly (no [`Epi`]).
+    fn takes_gemm(ws: &[Weight<'_>], n: usize) -> bool {
+        n >= GEMM_MIN_TOKENS
+            && matches!(ws[0].dtype, DType::F32 | DType::F16 | DType::BF16)
+            && ws.iter().all(|w| w.layout == Layout::Rows)
+    }
+
+    /// The gated activation as [`Backend::gated_act`] computes it, on one run.
+    #[inline]
+    fn act(&self, gate: &mut [f32], up: &[f32], gelu: bool) {
+        if !self.simd {
+            gated_act_slice(gate, up, gelu);
+        } else if gelu {
+            simd::gelu_mul(gate, up);
+        } else {
+            simd::silu_mul(gate, up);
+        }
+    }
+
     /// `outs[i] = ws[i] · x` for weights of one dtype and input width: the input is
-    /// quantized once, and one job runs the row tiles of all the weights.
-    fn matmul_group(&self, ws: &[Weight<'_>], x: &[f32], n: usize, outs: &[SyncPtr<f32>]) {
+    /// quantized once, and one job runs the row tiles of all the weights. `epi`
+    /// says how results reach `outs` ([`Epi::Gated`]: `ws = [gate, up]`, one output).
+    fn matmul_group(
+        &self,
+        ws: &[Weight<'_>],
+        x: &[f32],
+        n: usize,
+        outs: &[SyncPtr<f32>],
+        epi: Epi,
+    ) {
         let (dtype, cols) = (ws[0].dtype, ws[0].cols);
         debug_assert!(
             ws.len() <= MAX_GROUP && ws.iter().all(|w| w.dtype == dtype && w.cols == cols)
@@ -194,10 +239,8 @@ impl CpuBackend {
         if n == 0 {
             return;
         }
-        if n >= GEMM_MIN_TOKENS
-            && matches!(dtype, DType::F32 | DType::F16 | DType::BF16)
-            && ws.iter().all(|w| w.layout == Layout::Rows)
-        {
+        if Self::takes_gemm(ws, n) {
+            debug_assert_eq!(epi, Epi::Store, "the GEMM path has no epilogue");
             return self.matmul_gemm(ws, x, n, outs);
         }
         let nth = self.pool.n_threads();
@@ -253,8 +296,26 @@ impl CpuBackend {
             0
         };
         // Row tiles of all the weights, numbered consecutively; a chunk is a run of
-        // whole tiles, so threads never share cache lines of weights.
-        let tiles = RowTiles::new(ws, ROW_TILE);
+        // whole tiles, so threads never share cache lines of weights. Gated: tiles
+        // of the gate only, each running the same rows of the up weight too.
+        let gated = match epi {
+            Epi::Gated(gelu) => {
+                debug_assert!(ws.len() == 2 && ws[0].rows == ws[1].rows);
+                debug_assert_eq!(ws[0].layout, ws[1].layout);
+                Some(gelu)
+            }
+            _ => None,
+        };
+        let tiled = if gated.is_some() { &ws[..1] } else { ws };
+        let emit = |o: &mut [f32], src: &mut [f32], up: &[f32]| match epi {
+            Epi::Store => copy_rows(o, src),
+            Epi::Add => add_rows(o, src),
+            Epi::Gated(gelu) => {
+                self.act(src, up, gelu);
+                copy_rows(o, src);
+            }
+        };
+        let tiles = RowTiles::new(tiled, ROW_TILE);
         let total = tiles.total();
         let chunks = n_chunks(total, nth, CHUNKS_PER_THREAD, 1);
         // Tokens per pass over the chunk's tiles: their quantized activations stay in
@@ -262,12 +323,14 @@ impl CpuBackend {
         let token_block = (ACT_L2_BUDGET / arb).max(TOKEN_GROUP) / TOKEN_GROUP * TOKEN_GROUP;
         self.pool.run(chunks, |_, c| {
             let mut buf = [0f32; ROW_TILE * TOKEN_GROUP];
+            let mut ubuf = [0f32; ROW_TILE * TOKEN_GROUP];
             let mut pbuf = [0f32; 2 * packed::ROWS * PACKED_RUN];
+            let mut upbuf = [0f32; 2 * packed::ROWS * PACKED_RUN];
             let mut t0 = 0;
             while t0 < n {
                 let t_end = (t0 + token_block).min(n);
                 for tile in split_range(total, chunks, c) {
-                    let (i, r0, nr) = tiles.locate(tile, ws);
+                    let (i, r0, nr) = tiles.locate(tile, tiled);
                     let w = &ws[i];
                     let r1 = r0 + nr;
                     if w.layout == Layout::Packed8 {
@@ -288,12 +351,17 @@ impl CpuBackend {
                                 let (a, s) = (&act[t * arb..], &sums[t * ns..]);
                                 let out = &mut pbuf[..k * rows];
                                 packed::dot_groups(dtype, cols, groups, ng, a, arb, s, ns, k, out);
+                                let up = &mut upbuf[..k * rows];
+                                if gated.is_some() {
+                                    let ug = &ws[1].data[g * gb..(g + ng) * gb];
+                                    packed::dot_groups(dtype, cols, ug, ng, a, arb, s, ns, k, up);
+                                }
                                 for j in 0..k {
                                     let at = (t + j) * w.rows + g * packed::ROWS;
-                                    let src = &out[j * rows..(j + 1) * rows];
+                                    let src = &mut out[j * rows..(j + 1) * rows];
                                     // SAFETY: rows of groups g..g+ng belong to this chunk only.
                                     let o = unsafe { outs[i].slice(at, rows) };
-                                    copy_rows(o, src);
+                                    emit(o, src, &up[j * rows..(j + 1) * rows]);
                                 }
                                 t += k;
                             }
@@ -301,28 +369,38 @@ impl CpuBackend {
                         }
                         continue;
                     }
-                    let tile_rows = &w.data[r0 * rb..r1 * rb];
                     let mut t = t0;
                     while t < t_end {
                         let k = (t_end - t).min(TOKEN_GROUP);
                         // k = 1 (decode) runs the streaming one-row kernels inside.
-                        alc_quant::dot_rows(
-                            dtype,
-                            cols,
-                            tile_rows,
-                            rb,
-                            nr,
-                            &act[t * arb..],
-                            arb,
-                            k,
-                            &mut buf[..nr * k],
-                        );
+                        let dot = |w: &Weight<'_>, buf: &mut [f32]| {
+                            alc_quant::dot_rows(
+                                dtype,
+                                cols,
+                                &w.data[r0 * rb..r1 * rb],
+                                rb,
+                                nr,
+                                &act[t * arb..],
+                                arb,
+                                k,
+                                &mut buf[..nr * k],
+                            )
+                        };
+                        dot(w, &mut buf);
+                        if gated.is_some() {
+                            dot(&ws[1], &mut ubuf);
+                        }
                         for j in 0..k {
+                            // Token j's results, out of the kernel's [row][token] order.
+                            let mut src = [0f32; ROW_TILE];
+                            let mut up = [0f32; ROW_TILE];
+                            for r in 0..nr {
+                                src[r] = buf[r * k + j];
+                                up[r] = ubuf[r * k + j];
+                            }
                             // SAFETY: rows r0..r1 of weight i belong to this chunk only.
                             let o = unsafe { outs[i].slice((t + j) * w.rows + r0, nr) };
-                            for (r, o) in o.iter_mut().enumerate() {
-                                *o = buf[r * k + j];
-                            }
+                            emit(o, &mut src[..nr], &up[..nr]);
                         }
                         t += k;
                     }
@@ -484,7 +562,8 @@ impl Backend for CpuBackend {
 
     fn matmul(&self, w: &Weight<'_>, x: &[f32], n: usize, out: &mut [f32]) {
         debug_assert!(out.len() >= n * w.rows);
-        self.matmul_group(std::slice::from_ref(w), x, n, &[SyncPtr(out.as_mut_ptr())]);
+        let out = [SyncPtr(out.as_mut_ptr())];
+        self.matmul_group(std::slice::from_ref(w), x, n, &out, Epi::Store);
     }
 
     fn matmul_many(&self, ws: &[Weight<'_>], x: &[f32], n: usize, outs: &mut [&mut [f32]]) {
@@ -504,7 +583,45 @@ impl Backend for CpuBackend {
             debug_assert!(o.len() >= n * w.rows);
             ptrs[i] = SyncPtr(o.as_mut_ptr());
         }
-        self.matmul_group(ws, x, n, &ptrs[..ws.len()]);
+        self.matmul_group(ws, x, n, &ptrs[..ws.len()], Epi::Store);
+    }
+
+    fn matmul_add(&self, w: &Weight<'_>, x: &[f32], n: usize, out: &mut [f32]) {
+        assert!(out.len() >= n * w.rows, "matmul_add: output too short");
+        let ws = std::slice::from_ref(w);
+        if Self::takes_gemm(ws, n) {
+            let mut tmp = self.unfused.lock().unwrap_or_else(|e| e.into_inner());
+            tmp.resize(n * w.rows, 0.0);
+            self.matmul(w, x, n, &mut tmp);
+            add_rows(&mut out[..n * w.rows], &tmp);
+            return;
+        }
+        self.matmul_group(ws, x, n, &[SyncPtr(out.as_mut_ptr())], Epi::Add);
+    }
+
+    fn matmul_gated(
+        &self,
+        gate: &Weight<'_>,
+        up: &Weight<'_>,
+        x: &[f32],
+        n: usize,
+        gelu: bool,
+        out: &mut [f32],
+        up_out: &mut [f32],
+    ) {
+        let ws = [*gate, *up];
+        let same = gate.dtype == up.dtype
+            && gate.cols == up.cols
+            && gate.rows == up.rows
+            && gate.layout == up.layout;
+        if !same || Self::takes_gemm(&ws, n) {
+            self.matmul_many(&ws, x, n, &mut [&mut *out, &mut *up_out]);
+            self.gated_act(&mut out[..n * gate.rows], &up_out[..n * up.rows], gelu);
+            return;
+        }
+        assert!(out.len() >= n * gate.rows, "matmul_gated: output too short");
+        let outs = [SyncPtr(out.as_mut_ptr()), SyncPtr(std::ptr::null_mut())];
+        self.matmul_group(&ws, x, n, &outs[..1], Epi::Gated(gelu));
     }
 
     fn rms_norm(&self, x: &mut [f32], w: &[f32], eps: f32) {
@@ -669,14 +786,26 @@ impl Backend for CpuBackend {
 /// 8 floats at a time: a copy of constant length compiles to two vector moves, where
 /// `copy_from_slice` of the run-time length called `memcpy`, whose dispatch cost
 /// 6.5 % of a SmolLM2 prompt (64-byte copies, one per token and group pair).
+/// Any length; the tail past the last multiple of 8 is copied element by element.
 #[inline(always)]
 fn copy_rows(dst: &mut [f32], src: &[f32]) {
     debug_assert_eq!(dst.len(), src.len());
-    for (d, s) in dst
-        .chunks_exact_mut(packed::ROWS)
-        .zip(src.chunks_exact(packed::ROWS))
-    {
+    let mut d = dst.chunks_exact_mut(packed::ROWS);
+    let mut s = src.chunks_exact(packed::ROWS);
+    for (d, s) in (&mut d).zip(&mut s) {
         d.copy_from_slice(s);
+    }
+    for (d, s) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *d = *s;
+    }
+}
+
+/// `dst += src` elementwise ([`copy_rows`]' accumulating form).
+#[inline(always)]
+fn add_rows(dst: &mut [f32], src: &[f32]) {
+    debug_assert_eq!(dst.len(), src.len());
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d += *s;
     }
 }
 

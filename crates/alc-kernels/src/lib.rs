@@ -132,6 +132,37 @@ pub trait Backend: Send + Sync {
             self.matmul(w, x, n, o);
         }
     }
+    /// `out[t][r] += Σ_c w[r][c] · x[t][c]`: a matmul added into a residual stream.
+    /// The result must equal [`Backend::matmul`] followed by an elementwise add;
+    /// a backend may add each result as it leaves the kernel (no second pass over
+    /// `out`). The default allocates the product.
+    fn matmul_add(&self, w: &Weight<'_>, x: &[f32], n: usize, out: &mut [f32]) {
+        let mut t = vec![0f32; n * w.rows];
+        self.matmul(w, x, n, &mut t);
+        out[..n * w.rows]
+            .iter_mut()
+            .zip(&t)
+            .for_each(|(o, v)| *o += v);
+    }
+    /// A gated feed-forward's first half: `out = act(gate · x) * (up · x)` with the
+    /// activation of [`Backend::gated_act`]. `up_out` (same length as `out`) is
+    /// scratch that the default fills with `up · x` ([`Backend::matmul_many`] then
+    /// [`Backend::gated_act`]); a backend that fuses them may leave it untouched.
+    /// The result must equal the default's.
+    #[allow(clippy::too_many_arguments)]
+    fn matmul_gated(
+        &self,
+        gate: &Weight<'_>,
+        up: &Weight<'_>,
+        x: &[f32],
+        n: usize,
+        gelu: bool,
+        out: &mut [f32],
+        up_out: &mut [f32],
+    ) {
+        self.matmul_many(&[*gate, *up], x, n, &mut [&mut *out, &mut *up_out]);
+        self.gated_act(&mut out[..n * gate.rows], &up_out[..n * up.rows], gelu);
+    }
     /// Row-wise RMS norm of `n` rows of `w.len()` elements, in place, times `w`.
     fn rms_norm(&self, x: &mut [f32], w: &[f32], eps: f32);
     /// Rotate `n_tokens` rows of `n_head` heads of `head_dim` in place; row t has

@@ -180,6 +180,88 @@ fn matmul_many_equals_separate_matmuls() {
     }
 }
 
+/// The fused forms `matmul_add` (x += w·a) and `matmul_gated` (act(gate·x) · up·x)
+/// give, bit for bit, what the same backend's separate ops give, on every executed
+/// type, row-major and packed, at one token (decode), a few, and many (the CPU
+/// backend's blocked GEMM for float weights), with row counts that are not
+/// multiples of the tile; and the reference's fused result within tolerance.
+#[test]
+fn fused_matmuls_equal_separate_ops() {
+    let mut rng = SmallRng::seed_from_u64(11);
+    let reference = ReferenceBackend;
+    let cols = 512;
+    for &dt in &alc_core::EXECUTED_TYPES {
+        for &(rows, n) in &[(40usize, 1usize), (24, 5), (17, 3), (48, 20)] {
+            let mk = |rng: &mut SmallRng| {
+                let w = rand_vec(rng, rows * cols, 1.0);
+                let mut wq = vec![0u8; dt.row_bytes(cols as u64).unwrap() as usize * rows];
+                alc_quant::quantize(dt, &w, &mut wq).unwrap();
+                wq
+            };
+            let (gq, uq) = (mk(&mut rng), mk(&mut rng));
+            let x = rand_vec(&mut rng, n * cols, 2.0);
+            let resid = rand_vec(&mut rng, n * rows, 3.0);
+            for (name, be) in backends() {
+                let (gp, up) = (
+                    be.pack(&Weight::row_major(dt, rows, cols, &gq)),
+                    be.pack(&Weight::row_major(dt, rows, cols, &uq)),
+                );
+                for packed in [false, true] {
+                    let (g, u) = match (packed, &gp, &up) {
+                        (false, _, _) => (
+                            Weight::row_major(dt, rows, cols, &gq),
+                            Weight::row_major(dt, rows, cols, &uq),
+                        ),
+                        (true, Some(gp), Some(up)) => (
+                            Weight::row_major(dt, rows, cols, &gq).with_packed(gp),
+                            Weight::row_major(dt, rows, cols, &uq).with_packed(up),
+                        ),
+                        _ => continue,
+                    };
+                    let what = format!("{name} {dt} {rows}x{cols} n={n} packed={packed}");
+                    // matmul_add
+                    let mut sep = vec![0f32; n * rows];
+                    be.matmul(&g, &x, n, &mut sep);
+                    let want: Vec<f32> = resid.iter().zip(&sep).map(|(r, v)| r + v).collect();
+                    let mut got = resid.clone();
+                    be.matmul_add(&g, &x, n, &mut got);
+                    assert_eq!(got, want, "{what}: matmul_add differs from matmul + add");
+                    let mut refd = resid.clone();
+                    reference.matmul_add(&g, &x, n, &mut refd);
+                    let scale = refd.iter().fold(1f32, |m, v| m.max(v.abs()));
+                    close(
+                        &got,
+                        &refd,
+                        |_| 4e-4 * scale,
+                        &format!("{what}: matmul_add vs reference"),
+                    );
+                    // matmul_gated
+                    for gelu in [false, true] {
+                        let (mut want, mut upw) = (vec![0f32; n * rows], vec![0f32; n * rows]);
+                        be.matmul_many(&[g, u], &x, n, &mut [&mut want, &mut upw]);
+                        be.gated_act(&mut want, &upw, gelu);
+                        let (mut got, mut scratch) = (vec![0f32; n * rows], vec![0f32; n * rows]);
+                        be.matmul_gated(&g, &u, &x, n, gelu, &mut got, &mut scratch);
+                        assert_eq!(
+                            got, want,
+                            "{what} gelu={gelu}: matmul_gated differs from matmul_many + gated_act"
+                        );
+                        let (mut refd, mut rs) = (vec![0f32; n * rows], vec![0f32; n * rows]);
+                        reference.matmul_gated(&g, &u, &x, n, gelu, &mut refd, &mut rs);
+                        let scale = refd.iter().fold(1f32, |m, v| m.max(v.abs()));
+                        close(
+                            &got,
+                            &refd,
+                            |_| 4e-3 * scale,
+                            &format!("{what} gelu={gelu}: matmul_gated vs reference"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn norm_rope_act() {
     let mut rng = SmallRng::seed_from_u64(2);

@@ -517,12 +517,16 @@ impl Model {
                     _ => unreachable!("keys and values share a type"),
                 }
             }
-            let xb = &mut sc.xb[..n * d];
-            be.matmul(&self.weight(&l.wo), &sc.att[..n * nq], n, xb);
-            if let Some(pn) = &l.post_attn_norm {
-                be.rms_norm(xb, pn, eps);
-            }
-            add_into(&mut sc.x[..n * d], xb);
+            residual(
+                be,
+                &self.weight(&l.wo),
+                &sc.att[..n * nq],
+                n,
+                l.post_attn_norm.as_deref(),
+                eps,
+                &mut sc.x[..n * d],
+                &mut sc.xb[..n * d],
+            );
 
             // Feed-forward block.
             let xb = &mut sc.xb[..n * d];
@@ -530,18 +534,25 @@ impl Model {
             be.rms_norm(xb, &l.ffn_norm, eps);
             let gate = &mut sc.gate[..n * hp.n_ff];
             let up = &mut sc.up[..n * hp.n_ff];
-            be.matmul_many(
-                &[self.weight(&l.w_gate), self.weight(&l.w_up)],
+            be.matmul_gated(
+                &self.weight(&l.w_gate),
+                &self.weight(&l.w_up),
                 xb,
                 n,
-                &mut [&mut *gate, &mut *up],
+                self.spec.gelu,
+                gate,
+                up,
             );
-            be.gated_act(gate, up, self.spec.gelu);
-            be.matmul(&self.weight(&l.w_down), gate, n, xb);
-            if let Some(pn) = &l.post_ffn_norm {
-                be.rms_norm(xb, pn, eps);
-            }
-            add_into(&mut sc.x[..n * d], xb);
+            residual(
+                be,
+                &self.weight(&l.w_down),
+                &sc.gate[..n * hp.n_ff],
+                n,
+                l.post_ffn_norm.as_deref(),
+                eps,
+                &mut sc.x[..n * d],
+                &mut sc.xb[..n * d],
+            );
         }
 
         // Output head over the wanted rows only, gathered (in segment order) into xb.
@@ -674,6 +685,30 @@ fn add_bias(x: &mut [f32], b: Option<&[f32]>) {
 
 fn add_into(x: &mut [f32], y: &[f32]) {
     x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
+}
+
+/// `x += norm(w · a)`: a block's output projection added into the residual stream
+/// `x`, through `tmp` when a post-norm (gemma) sits between them, else fused
+/// ([`Backend::matmul_add`]).
+#[allow(clippy::too_many_arguments)]
+fn residual(
+    be: &dyn Backend,
+    w: &Weight<'_>,
+    a: &[f32],
+    n: usize,
+    post_norm: Option<&[f32]>,
+    eps: f32,
+    x: &mut [f32],
+    tmp: &mut [f32],
+) {
+    match post_norm {
+        None => be.matmul_add(w, a, n, x),
+        Some(pn) => {
+            be.matmul(w, a, n, tmp);
+            be.rms_norm(tmp, pn, eps);
+            add_into(x, tmp);
+        }
+    }
 }
 
 /// Per-session state: the KV cache and scratch activations.
