@@ -259,6 +259,10 @@ struct BenchArgs {
     /// Tokens to generate in the generation test (0 skips it).
     #[arg(short = 'n', long = "n-gen", default_value_t = 64)]
     n_gen: usize,
+    /// Tokens already in the cache when each test starts, comma-separated
+    /// (llama-bench's -d): every test runs at every depth ("tg64 @ d2048").
+    #[arg(short = 'd', long = "n-depth", value_delimiter = ',', default_value = "0")]
+    n_depth: Vec<usize>,
     /// Repetitions per test (after one warm-up).
     #[arg(short = 'r', long, default_value_t = 5)]
     reps: usize,
@@ -652,7 +656,9 @@ fn bench(a: BenchArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let need = a.n_prompt.iter().copied().max().unwrap_or(0).max(a.n_gen) + 1;
+    let need = a.n_prompt.iter().copied().max().unwrap_or(0).max(a.n_gen)
+        + a.n_depth.iter().copied().max().unwrap_or(0)
+        + 1;
     let mut ea = a.engine.clone();
     ea.ctx = Some(ea.ctx.unwrap_or(need.max(512)));
     let engine = ea.open()?;
@@ -660,6 +666,7 @@ fn bench(a: BenchArgs) -> Result<()> {
         prompt_lens: a.n_prompt.clone(),
         gen_len: a.n_gen,
         reps: a.reps,
+        depths: a.n_depth.clone(),
         bandwidth_probe_bytes: if a.no_bandwidth { 0 } else { 256 << 20 },
     })?;
     if a.json {

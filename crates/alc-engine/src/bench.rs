@@ -1,7 +1,8 @@
 //! `alc bench`: prompt processing (ppN) and generation (tgN) throughput, the way
-//! llama.cpp's llama-bench defines them (random tokens, empty cache per repetition,
-//! one warm-up run), plus time to first token, load time, peak RSS and model-bandwidth
-//! utilisation against a read bandwidth measured in the same run.
+//! llama.cpp's llama-bench defines them (random tokens, one warm-up run, the cache
+//! emptied before each repetition and, at a depth D, filled with D untimed tokens:
+//! "pp512 @ d2048"), plus time to first token, load time, peak RSS and
+//! model-bandwidth utilisation against a read bandwidth measured in the same run.
 
 use crate::sampler::{Sampler, SamplingParams};
 use crate::watchdog::{Stage, Tracker};
@@ -16,6 +17,9 @@ pub struct BenchSpec {
     pub prompt_lens: Vec<usize>,
     pub gen_len: usize,
     pub reps: usize,
+    /// Tokens already in the cache when each test starts (llama-bench's `-d`);
+    /// every test runs once per depth. Empty means `[0]`.
+    pub depths: Vec<usize>,
     /// Bytes of the bandwidth probe buffer (0 skips the probe).
     pub bandwidth_probe_bytes: usize,
 }
@@ -26,13 +30,20 @@ pub struct BenchTest {
     pub name: String,
     pub n_prompt: usize,
     pub n_gen: usize,
+    /// Tokens in the cache before the test (untimed).
+    pub n_depth: usize,
     pub reps: usize,
     pub tok_s_median: f64,
     pub tok_s_min: f64,
     pub tok_s_max: f64,
     pub ttft_ms_median: Option<f64>,
-    /// Model-bandwidth utilisation (generation tests only).
+    /// Model-bandwidth utilisation (generation tests only): bytes read per token
+    /// (the report's `bytes_per_token` plus `kv_bytes_per_token`) × tok/s ÷ the
+    /// measured read bandwidth.
     pub mbu: Option<f64>,
+    /// Generation tests: mean KV-cache bytes attention reads per generated token
+    /// (0 at depth 0 is not 0: the keys generated so far count).
+    pub kv_bytes_per_token: Option<u64>,
     /// Prefill chunk sizes used (prompt tests only).
     pub chunks: Vec<usize>,
 }
@@ -81,6 +92,26 @@ pub fn peak_rss_bytes() -> u64 {
         .unwrap_or(0)
 }
 
+/// Empty the cache and fill it with `depth` random tokens (untimed).
+fn fill(
+    model: &Model,
+    be: &CpuBackend,
+    st: &mut alc_models::State,
+    depth: usize,
+    max_ubatch: usize,
+    rand_tok: &mut dyn FnMut() -> u32,
+) -> Result<(), EngineError> {
+    st.truncate(0);
+    let toks: Vec<u32> = (0..depth).map(|_| rand_tok()).collect();
+    let mut i = 0;
+    while i < depth {
+        let n = crate::prefill_chunk(depth - i, max_ubatch);
+        model.forward(be, st, &toks[i..i + n], Logits::None)?;
+        i += n;
+    }
+    Ok(())
+}
+
 pub(crate) fn run(
     model: &Model,
     be: &CpuBackend,
@@ -89,6 +120,11 @@ pub(crate) fn run(
     spec: &BenchSpec,
 ) -> Result<BenchReport, EngineError> {
     tracker.enter(Stage::Bench, 0);
+    let depths: &[usize] = if spec.depths.is_empty() {
+        &[0]
+    } else {
+        &spec.depths
+    };
     let ctx_needed = spec
         .prompt_lens
         .iter()
@@ -96,6 +132,7 @@ pub(crate) fn run(
         .max()
         .unwrap_or(0)
         .max(spec.gen_len)
+        + depths.iter().copied().max().unwrap_or(0)
         + 1;
     if ctx_needed > info.ctx {
         return Err(EngineError::BadRequest(format!(
@@ -113,7 +150,23 @@ pub(crate) fn run(
         seed ^= seed << 17;
         (seed % vocab) as u32
     };
+    let name = |base: String, depth: usize| {
+        if depth == 0 {
+            base
+        } else {
+            format!("{base} @ d{depth}")
+        }
+    };
     let mut tests = Vec::new();
+    // The bandwidth probe runs right before each timed generation repetition (a
+    // shared machine's bandwidth drifts by a third within minutes; a probe taken
+    // once, apart from the runs it divides, swings MBU with it), and once at the end
+    // when there is no generation test. Peak RSS is read before the probe exists.
+    let probe_bytes = spec.bandwidth_probe_bytes;
+    let mut peak_rss = None;
+    let mut bws = Vec::new();
+    let mut probe = None;
+    for &depth in depths {
     for &pp in &spec.prompt_lens {
         if pp == 0 {
             continue;
@@ -122,8 +175,8 @@ pub(crate) fn run(
         let mut ttfts = Vec::new();
         let mut chunks = Vec::new();
         for rep in 0..=reps {
+            fill(model, be, &mut st, depth, info.max_ubatch, &mut rand_tok)?;
             let toks: Vec<u32> = (0..pp).map(|_| rand_tok()).collect();
-            st.truncate(0);
             chunks.clear();
             let t0 = Instant::now();
             let mut i = 0;
@@ -155,30 +208,28 @@ pub(crate) fn run(
             rates.iter().copied().fold(0.0, f64::max),
         );
         tests.push(BenchTest {
-            name: format!("pp{pp}"),
+            name: name(format!("pp{pp}"), depth),
             n_prompt: pp,
             n_gen: 0,
+            n_depth: depth,
             reps,
             tok_s_median: median(&mut rates),
             tok_s_min: mn,
             tok_s_max: mx,
             ttft_ms_median: Some(median(&mut ttfts)),
             mbu: None,
+            kv_bytes_per_token: None,
             chunks: chunks.clone(),
         });
     }
-    // The bandwidth probe runs right before each timed generation repetition (a
-    // shared machine's bandwidth drifts by a third within minutes; a probe taken
-    // once, apart from the runs it divides, swings MBU with it), and once at the end
-    // when there is no generation test. Peak RSS is read before the probe exists.
-    let probe_bytes = spec.bandwidth_probe_bytes;
-    let mut peak_rss = None;
-    let mut bws = Vec::new();
     if spec.gen_len > 0 {
         let mut rates = Vec::new();
         let mut mbus = Vec::new();
-        let mut probe = None;
         let mut s = Sampler::new(SamplingParams::greedy());
+        let kv_bytes = (depth..depth + spec.gen_len)
+            .map(|p| model.kv_bytes_read(p))
+            .sum::<u64>()
+            / spec.gen_len as u64;
         for rep in 0..=reps {
             let mut bw = None;
             if rep > 0 && probe_bytes > 0 {
@@ -188,7 +239,7 @@ pub(crate) fn run(
                     .get_or_insert_with(|| alc_kernels::bandwidth::ReadProbe::new(probe_bytes));
                 bw = Some(p.measure(be.pool(), 3));
             }
-            st.truncate(0);
+            fill(model, be, &mut st, depth, info.max_ubatch, &mut rand_tok)?;
             let mut tok = rand_tok();
             let t0 = Instant::now();
             for _ in 0..spec.gen_len {
@@ -201,7 +252,7 @@ pub(crate) fn run(
                 rates.push(rate);
                 if let Some(bw) = bw {
                     bws.push(bw);
-                    mbus.push(info.bytes_per_token as f64 * rate / bw);
+                    mbus.push((info.bytes_per_token + kv_bytes) as f64 * rate / bw);
                 }
             }
         }
@@ -210,17 +261,20 @@ pub(crate) fn run(
             rates.iter().copied().fold(0.0, f64::max),
         );
         tests.push(BenchTest {
-            name: format!("tg{}", spec.gen_len),
+            name: name(format!("tg{}", spec.gen_len), depth),
             n_prompt: 0,
             n_gen: spec.gen_len,
+            n_depth: depth,
             reps,
             tok_s_median: median(&mut rates),
             tok_s_min: mn,
             tok_s_max: mx,
             ttft_ms_median: None,
             mbu: (!mbus.is_empty()).then(|| median(&mut mbus)),
+            kv_bytes_per_token: Some(kv_bytes),
             chunks: vec![1],
         });
+    }
     }
     // Before the probe, whose buffer would otherwise count as the model's memory.
     let peak_rss = peak_rss.unwrap_or_else(peak_rss_bytes);

@@ -440,6 +440,7 @@ fn bench_reports_rates_and_paired_bandwidth() {
         prompt_lens: vec![40],
         gen_len: 6,
         reps: 3,
+        depths: vec![],
         bandwidth_probe_bytes: 0,
     };
     // Without a probe first: peak RSS is a process-wide high-water mark.
@@ -450,7 +451,7 @@ fn bench_reports_rates_and_paired_bandwidth() {
     let r = eng
         .bench(BenchSpec {
             bandwidth_probe_bytes: 64 << 20,
-            ..spec
+            ..spec.clone()
         })
         .unwrap();
     let names: Vec<&str> = r.tests.iter().map(|t| t.name.as_str()).collect();
@@ -478,4 +479,30 @@ fn bench_reports_rates_and_paired_bandwidth() {
         "peak RSS {} with the probe, {peak0} without",
         r.peak_rss_bytes
     );
+
+    // Depths (llama-bench's -d): every test again with 50 tokens cached first.
+    let r = eng
+        .bench(BenchSpec {
+            depths: vec![0, 50],
+            ..spec.clone()
+        })
+        .unwrap();
+    let names: Vec<&str> = r.tests.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["pp40", "tg6", "pp40 @ d50", "tg6 @ d50"]);
+    let depths: Vec<usize> = r.tests.iter().map(|t| t.n_depth).collect();
+    assert_eq!(depths, [0, 0, 50, 50]);
+    // SmolLM2: 30 layers x 3 KV heads x 64 dims, f16 keys and values = 768 bytes a
+    // layer and key; generated tokens see positions 0..=p, for p in 0..6 / 50..56.
+    assert_eq!(r.tests[1].kv_bytes_per_token, Some(30 * 768 * 7 / 2));
+    assert_eq!(r.tests[3].kv_bytes_per_token, Some(30 * 768 * 107 / 2));
+    assert!(r.tests[0].kv_bytes_per_token.is_none());
+    // A depth past the context is refused before anything runs, naming the fix.
+    let e = eng
+        .bench(BenchSpec {
+            depths: vec![1 << 20],
+            ..spec
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--ctx"), "{e}");
 }

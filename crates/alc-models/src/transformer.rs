@@ -216,6 +216,24 @@ impl Model {
         b
     }
 
+    /// KV-cache bytes (f16 keys and values) that attention reads for one token at
+    /// position `pos`: every layer's visible keys (at most the window on a
+    /// sliding-window layer). Added to [`Model::bytes_per_token`] for the bandwidth
+    /// utilisation of generation at depth.
+    pub fn kv_bytes_read(&self, pos: usize) -> u64 {
+        let hp = &self.hp;
+        let row = (hp.n_kv_head * hp.head_dim * 2 * 2) as u64;
+        (0..hp.n_layer)
+            .map(|l| {
+                let keys = match hp.swa_window {
+                    Some(w) if w > 0 && hp.swa_layers[l] => (pos + 1).min(w),
+                    _ => pos + 1,
+                };
+                keys as u64 * row
+            })
+            .sum()
+    }
+
     /// Allocate per-session state: KV cache for `ctx` tokens and scratch for up to
     /// `ubatch` tokens per forward call.
     pub fn new_state(&self, ctx: usize, ubatch: usize) -> Result<State, ModelError> {
