@@ -2,9 +2,12 @@
 # Side-by-side CPU benchmark: llama.cpp's llama-bench vs `alc bench`.
 #
 # Usage: scripts/bench-vs-llamacpp.sh [--reps N] [--rounds N] [--threads N] [--models a,b,...]
+#                                     [--depth D]
 #
 #   models (default all): smollm2-q4_1, smollm2-q4_0, qwen2-q4_k_m, gemma3-q4_k_m
 #   tests: pp128, pp512, tg64; each engine runs each test --reps times (default 5).
+#   --depth D adds "pp512 @ dD" and "tg64 @ dD": both engines' -d, the same tests
+#   with D tokens already in the cache (a long chat).
 #
 # The two engines are interleaved (llama-bench, alc, llama-bench, alc, ... for
 # --rounds rounds, default 2) because the machines are noisy; the reported
@@ -34,6 +37,7 @@ OUT="${ALC_BENCH_OUT:-$HOME/.cache/alc/bench/$(date +%Y%m%d-%H%M%S)}"
 REPS=5
 ROUNDS=2
 THREADS=2
+DEPTH=0
 SELECTED="smollm2-q4_1,smollm2-q4_0,qwen2-q4_k_m,gemma3-q4_k_m"
 
 while [ $# -gt 0 ]; do
@@ -42,7 +46,8 @@ while [ $# -gt 0 ]; do
     --rounds) shift; ROUNDS="$1" ;;
     --threads|-t) shift; THREADS="$1" ;;
     --models) shift; SELECTED="$1" ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    --depth|-d) shift; DEPTH="$1" ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
   shift
@@ -94,17 +99,20 @@ fi
 mkdir -p "$OUT"
 log "raw results in $OUT"
 
+DEPTHS=0
+[ "$DEPTH" != 0 ] && DEPTHS="0,$DEPTH"
+
 # --- runs (interleaved) --------------------------------------------------
 for m in ${SELECTED//,/ }; do
   f="$MODELS_DIR/$(model_file "$m")"
   for r in $(seq 1 "$ROUNDS"); do
     log "$m round $r: llama-bench"
-    "$LLAMA_BENCH" -m "$f" -p 128,512 -n 64 -t "$THREADS" -r "$REPS" -o json \
+    "$LLAMA_BENCH" -m "$f" -p 128,512 -n 64 -d "$DEPTHS" -t "$THREADS" -r "$REPS" -o json \
       > "$OUT/$m.llamacpp.$r.json" 2> "$OUT/$m.llamacpp.$r.log" \
       || log "llama-bench failed (see $OUT/$m.llamacpp.$r.log)"
     if [ "$ALC_OK" = 1 ]; then
       log "$m round $r: alc bench"
-      "$ALC_BIN" bench "$f" -p 128,512 -n 64 -t "$THREADS" -r "$REPS" --json \
+      "$ALC_BIN" bench "$f" -p 128,512 -n 64 -d "$DEPTHS" -t "$THREADS" -r "$REPS" --json \
         > "$OUT/$m.alc.$r.json" 2> "$OUT/$m.alc.$r.log" \
         || { log "alc failed (see $OUT/$m.alc.$r.log)"; rm -f "$OUT/$m.alc.$r.json"; }
     fi
@@ -114,12 +122,13 @@ done
 # --- report --------------------------------------------------------------
 labels=""
 for m in ${SELECTED//,/ }; do labels="$labels$m=$(model_label "$m");"; done
-python3 - "$OUT" "$SELECTED" "$ROUNDS" "$THREADS" "$labels" <<'EOF'
+python3 - "$OUT" "$SELECTED" "$ROUNDS" "$THREADS" "$labels" "$DEPTH" <<'EOF'
 import json, os, statistics, sys
 
 out, selected, rounds, threads, labels = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+depth = int(sys.argv[6])
 label = dict(kv.split("=", 1) for kv in labels.split(";") if kv)
-TESTS = ["pp128", "pp512", "tg64"]
+TESTS = ["pp128", "pp512", "tg64"] + ([f"pp512 @ d{depth}", f"tg64 @ d{depth}"] if depth else [])
 
 def load(path):
     try:
@@ -134,10 +143,11 @@ def llama_round(path):
     if not isinstance(data, list):
         return res
     for t in data:
-        if t.get("n_depth", 0):
-            continue
-        npr, ngen = t.get("n_prompt", 0), t.get("n_gen", 0)
+        npr, ngen, d = t.get("n_prompt", 0), t.get("n_gen", 0), t.get("n_depth", 0)
         name = f"pp{npr}" if ngen == 0 else (f"tg{ngen}" if npr == 0 else None)
+        if name and d:
+            name += f" @ d{d}"
+
         if name and t.get("samples_ts"):
             res[name] = statistics.median(t["samples_ts"])
     return res

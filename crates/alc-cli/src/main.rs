@@ -261,7 +261,12 @@ struct BenchArgs {
     n_gen: usize,
     /// Tokens already in the cache when each test starts, comma-separated
     /// (llama-bench's -d): every test runs at every depth ("tg64 @ d2048").
-    #[arg(short = 'd', long = "n-depth", value_delimiter = ',', default_value = "0")]
+    #[arg(
+        short = 'd',
+        long = "n-depth",
+        value_delimiter = ',',
+        default_value = "0"
+    )]
     n_depth: Vec<usize>,
     /// Repetitions per test (after one warm-up).
     #[arg(short = 'r', long, default_value_t = 5)]

@@ -37,13 +37,15 @@ pub struct BenchTest {
     pub tok_s_min: f64,
     pub tok_s_max: f64,
     pub ttft_ms_median: Option<f64>,
-    /// Model-bandwidth utilisation (generation tests only): bytes read per token
-    /// (the report's `bytes_per_token` plus `kv_bytes_per_token`) × tok/s ÷ the
-    /// measured read bandwidth.
+    /// Model-bandwidth utilisation (generation tests only): the report's
+    /// `bytes_per_token` (weights) × tok/s ÷ the measured read bandwidth.
     pub mbu: Option<f64>,
     /// Generation tests: mean KV-cache bytes attention reads per generated token
-    /// (0 at depth 0 is not 0: the keys generated so far count).
+    /// (not 0 at depth 0: the keys generated so far count).
     pub kv_bytes_per_token: Option<u64>,
+    /// Generation tests: [`BenchTest::mbu`] with the KV-cache bytes counted too
+    /// (`bytes_per_token + kv_bytes_per_token`): what bounds generation at depth.
+    pub mbu_kv: Option<f64>,
     /// Prefill chunk sizes used (prompt tests only).
     pub chunks: Vec<usize>,
 }
@@ -167,114 +169,118 @@ pub(crate) fn run(
     let mut bws = Vec::new();
     let mut probe = None;
     for &depth in depths {
-    for &pp in &spec.prompt_lens {
-        if pp == 0 {
-            continue;
-        }
-        let mut rates = Vec::new();
-        let mut ttfts = Vec::new();
-        let mut chunks = Vec::new();
-        for rep in 0..=reps {
-            fill(model, be, &mut st, depth, info.max_ubatch, &mut rand_tok)?;
-            let toks: Vec<u32> = (0..pp).map(|_| rand_tok()).collect();
-            chunks.clear();
-            let t0 = Instant::now();
-            let mut i = 0;
-            while i < pp {
-                let remaining = pp - i;
-                let n = crate::prefill_chunk(remaining, info.max_ubatch);
-                let want = if i + n == pp {
-                    Logits::Last
-                } else {
-                    Logits::None
-                };
-                let logits = model.forward(be, &mut st, &toks[i..i + n], want)?;
-                if i + n == pp {
-                    let mut s = Sampler::new(SamplingParams::greedy());
-                    std::hint::black_box(s.sample(logits, &[]));
+        for &pp in &spec.prompt_lens {
+            if pp == 0 {
+                continue;
+            }
+            let mut rates = Vec::new();
+            let mut ttfts = Vec::new();
+            let mut chunks = Vec::new();
+            for rep in 0..=reps {
+                fill(model, be, &mut st, depth, info.max_ubatch, &mut rand_tok)?;
+                let toks: Vec<u32> = (0..pp).map(|_| rand_tok()).collect();
+                chunks.clear();
+                let t0 = Instant::now();
+                let mut i = 0;
+                while i < pp {
+                    let remaining = pp - i;
+                    let n = crate::prefill_chunk(remaining, info.max_ubatch);
+                    let want = if i + n == pp {
+                        Logits::Last
+                    } else {
+                        Logits::None
+                    };
+                    let logits = model.forward(be, &mut st, &toks[i..i + n], want)?;
+                    if i + n == pp {
+                        let mut s = Sampler::new(SamplingParams::greedy());
+                        std::hint::black_box(s.sample(logits, &[]));
+                    }
+                    chunks.push(n);
+                    i += n;
                 }
-                chunks.push(n);
-                i += n;
-            }
-            let el = t0.elapsed().as_secs_f64();
-            if rep > 0 {
-                // rep 0 is the warm-up
-                rates.push(pp as f64 / el);
-                ttfts.push(el * 1e3);
-            }
-        }
-        let (mn, mx) = (
-            rates.iter().copied().fold(f64::MAX, f64::min),
-            rates.iter().copied().fold(0.0, f64::max),
-        );
-        tests.push(BenchTest {
-            name: name(format!("pp{pp}"), depth),
-            n_prompt: pp,
-            n_gen: 0,
-            n_depth: depth,
-            reps,
-            tok_s_median: median(&mut rates),
-            tok_s_min: mn,
-            tok_s_max: mx,
-            ttft_ms_median: Some(median(&mut ttfts)),
-            mbu: None,
-            kv_bytes_per_token: None,
-            chunks: chunks.clone(),
-        });
-    }
-    if spec.gen_len > 0 {
-        let mut rates = Vec::new();
-        let mut mbus = Vec::new();
-        let mut s = Sampler::new(SamplingParams::greedy());
-        let kv_bytes = (depth..depth + spec.gen_len)
-            .map(|p| model.kv_bytes_read(p))
-            .sum::<u64>()
-            / spec.gen_len as u64;
-        for rep in 0..=reps {
-            let mut bw = None;
-            if rep > 0 && probe_bytes > 0 {
-                // After the warm-up, which touched every page the runs touch.
-                peak_rss.get_or_insert_with(peak_rss_bytes);
-                let p = probe
-                    .get_or_insert_with(|| alc_kernels::bandwidth::ReadProbe::new(probe_bytes));
-                bw = Some(p.measure(be.pool(), 3));
-            }
-            fill(model, be, &mut st, depth, info.max_ubatch, &mut rand_tok)?;
-            let mut tok = rand_tok();
-            let t0 = Instant::now();
-            for _ in 0..spec.gen_len {
-                let logits = model.forward(be, &mut st, &[tok], Logits::Last)?;
-                tok = s.sample(logits, &[]);
-            }
-            let el = t0.elapsed().as_secs_f64();
-            if rep > 0 {
-                let rate = spec.gen_len as f64 / el;
-                rates.push(rate);
-                if let Some(bw) = bw {
-                    bws.push(bw);
-                    mbus.push((info.bytes_per_token + kv_bytes) as f64 * rate / bw);
+                let el = t0.elapsed().as_secs_f64();
+                if rep > 0 {
+                    // rep 0 is the warm-up
+                    rates.push(pp as f64 / el);
+                    ttfts.push(el * 1e3);
                 }
             }
+            let (mn, mx) = (
+                rates.iter().copied().fold(f64::MAX, f64::min),
+                rates.iter().copied().fold(0.0, f64::max),
+            );
+            tests.push(BenchTest {
+                name: name(format!("pp{pp}"), depth),
+                n_prompt: pp,
+                n_gen: 0,
+                n_depth: depth,
+                reps,
+                tok_s_median: median(&mut rates),
+                tok_s_min: mn,
+                tok_s_max: mx,
+                ttft_ms_median: Some(median(&mut ttfts)),
+                mbu: None,
+                kv_bytes_per_token: None,
+                mbu_kv: None,
+                chunks: chunks.clone(),
+            });
         }
-        let (mn, mx) = (
-            rates.iter().copied().fold(f64::MAX, f64::min),
-            rates.iter().copied().fold(0.0, f64::max),
-        );
-        tests.push(BenchTest {
-            name: name(format!("tg{}", spec.gen_len), depth),
-            n_prompt: 0,
-            n_gen: spec.gen_len,
-            n_depth: depth,
-            reps,
-            tok_s_median: median(&mut rates),
-            tok_s_min: mn,
-            tok_s_max: mx,
-            ttft_ms_median: None,
-            mbu: (!mbus.is_empty()).then(|| median(&mut mbus)),
-            kv_bytes_per_token: Some(kv_bytes),
-            chunks: vec![1],
-        });
-    }
+        if spec.gen_len > 0 {
+            let mut rates = Vec::new();
+            let mut mbus = Vec::new();
+            let mut mbus_kv = Vec::new();
+            let mut s = Sampler::new(SamplingParams::greedy());
+            let kv_bytes = (depth..depth + spec.gen_len)
+                .map(|p| model.kv_bytes_read(p))
+                .sum::<u64>()
+                / spec.gen_len as u64;
+            for rep in 0..=reps {
+                let mut bw = None;
+                if rep > 0 && probe_bytes > 0 {
+                    // After the warm-up, which touched every page the runs touch.
+                    peak_rss.get_or_insert_with(peak_rss_bytes);
+                    let p = probe
+                        .get_or_insert_with(|| alc_kernels::bandwidth::ReadProbe::new(probe_bytes));
+                    bw = Some(p.measure(be.pool(), 3));
+                }
+                fill(model, be, &mut st, depth, info.max_ubatch, &mut rand_tok)?;
+                let mut tok = rand_tok();
+                let t0 = Instant::now();
+                for _ in 0..spec.gen_len {
+                    let logits = model.forward(be, &mut st, &[tok], Logits::Last)?;
+                    tok = s.sample(logits, &[]);
+                }
+                let el = t0.elapsed().as_secs_f64();
+                if rep > 0 {
+                    let rate = spec.gen_len as f64 / el;
+                    rates.push(rate);
+                    if let Some(bw) = bw {
+                        bws.push(bw);
+                        mbus.push(info.bytes_per_token as f64 * rate / bw);
+                        mbus_kv.push((info.bytes_per_token + kv_bytes) as f64 * rate / bw);
+                    }
+                }
+            }
+            let (mn, mx) = (
+                rates.iter().copied().fold(f64::MAX, f64::min),
+                rates.iter().copied().fold(0.0, f64::max),
+            );
+            tests.push(BenchTest {
+                name: name(format!("tg{}", spec.gen_len), depth),
+                n_prompt: 0,
+                n_gen: spec.gen_len,
+                n_depth: depth,
+                reps,
+                tok_s_median: median(&mut rates),
+                tok_s_min: mn,
+                tok_s_max: mx,
+                ttft_ms_median: None,
+                mbu: (!mbus.is_empty()).then(|| median(&mut mbus)),
+                kv_bytes_per_token: Some(kv_bytes),
+                mbu_kv: (!mbus_kv.is_empty()).then(|| median(&mut mbus_kv)),
+                chunks: vec![1],
+            });
+        }
     }
     // Before the probe, whose buffer would otherwise count as the model's memory.
     let peak_rss = peak_rss.unwrap_or_else(peak_rss_bytes);

@@ -484,6 +484,7 @@ fn bench_reports_rates_and_paired_bandwidth() {
     let r = eng
         .bench(BenchSpec {
             depths: vec![0, 50],
+            bandwidth_probe_bytes: 64 << 20,
             ..spec.clone()
         })
         .unwrap();
@@ -495,7 +496,11 @@ fn bench_reports_rates_and_paired_bandwidth() {
     // layer and key; generated tokens see positions 0..=p, for p in 0..6 / 50..56.
     assert_eq!(r.tests[1].kv_bytes_per_token, Some(30 * 768 * 7 / 2));
     assert_eq!(r.tests[3].kv_bytes_per_token, Some(30 * 768 * 107 / 2));
-    assert!(r.tests[0].kv_bytes_per_token.is_none());
+    assert!(r.tests[0].kv_bytes_per_token.is_none() && r.tests[0].mbu_kv.is_none());
+    // With the KV bytes counted, utilisation is higher by their share.
+    let (m, mk) = (r.tests[3].mbu.unwrap(), r.tests[3].mbu_kv.unwrap());
+    let share = (r.bytes_per_token + 30 * 768 * 107 / 2) as f64 / r.bytes_per_token as f64;
+    assert!((mk / m - share).abs() < 1e-3 * share, "{m} {mk} {share}");
     // A depth past the context is refused before anything runs, naming the fix.
     let e = eng
         .bench(BenchSpec {

@@ -96,7 +96,7 @@ pub struct CpuBackend {
     act_sums: Mutex<Vec<i32>>,
     /// Per-thread attention scratch: scores (ctx) + key buffer + accumulator.
     attn: Mutex<Vec<f32>>,
-    /// Per-thread f16 scratch: rounded query + f16 value accumulator.
+    /// Per-thread f16 scratch: the rounded query.
     attn16: Mutex<Vec<f16>>,
     /// Per-thread packed weight blocks of the blocked GEMM.
     gemm_pack: Mutex<Vec<f32>>,
@@ -130,7 +130,7 @@ pub fn scratch_bytes(
     (n_head, n_kv_head, hd): (usize, usize, usize),
 ) -> u64 {
     let g = (n_head / n_kv_head.max(1)).max(1);
-    let decode = (ctx + 3 * hd) * 4 + 2 * hd * 2;
+    let decode = (ctx + 3 * hd) * 4 + hd * 2;
     let nq = crate::flash::tokens_per_task(g) * g;
     let tiled = crate::flash::scratch_floats(hd, nq);
     #[cfg(target_arch = "x86_64")]
@@ -687,8 +687,8 @@ impl Backend for CpuBackend {
         let per = s.ctx + 3 * hd;
         let mut scratch = self.attn.lock().unwrap_or_else(|e| e.into_inner());
         let mut scratch16 = self.attn16.lock().unwrap_or_else(|e| e.into_inner());
-        if scratch16.len() < nth * 2 * hd {
-            scratch16.resize(nth * 2 * hd, f16::ZERO);
+        if scratch16.len() < nth * hd {
+            scratch16.resize(nth * hd, f16::ZERO);
         }
         let sp16 = SyncPtr(scratch16.as_mut_ptr());
         if scratch.len() < nth * per {
@@ -706,7 +706,7 @@ impl Backend for CpuBackend {
             let (kbuf, rest) = rest.split_at_mut(hd);
             let acc = &mut rest[..hd];
             // SAFETY: each thread owns its f16 scratch slice.
-            let (q16, acc16) = unsafe { sp16.slice(tid * 2 * hd, 2 * hd) }.split_at_mut(hd);
+            let q16 = unsafe { sp16.slice(tid * hd, hd) };
             // Longest causal rows (last tokens) first, so that the short ones fill in
             // at the end.
             for i in split_range(tasks, chunks, c).map(|i| tasks - 1 - i) {
@@ -714,7 +714,7 @@ impl Backend for CpuBackend {
                 let base = (t * s.n_head + h) * hd;
                 let qh = &q[base..base + hd];
                 if simd {
-                    attend_one_fast(qh, k, v, s, t, h, q16, acc16, acc);
+                    attend_one_fast(qh, k, v, s, t, h, q16, acc);
                 } else {
                     crate::reference::attend_one(qh, k, v, s, t, h, scores, kbuf, acc);
                 }
@@ -833,10 +833,13 @@ fn has_avx2() -> bool {
     }
 }
 
-/// Attention for one query head with llama.cpp's CPU flash-attention arithmetic, so
-/// that answers match llama.cpp: q rounded to f16, q·k in f32 over f16 inputs, online
-/// softmax, and the value accumulator kept in f16 (rounded after every scale and
-/// multiply-add). `acc` receives the f32 result; `acc16` and `q16` are scratch.
+/// Attention for one query head as llama.cpp's CPU flash attention computes scores
+/// (q rounded to f16, q·k in f32 over f16 inputs), online softmax, and the value
+/// accumulator in f32. llama.cpp keeps that accumulator in f16, rounded after every
+/// scale and multiply-add; the two conversions per 8 values and key that cost were
+/// 10 % of decode at a depth of 2048 (SmolLM2), and f32 is the more accurate sum
+/// (greedy continuations still equal llama.cpp's). `acc` receives the result; `q16`
+/// is scratch.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 fn attend_one_fast(
@@ -847,7 +850,6 @@ fn attend_one_fast(
     t: usize,
     h: usize,
     q16: &mut [f16],
-    acc16: &mut [f16],
     acc: &mut [f32],
 ) {
     let kvh = h / (s.n_head / s.n_kv_head);
@@ -876,7 +878,7 @@ fn attend_one_fast(
             return;
         }
     }
-    attend_one_slices(q16, k, v, s, kvh, j0, p, acc16, acc);
+    attend_one_slices(q16, k, v, s, kvh, j0, p, acc);
 }
 
 /// The generic key loop of [`attend_one_fast`] over f16 slices (any head size); `q16`
@@ -891,12 +893,12 @@ fn attend_one_slices(
     kvh: usize,
     j0: usize,
     p: usize,
-    acc16: &mut [f16],
     acc: &mut [f32],
 ) {
     let hd = s.head_dim;
     let row = s.n_kv_head * hd;
-    acc16.fill(f16::ZERO);
+    let acc = &mut acc[..hd];
+    acc.fill(0.0);
     let (mut m, mut sum) = (f32::NEG_INFINITY, 0f32);
     for j in j0..=p {
         let off = j * row + kvh * hd;
@@ -908,14 +910,13 @@ fn attend_one_slices(
         if sc > m {
             ms = simd::exp_f32(m - sc);
             m = sc;
-            simd::scale_f16(acc16, ms);
+            simd::scale_f32(acc, ms);
         } else {
             vs = simd::exp_f32(sc - m);
         }
-        simd::mad_f16(acc16, &v[off..off + hd], vs);
+        simd::mad_f16_f32(acc, &v[off..off + hd], vs);
         sum = sum * ms + vs;
     }
-    half::slice::HalfFloatSliceExt::convert_to_f32_slice(&*acc16, acc);
     let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
     acc.iter_mut().for_each(|a| *a *= inv);
 }
@@ -1006,30 +1007,22 @@ pub(crate) mod simd {
         a.iter().zip(b).map(|(x, y)| x.to_f32() * y.to_f32()).sum()
     }
 
-    /// y = f16(y · s)
+    /// y = y · s (the vector loop's arithmetic: one rounding per element)
     #[inline]
-    pub fn scale_f16(y: &mut [f16], s: f32) {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: only called when AVX2, FMA and F16C were detected.
-        unsafe {
-            x86::scale_f16(y, s)
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        y.iter_mut()
-            .for_each(|v| *v = f16::from_f32(v.to_f32() * s));
+    pub fn scale_f32(y: &mut [f32], s: f32) {
+        y.iter_mut().for_each(|v| *v *= s);
     }
 
-    /// y = f16(y + x · s)
+    /// y = fma(x, s, y) with f16 `x`: one rounding per element, as the vector FMA
     #[inline]
-    pub fn mad_f16(y: &mut [f16], x: &[f16], s: f32) {
+    pub fn mad_f16_f32(y: &mut [f32], x: &[f16], s: f32) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: only called when AVX2, FMA and F16C were detected.
-        unsafe {
-            x86::mad_f16(y, x, s)
-        }
+        let i = unsafe { x86::mad_f16_f32(y, x, s) };
         #[cfg(not(target_arch = "x86_64"))]
-        for (a, b) in y.iter_mut().zip(x) {
-            *a = f16::from_f32(a.to_f32() + b.to_f32() * s);
+        let i = 0;
+        for (a, b) in y[i..].iter_mut().zip(&x[i..]) {
+            *a = b.to_f32().mul_add(s, *a);
         }
     }
 
@@ -1041,15 +1034,6 @@ pub(crate) mod simd {
         #[inline(always)]
         unsafe fn load8(p: *const f16) -> __m256 {
             unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) }
-        }
-        #[inline(always)]
-        unsafe fn store8(p: *mut f16, v: __m256) {
-            unsafe {
-                _mm_storeu_si128(
-                    p as *mut __m128i,
-                    _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v),
-                )
-            }
         }
 
         /// Σ of the 8 lanes: halves, then pairs, then the last two (the order every
@@ -1170,18 +1154,11 @@ pub(crate) mod simd {
             }
         }
 
-        /// Rounds every lane to f16 and back, as storing to and loading from an f16
-        /// buffer would.
-        #[inline(always)]
-        unsafe fn round16(v: __m256) -> __m256 {
-            unsafe { _mm256_cvtph_ps(_mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v)) }
-        }
-
         /// `attend_one_fast`'s key loop for head_dim = 8·G (G a multiple of 4), with
-        /// the f16 accumulator held as f16-rounded f32 lanes: the score is
-        /// `dot_f16_f16` (same four-way accumulation and reduction), the accumulator is
-        /// rounded after every scale and multiply-add as the f16 buffer was. Writes
-        /// the normalised result to `out` and returns true.
+        /// the f32 accumulator in registers: the score is `dot_f16_f16` (same
+        /// four-way accumulation and reduction), then the same scale and fused
+        /// multiply-add per element as `attend_one_slices`. Writes the normalised
+        /// result to `out` and returns true.
         #[target_feature(enable = "avx2,fma,f16c")]
         #[allow(clippy::too_many_arguments)]
         pub unsafe fn attend<const G: usize>(
@@ -1247,13 +1224,13 @@ pub(crate) mod simd {
                         if new_max[i] {
                             let msv = _mm256_set1_ps(ms);
                             for a in acc.iter_mut() {
-                                *a = round16(_mm256_mul_ps(*a, msv));
+                                *a = _mm256_mul_ps(*a, msv);
                             }
                         }
                         let vp = v.as_ptr().add((j + i) * row);
                         let vsv = _mm256_set1_ps(vs);
                         for (g, a) in acc.iter_mut().enumerate() {
-                            *a = round16(_mm256_fmadd_ps(load8(vp.add(8 * g)), vsv, *a));
+                            *a = _mm256_fmadd_ps(load8(vp.add(8 * g)), vsv, *a);
                         }
                         sum = sum * ms + vs;
                     }
@@ -1267,40 +1244,22 @@ pub(crate) mod simd {
             true
         }
 
+        /// [`super::mad_f16_f32`]'s vector body; returns how many elements it did
+        /// (a multiple of 8).
         #[target_feature(enable = "avx2,fma,f16c")]
-        pub unsafe fn scale_f16(y: &mut [f16], s: f32) {
-            let n = y.len();
-            let sv = _mm256_set1_ps(s);
-            let mut i = 0;
-            unsafe {
-                while i + 8 <= n {
-                    let p = y.as_mut_ptr().add(i);
-                    store8(p, _mm256_mul_ps(load8(p), sv));
-                    i += 8;
-                }
-            }
-            while i < n {
-                y[i] = f16::from_f32(y[i].to_f32() * s);
-                i += 1;
-            }
-        }
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        pub unsafe fn mad_f16(y: &mut [f16], x: &[f16], s: f32) {
+        pub unsafe fn mad_f16_f32(y: &mut [f32], x: &[f16], s: f32) -> usize {
             let n = y.len().min(x.len());
             let sv = _mm256_set1_ps(s);
             let mut i = 0;
             unsafe {
                 while i + 8 <= n {
                     let p = y.as_mut_ptr().add(i);
-                    store8(p, _mm256_fmadd_ps(load8(x.as_ptr().add(i)), sv, load8(p)));
+                    let r = _mm256_fmadd_ps(load8(x.as_ptr().add(i)), sv, _mm256_loadu_ps(p));
+                    _mm256_storeu_ps(p, r);
                     i += 8;
                 }
             }
-            while i < n {
-                y[i] = f16::from_f32(y[i].to_f32() + x[i].to_f32() * s);
-                i += 1;
-            }
+            i
         }
     }
 }
@@ -1404,21 +1363,10 @@ mod tests {
                 let kvh = h / (nh / nkv);
                 let mut q16 = vec![f16::ZERO; hd];
                 half::slice::HalfFloatSliceExt::convert_from_f32_slice(&mut q16[..], &q);
-                let (mut acc16, mut a, mut b) =
-                    (vec![f16::ZERO; hd], vec![0f32; hd], vec![0f32; hd]);
+                let (mut a, mut b) = (vec![0f32; hd], vec![0f32; hd]);
                 let mut q16b = q16.clone();
-                attend_one_fast(&q, &k, &v, &s, 0, h, &mut q16b, &mut acc16, &mut a);
-                attend_one_slices(
-                    &q16,
-                    &k,
-                    &v,
-                    &s,
-                    kvh,
-                    first_visible(p, window),
-                    p,
-                    &mut acc16,
-                    &mut b,
-                );
+                attend_one_fast(&q, &k, &v, &s, 0, h, &mut q16b, &mut a);
+                attend_one_slices(&q16, &k, &v, &s, kvh, first_visible(p, window), p, &mut b);
                 assert_eq!(a, b, "hd {hd} p {p} window {window:?} softcap {softcap:?}");
             }
         }

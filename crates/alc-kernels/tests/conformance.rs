@@ -14,10 +14,11 @@ use rand::{rngs::SmallRng, Rng, SeedableRng};
 const MATMUL_REL: f32 = 1e-4;
 /// Elementwise ops computed with the same formulas: relative 1e-5.
 const ELEMENTWISE_REL: f32 = 1e-5;
-/// Attention: below 64 query tokens the CPU backend keeps the value accumulator in
-/// f16 like llama.cpp's flash attention (prompts of 64 or more accumulate in f32);
-/// the reference accumulates in f32. Relative to max |v|.
-const ATTN_F16_ACC: f32 = 4e-3;
+/// Attention: the CPU backend rounds queries to f16 (as llama.cpp does; keys and
+/// values are f16 in both) and sums in a different order; the reference keeps f32
+/// queries. Observed up to 1e-4; relative to max |v|. (4e-3 while the CPU backend
+/// kept llama.cpp's f16 value accumulator below 64 query tokens.)
+const ATTN_REL: f32 = 5e-4;
 
 fn backends() -> Vec<(String, Box<dyn Backend>)> {
     vec![
@@ -373,7 +374,7 @@ fn attention_causal_gqa_window_softcap() {
             close(
                 &got,
                 &want,
-                |_| ATTN_F16_ACC,
+                |_| ATTN_REL,
                 &format!("{name} attention {s:?}"),
             );
         }
