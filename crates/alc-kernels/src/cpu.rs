@@ -298,15 +298,10 @@ impl CpuBackend {
         // Row tiles of all the weights, numbered consecutively; a chunk is a run of
         // whole tiles, so threads never share cache lines of weights. Gated: tiles
         // of the gate only, each running the same rows of the up weight too.
-        let gated = match epi {
-            Epi::Gated(gelu) => {
-                debug_assert!(ws.len() == 2 && ws[0].rows == ws[1].rows);
-                debug_assert_eq!(ws[0].layout, ws[1].layout);
-                Some(gelu)
-            }
-            _ => None,
-        };
-        let tiled = if gated.is_some() { &ws[..1] } else { ws };
+        let gated = matches!(epi, Epi::Gated(_));
+        debug_assert!(!gated || (ws.len() == 2 && ws[0].rows == ws[1].rows));
+        debug_assert!(!gated || ws[0].layout == ws[1].layout);
+        let tiled = if gated { &ws[..1] } else { ws };
         let emit = |o: &mut [f32], src: &mut [f32], up: &[f32]| match epi {
             Epi::Store => copy_rows(o, src),
             Epi::Add => add_rows(o, src),
@@ -352,7 +347,7 @@ impl CpuBackend {
                                 let out = &mut pbuf[..k * rows];
                                 packed::dot_groups(dtype, cols, groups, ng, a, arb, s, ns, k, out);
                                 let up = &mut upbuf[..k * rows];
-                                if gated.is_some() {
+                                if gated {
                                     let ug = &ws[1].data[g * gb..(g + ng) * gb];
                                     packed::dot_groups(dtype, cols, ug, ng, a, arb, s, ns, k, up);
                                 }
@@ -387,19 +382,28 @@ impl CpuBackend {
                             )
                         };
                         dot(w, &mut buf);
-                        if gated.is_some() {
+                        if gated {
                             dot(&ws[1], &mut ubuf);
                         }
                         for j in 0..k {
+                            // SAFETY: rows r0..r1 of weight i belong to this chunk only.
+                            let o = unsafe { outs[i].slice((t + j) * w.rows + r0, nr) };
+                            if k == 1 {
+                                // One token (decode): the kernel's order is the output's.
+                                emit(o, &mut buf[..nr], &ubuf[..nr]);
+                                continue;
+                            }
                             // Token j's results, out of the kernel's [row][token] order.
                             let mut src = [0f32; ROW_TILE];
                             let mut up = [0f32; ROW_TILE];
                             for r in 0..nr {
                                 src[r] = buf[r * k + j];
-                                up[r] = ubuf[r * k + j];
                             }
-                            // SAFETY: rows r0..r1 of weight i belong to this chunk only.
-                            let o = unsafe { outs[i].slice((t + j) * w.rows + r0, nr) };
+                            if gated {
+                                for r in 0..nr {
+                                    up[r] = ubuf[r * k + j];
+                                }
+                            }
                             emit(o, &mut src[..nr], &up[..nr]);
                         }
                         t += k;
@@ -620,8 +624,7 @@ impl Backend for CpuBackend {
             return;
         }
         assert!(out.len() >= n * gate.rows, "matmul_gated: output too short");
-        let outs = [SyncPtr(out.as_mut_ptr()), SyncPtr(std::ptr::null_mut())];
-        self.matmul_group(&ws, x, n, &outs[..1], Epi::Gated(gelu));
+        self.matmul_group(&ws, x, n, &[SyncPtr(out.as_mut_ptr())], Epi::Gated(gelu));
     }
 
     fn rms_norm(&self, x: &mut [f32], w: &[f32], eps: f32) {
@@ -727,18 +730,8 @@ impl Backend for CpuBackend {
     fn gated_act(&self, gate: &mut [f32], up: &[f32], gelu: bool) {
         let n = gate.len();
         assert_eq!(up.len(), n, "gated_act: gate and up differ in length");
-        let simd = self.simd;
-        let act = move |g: &mut [f32], u: &[f32]| {
-            if !simd {
-                gated_act_slice(g, u, gelu);
-            } else if gelu {
-                simd::gelu_mul(g, u);
-            } else {
-                simd::silu_mul(g, u);
-            }
-        };
         if n < 8192 {
-            act(gate, up);
+            self.act(gate, up, gelu);
             return;
         }
         let gp = SyncPtr(gate.as_mut_ptr());
@@ -747,7 +740,7 @@ impl Backend for CpuBackend {
             let r = split_range(n, chunks, c);
             // SAFETY: range r belongs to this chunk only.
             let g = unsafe { gp.slice(r.start, r.len()) };
-            act(g, &up[r]);
+            self.act(g, &up[r], gelu);
         });
     }
 
