@@ -135,6 +135,8 @@ pub fn scratch_bytes(
     let tiled = crate::flash::scratch_floats(hd, nq);
     #[cfg(target_arch = "x86_64")]
     let tiled = tiled.max(crate::flash512::scratch_floats(hd, nq));
+    #[cfg(target_arch = "x86_64")]
+    let tiled = tiled.max(crate::flash::SplitPlan::scratch_bound(n_head, hd, threads) / threads.max(1));
     let tiled = tiled * 4;
     let act = ubatch * (act_row_bytes + act_sums * 4);
     (act + threads.max(1) * decode.max(tiled)) as u64
@@ -468,6 +470,69 @@ impl CpuBackend {
     /// Prompt attention ([`crate::flash`]): one task per (KV head, run of tokens),
     /// the latest tokens (the longest causal rows) first.
     #[cfg(target_arch = "x86_64")]
+    /// Decode and short prompts: [`crate::flash::task`]s of all the KV heads over a
+    /// run of tokens and a range of keys ([`crate::flash::SplitPlan`]), the
+    /// ranges' partial results merged at the end.
+    #[cfg(target_arch = "x86_64")]
+    fn attention_split(&self, q: &[f32], k: &[f16], v: &[f16], s: &AttnShape, out: &mut [f32]) {
+        use crate::flash;
+        let (hd, g) = (s.head_dim, s.n_head / s.n_kv_head);
+        let nth = self.pool.n_threads();
+        let plan = flash::SplitPlan::new(s, nth);
+        let tasks = plan.tasks();
+        let per = flash::scratch_floats(hd, plan.nq);
+        let mut scratch = self.attn.lock().unwrap_or_else(|e| e.into_inner());
+        let need = nth * per + tasks * plan.part_len;
+        if scratch.len() < need {
+            scratch.resize(need, 0.0);
+        }
+        let sp = SyncPtr(scratch.as_mut_ptr());
+        let outp = SyncPtr(out.as_mut_ptr());
+        let chunks = n_chunks(tasks, nth, 4 * CHUNKS_PER_THREAD, 1);
+        self.pool.run(chunks, |tid, c| {
+            // SAFETY: each thread owns its scratch slice.
+            let mine = unsafe { sp.slice(tid * per, per) };
+            for i in split_range(tasks, chunks, c) {
+                let (run, r) = (i / plan.splits, i % plan.splits);
+                let t0 = run * plan.tpt;
+                let t1 = (t0 + plan.tpt).min(s.n_tokens);
+                let (keys, dst) = if plan.splits > 1 {
+                    let at = nth * per + i * plan.part_len;
+                    (
+                        plan.lo + r * plan.step..plan.lo + (r + 1) * plan.step,
+                        // SAFETY: task i owns its partials, after the threads'
+                        // scratch.
+                        flash::Dst::Part(unsafe { sp.slice(at, plan.part_len) }),
+                    )
+                } else {
+                    (0..usize::MAX, flash::Dst::Out(outp))
+                };
+                // SAFETY: AVX2+FMA+F16C checked (`self.simd`), `handles(s)`, the
+                // caches hold the shape's rows, the scratch is sized for the task,
+                // and (run, r) owns its rows of `out` or its partials.
+                unsafe { flash::task(q, k, v, s, 0..s.n_kv_head, (t0, t1), keys, mine, dst) };
+            }
+        });
+        if plan.splits == 1 {
+            return;
+        }
+        let parts = &scratch[nth * per..];
+        let pf = flash::part_floats(hd);
+        for t in 0..s.n_tokens {
+            let (run, tr) = (t / plan.tpt, t % plan.tpt);
+            // Queries of KV head kvh in this run's tasks.
+            let ng = ((run + 1) * plan.tpt).min(s.n_tokens) - run * plan.tpt;
+            let ng = ng * g;
+            for h in 0..s.n_head {
+                let i = (h / g) * ng + tr * g + h % g;
+                let first = run * plan.splits * plan.part_len + i * pf;
+                let o = (t * s.n_head + h) * hd;
+                flash::merge(&parts[first..], plan.part_len, plan.splits, &mut out[o..o + hd]);
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
     fn attention_tiled(&self, q: &[f32], k: &[f16], v: &[f16], s: &AttnShape, out: &mut [f32]) {
         use crate::flash;
         let g = s.n_head / s.n_kv_head;
@@ -503,7 +568,17 @@ impl CpuBackend {
                     if wide {
                         crate::flash512::task(q, k, v, s, kvh, t0, t1, mine, outp)
                     } else {
-                        flash::task(q, k, v, s, kvh, t0, t1, mine, outp)
+                        flash::task(
+                            q,
+                            k,
+                            v,
+                            s,
+                            kvh..kvh + 1,
+                            (t0, t1),
+                            0..usize::MAX,
+                            mine,
+                            flash::Dst::Out(outp),
+                        )
                     }
                 };
             }
@@ -682,7 +757,11 @@ impl Backend for CpuBackend {
     fn attention(&self, q: &[f32], k: &[f16], v: &[f16], s: &AttnShape, out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         if self.simd && crate::flash::handles(s) {
-            self.attention_tiled(q, k, v, s, out);
+            if s.n_tokens >= crate::flash::MIN_TOKENS {
+                self.attention_tiled(q, k, v, s, out);
+            } else {
+                self.attention_split(q, k, v, s, out);
+            }
             return;
         }
         let hd = s.head_dim;

@@ -36,6 +36,8 @@ pub(crate) const MIN_TOKENS: usize = 64;
 
 /// Keys per block.
 pub(crate) const BLOCK: usize = 8;
+/// Blocks ahead that [`task`] prefetches.
+pub(crate) const PF_BLOCKS: usize = 8;
 
 /// Query tokens per task for a GQA group of `g` heads: about 64 queries share each
 /// converted key and value block (its f16 → f32 widening and the block loop's
@@ -50,13 +52,19 @@ pub(crate) fn tokens_per_task(g: usize) -> usize {
 /// the rounded query, the accumulator, the running max and sum, the block's
 /// weights and the rescale factor.
 pub(crate) fn scratch_floats(head_dim: usize, n_queries: usize) -> usize {
-    2 * BLOCK * head_dim + 2 * n_queries * head_dim + (3 + BLOCK) * n_queries
+    scratch_floats_for(BLOCK, head_dim, n_queries)
+}
+
+/// [`scratch_floats`] with blocks of `block` keys (this layout is
+/// [`crate::decode512`]'s too).
+pub(crate) fn scratch_floats_for(block: usize, head_dim: usize, n_queries: usize) -> usize {
+    2 * block * head_dim + 2 * n_queries * head_dim + (3 + block) * n_queries
 }
 
 /// Whether [`task`] handles this shape (the caller also checks the CPU features).
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn handles(s: &AttnShape) -> bool {
-    s.n_tokens >= MIN_TOKENS
+    s.n_tokens > 0
         && s.softcap.is_none()
         && s.head_dim.is_multiple_of(8)
         && s.head_dim > 0
@@ -66,6 +74,152 @@ pub(crate) fn handles(s: &AttnShape) -> bool {
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) use x86::{task, widen_block};
+
+/// Where a task's results go.
+#[cfg(target_arch = "x86_64")]
+pub(crate) enum Dst<'a> {
+    /// Normalised, into the task's rows of the output (layout of q).
+    Out(SyncPtr<f32>),
+    /// Unnormalised, for [`merge`]: the task's query i ([`task`]'s order) at
+    /// `i · (hd + 2)`: the running max, the sum of weights, then the `hd`
+    /// accumulated values. A query that sees no key of the range has max −∞, sum 0
+    /// and zero values.
+    Part(&'a mut [f32]),
+}
+
+/// Floats of one query's partial result ([`Dst::Part`]).
+pub(crate) fn part_floats(head_dim: usize) -> usize {
+    head_dim + 2
+}
+
+/// Writes a task's running max `mx`, sums `sm` and accumulators `acc` (query i's
+/// `hd` values at `i · hd`; query i is KV head `head0 + i / ng`'s query `i % ng`,
+/// in [`task`]'s order) to `dst`.
+///
+/// # Safety
+/// With [`Dst::Out`], the task's rows of the output are its own and in bounds.
+#[cfg(target_arch = "x86_64")]
+pub(crate) unsafe fn finish(
+    s: &AttnShape,
+    head0: usize,
+    ng: usize,
+    t0: usize,
+    (mx, sm, acc): (&[f32], &[f32], &[f32]),
+    dst: Dst<'_>,
+) {
+    let hd = s.head_dim;
+    let g = s.n_head / s.n_kv_head;
+    let nq = sm.len().min(mx.len());
+    match dst {
+        Dst::Out(out) => {
+            for i in 0..nq {
+                let (kvh, il) = (head0 + i / ng, i % ng);
+                let (t, h) = (t0 + il / g, kvh * g + il % g);
+                // SAFETY: (t, h) belongs to this task (the caller's contract).
+                let o = unsafe { out.slice((t * s.n_head + h) * hd, hd) };
+                let inv = 1.0 / sm[i];
+                for (d, a) in o.iter_mut().zip(&acc[i * hd..(i + 1) * hd]) {
+                    *d = a * inv;
+                }
+            }
+        }
+        Dst::Part(part) => {
+            let pf = part_floats(hd);
+            for (i, p) in part.chunks_exact_mut(pf).take(nq).enumerate() {
+                p[0] = mx[i];
+                p[1] = sm[i];
+                p[2..].copy_from_slice(&acc[i * hd..(i + 1) * hd]);
+            }
+        }
+    }
+}
+
+/// One query's result from the partials of `n` key ranges (`parts[r · stride..]`,
+/// [`Dst::Part`]'s layout): `Σ_r e^{m_r − M} acc_r / Σ_r e^{m_r − M} sum_r` with `M`
+/// the largest running max, the split-key form of the online softmax.
+pub(crate) fn merge(parts: &[f32], stride: usize, n: usize, out: &mut [f32]) {
+    let hd = out.len();
+    let m = (0..n)
+        .map(|r| parts[r * stride])
+        .fold(f32::NEG_INFINITY, f32::max);
+    out.fill(0.0);
+    let mut sum = 0f32;
+    for r in 0..n {
+        let p = &parts[r * stride..r * stride + hd + 2];
+        // exp(−∞) = 0: a range this query does not see adds nothing.
+        let w = crate::cpu::simd::exp_f32(p[0] - m);
+        sum += w * p[1];
+        for (o, a) in out.iter_mut().zip(&p[2..]) {
+            *o += w * a;
+        }
+    }
+    let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
+    out.iter_mut().for_each(|o| *o *= inv);
+}
+
+/// How a call with fewer than [`MIN_TOKENS`] query tokens (decode, short prompts)
+/// is cut into [`task`]s: a task is a run of `tpt` tokens, all the KV heads, and
+/// one of `splits` key ranges of `step` keys from `lo` (the first block any query
+/// sees). Decode is one run, so the key ranges are what the threads share: enough
+/// of them for about [`SPLIT_TASKS_PER_THREAD`] tasks per thread, none shorter
+/// than [`MIN_SPLIT_KEYS`] keys. With more than one range, each task leaves
+/// partial results ([`Dst::Part`], `part_len` floats) that [`merge`] combines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SplitPlan {
+    pub tpt: usize,
+    pub runs: usize,
+    pub splits: usize,
+    pub step: usize,
+    pub lo: usize,
+    /// Queries of a full task.
+    pub nq: usize,
+    /// Floats of a task's partials (0 with one range).
+    pub part_len: usize,
+}
+
+impl SplitPlan {
+    pub(crate) fn new(s: &AttnShape, threads: usize) -> SplitPlan {
+        let tpt = (SPLIT_QUERIES / s.n_head.max(1)).max(1);
+        let runs = s.n_tokens.div_ceil(tpt);
+        let lo = crate::reference::first_visible(s.pos0, s.window) / BLOCK * BLOCK;
+        let span = s.pos0 + s.n_tokens - lo;
+        let want = (SPLIT_TASKS_PER_THREAD * threads).div_ceil(runs.max(1));
+        let splits = want.min(span / MIN_SPLIT_KEYS).max(1);
+        let step = span.div_ceil(splits).next_multiple_of(BLOCK);
+        let splits = span.div_ceil(step);
+        let nq = tpt * s.n_head;
+        let part_len = if splits > 1 { nq * part_floats(s.head_dim) } else { 0 };
+        SplitPlan {
+            tpt,
+            runs,
+            splits,
+            step,
+            lo,
+            nq,
+            part_len,
+        }
+    }
+
+    pub(crate) fn tasks(&self) -> usize {
+        self.runs * self.splits
+    }
+
+    /// Upper bound of the f32 scratch a call needs with `threads` threads: per
+    /// thread a task's [`scratch_floats`], then every task's partials (there are
+    /// partials only while runs < the wanted tasks, so fewer than twice those).
+    pub(crate) fn scratch_bound(n_head: usize, head_dim: usize, threads: usize) -> usize {
+        let nq = (SPLIT_QUERIES / n_head.max(1)).max(1) * n_head;
+        let parts = 2 * SPLIT_TASKS_PER_THREAD * threads * nq * part_floats(head_dim);
+        threads * scratch_floats(head_dim, nq) + parts
+    }
+}
+
+/// See [`SplitPlan`].
+pub(crate) const SPLIT_TASKS_PER_THREAD: usize = 4;
+/// See [`SplitPlan`].
+pub(crate) const MIN_SPLIT_KEYS: usize = 256;
+/// Queries per task of a [`SplitPlan`] (tokens × query heads), at least one token.
+const SPLIT_QUERIES: usize = 64;
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
@@ -194,14 +348,17 @@ mod x86 {
         }
     }
 
-    /// Attention of the query heads of KV head `kvh` for tokens `t0..t1`, written to
-    /// `out` (layout of q).
+    /// Attention of the query heads of the KV heads `heads` for tokens `t0..t1` over
+    /// the keys in `keys` (`0..usize::MAX`: all that each query sees), to `dst`.
+    /// Each block of keys is taken one KV head after the other: with all the
+    /// heads, a block's rows are one contiguous run of the cache, which streams
+    /// (one head's rows are strided).
     ///
     /// # Safety
     /// AVX2, FMA and F16C must be available; [`handles`]`(s)`; `q`, `k`, `v` cover
     /// the shape (rows `0..s.pos0 + t1` of the cache); `scratch` holds
-    /// [`scratch_floats`]`(hd, (t1 - t0) · group)` floats; the task owns its rows
-    /// of `out`.
+    /// [`scratch_floats`]`(hd, (t1 - t0) · group · heads.len())` floats; the task
+    /// owns its rows of the output (or its partials).
     #[target_feature(enable = "avx2,fma,f16c")]
     #[allow(clippy::too_many_arguments)]
     pub(crate) unsafe fn task(
@@ -209,19 +366,27 @@ mod x86 {
         k: &[f16],
         v: &[f16],
         s: &AttnShape,
-        kvh: usize,
-        t0: usize,
-        t1: usize,
+        heads: std::ops::Range<usize>,
+        (t0, t1): (usize, usize),
+        keys: std::ops::Range<usize>,
         scratch: &mut [f32],
-        out: SyncPtr<f32>,
+        dst: Dst<'_>,
     ) {
         let hd = s.head_dim;
         let g = s.n_head / s.n_kv_head;
-        let nq = (t1 - t0) * g;
+        assert!(heads.start < heads.end && heads.end <= s.n_kv_head);
+        // Queries per KV head, and in all: query i is KV head heads.start + i / ng's
+        // query i % ng = (t − t0) · g + (h − kvh · g).
+        let ng = (t1 - t0) * g;
+        let nq = ng * heads.len();
         let row = s.n_kv_head * hd;
         assert!(scratch.len() >= scratch_floats(hd, nq));
         assert!(q.len() >= t1 * s.n_head * hd);
-        let last = s.pos0 + t1 - 1; // last visible key of the task
+        assert!(keys.start < keys.end, "empty key range");
+        // Query position p sees keys max(first_visible(p), keys.start) ..=
+        // min(p, keys.end − 1).
+        let (kstart, klast) = (keys.start, keys.end - 1);
+        let last = (s.pos0 + t1 - 1).min(klast); // last visible key of the task
         assert!(k.len() >= (last + 1) * row && v.len() >= (last + 1) * row);
         let (kf, rest) = scratch.split_at_mut(BLOCK * hd);
         let (vf, rest) = rest.split_at_mut(BLOCK * hd);
@@ -232,9 +397,10 @@ mod x86 {
         let (pw, rest) = rest.split_at_mut(nq * BLOCK);
         let cw = &mut rest[..nq];
         // Queries rounded to f16 and back (as llama.cpp feeds its f16 dot), in task
-        // order i = (t - t0) · g + (h - kvh · g).
+        // order.
         for i in 0..nq {
-            let (t, h) = (t0 + i / g, kvh * g + i % g);
+            let (kvh, il) = (heads.start + i / ng, i % ng);
+            let (t, h) = (t0 + il / g, kvh * g + il % g);
             let src = &q[(t * s.n_head + h) * hd..][..hd];
             for (d, x) in qf[i * hd..(i + 1) * hd]
                 .chunks_exact_mut(8)
@@ -251,14 +417,28 @@ mod x86 {
         acc[..nq * hd].fill(0.0);
         mx.fill(f32::NEG_INFINITY);
         sm.fill(0.0);
-        let first = first_visible(s.pos0 + t0, s.window);
-        let kbase = kvh * hd;
+        let first = first_visible(s.pos0 + t0, s.window).max(kstart);
+        // The task's part of a cache row: its heads' keys (or values), f16.
+        let (hbase, hlen) = (heads.start * hd, heads.len() * hd);
         // SAFETY (whole block): pointers below stay inside the slices sized and
         // asserted above; the features are enabled on this function.
         unsafe {
             let mut j = first / BLOCK * BLOCK;
             while j <= last {
-                widen_block((k, v), j, last, (row, kbase, hd), BLOCK, kf, vf);
+                // Prefetch the keys and values PF_BLOCKS blocks ahead (the task's
+                // part of each row).
+                let pj = j + PF_BLOCKS * BLOCK;
+                if pj <= last {
+                    for b in 0..BLOCK.min(last + 1 - pj) {
+                        let off = (pj + b) * row + hbase;
+                        let kp = k.as_ptr().add(off) as *const i8;
+                        let vp = v.as_ptr().add(off) as *const i8;
+                        for c in (0..2 * hlen).step_by(64) {
+                            _mm_prefetch::<_MM_HINT_T0>(kp.add(c));
+                            _mm_prefetch::<_MM_HINT_T0>(vp.add(c));
+                        }
+                    }
+                }
                 let lane = _mm256_add_epi32(
                     _mm256_set1_epi32(j as i32),
                     _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
@@ -270,14 +450,24 @@ mod x86 {
                 // that see any key of this block are one contiguous run lo..hi.
                 let sees = |i: usize| {
                     let p = s.pos0 + t0 + i / g;
-                    j <= p && j + BLOCK > first_visible(p, s.window)
+                    j <= p.min(klast) && j + BLOCK > first_visible(p, s.window).max(kstart)
                 };
-                let lo = (0..nq).position(sees).unwrap_or(nq);
-                let hi = lo + (lo..nq).take_while(|&i| sees(i)).count();
+                let lo = (0..ng).position(sees).unwrap_or(ng);
+                let hi = lo + (lo..ng).take_while(|&i| sees(i)).count();
+                for (gi, kvh) in heads.clone().enumerate() {
+                widen_block((k, v), j, last, (row, kvh * hd, hd), BLOCK, kf, vf);
+                // This KV head's queries.
+                let qf = &qf[gi * ng * hd..(gi + 1) * ng * hd];
+                let acc = &mut acc[gi * ng * hd..(gi + 1) * ng * hd];
+                let mx = &mut mx[gi * ng..(gi + 1) * ng];
+                let sm = &mut sm[gi * ng..(gi + 1) * ng];
+                let pw = &mut pw[gi * ng * BLOCK..(gi + 1) * ng * BLOCK];
+                let cw = &mut cw[gi * ng..(gi + 1) * ng];
                 // Scale, mask (visible: j0 <= key <= p) and store query i's scores.
                 let mut put = |i: usize, sums: __m256| {
                     let p = s.pos0 + t0 + i / g;
-                    let j0 = first_visible(p, s.window);
+                    let j0 = first_visible(p, s.window).max(kstart);
+                    let p = p.min(klast);
                     let sc = _mm256_mul_ps(sums, _mm256_set1_ps(s.scale));
                     let hidden = _mm256_or_si256(
                         _mm256_cmpgt_epi32(lane, _mm256_set1_epi32(p as i32)),
@@ -405,17 +595,10 @@ mod x86 {
                         hd,
                     );
                 }
+                }
                 j += BLOCK;
             }
-            for i in 0..nq {
-                let (t, h) = (t0 + i / g, kvh * g + i % g);
-                // SAFETY: (t, h) belongs to this task.
-                let o = out.slice((t * s.n_head + h) * hd, hd);
-                let inv = 1.0 / sm[i];
-                for (d, a) in o.iter_mut().zip(&acc[i * hd..(i + 1) * hd]) {
-                    *d = a * inv;
-                }
-            }
+            finish(s, heads.start, ng, t0, (mx, sm, acc), dst);
         }
     }
 }

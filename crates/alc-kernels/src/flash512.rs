@@ -56,7 +56,7 @@ pub(crate) fn available() -> bool {
 /// exp of 16 lanes: `cpu::simd::exp_f32`'s arithmetic (Cephes, degree 5; 0 below
 /// −87, so exp(−∞) = 0).
 #[inline(always)]
-unsafe fn exp16(x: __m512) -> __m512 {
+pub(crate) unsafe fn exp16(x: __m512) -> __m512 {
     use crate::cpu::simd::{EXP_MAX, EXP_MIN, EXP_P, LN2_HI, LN2_LO, LOG2E};
     unsafe {
         let keep = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, _mm512_set1_ps(EXP_MIN));

@@ -343,17 +343,36 @@ fn attention_causal_gqa_window_softcap() {
         (66, 5, 3, 1, 40, None, None),
         (64, 0, 5, 1, 72, Some(20), None),
         (2, 0, 14, 2, 64, None, None),
+        // Decode and short prompts at depth, with keys split into ranges whose
+        // partial results are merged (`flash::key_splits`): GQA groups of 3, 4 and
+        // 7, sliding windows starting inside a block, several token runs.
+        (1, 2047, 9, 3, 64, None, None),
+        (1, 1500, 4, 1, 256, Some(512), None),
+        (1, 3000, 4, 1, 256, None, None),
+        (1, 900, 14, 2, 64, None, None),
+        (3, 1000, 9, 3, 64, Some(700), None),
+        (5, 1000, 9, 3, 64, None, None),
+        (40, 700, 14, 2, 64, None, None),
+        (23, 600, 6, 2, 40, Some(301), None),
     ];
     for &(n, pos0, nh, nkv, hd, window, softcap) in &cases {
         let ctx = pos0 + n + 3;
         let q = rand_vec(&mut rng, n * nh * hd, 1.0);
-        let k: Vec<f16> = rand_vec(&mut rng, ctx * nkv * hd, 1.0)
+        // Keys grow with position and values drift from -0.75 to 0.75, so the
+        // result depends on how the softmax weighs early against late keys (a
+        // merge of key ranges that got their weights wrong fails; with uniform
+        // noise every weighting averages to about 0).
+        let drift = |j: usize, lo: f32, hi: f32| lo + (hi - lo) * j as f32 / ctx as f32;
+        let row = nkv * hd;
+        let k: Vec<f16> = rand_vec(&mut rng, ctx * row, 1.0)
             .into_iter()
-            .map(f16::from_f32)
+            .enumerate()
+            .map(|(i, x)| f16::from_f32(x * drift(i / row, 0.5, 2.5)))
             .collect();
-        let v: Vec<f16> = rand_vec(&mut rng, ctx * nkv * hd, 1.0)
+        let v: Vec<f16> = rand_vec(&mut rng, ctx * row, 0.25)
             .into_iter()
-            .map(f16::from_f32)
+            .enumerate()
+            .map(|(i, x)| f16::from_f32(x + drift(i / row, -0.75, 0.75)))
             .collect();
         let s = AttnShape {
             n_tokens: n,
