@@ -117,10 +117,12 @@ impl std::fmt::Debug for CpuBackend {
 
 /// The most scratch a [`CpuBackend`] of `threads` threads grows to for one model:
 /// quantized activations (`act_row_bytes` per row, the widest matmul input) and
-/// per-block sums (`act_sums` i32 per row) of `ubatch` rows, and per thread the larger
-/// of the decode attention scratch (scores over `ctx` keys plus key, value and
-/// accumulator rows) and the tiled prompt attention's (`n_head` query heads over
-/// `n_kv_head` key heads of `head_dim`). Memory estimates (`alc fit`) count it.
+/// per-block sums (`act_sums` i32 per row) of `ubatch` rows, and the attention
+/// buffer at its largest: per thread the per-head attention's scores over `ctx`
+/// keys plus key, value and accumulator rows, or the tiled prompt attention's
+/// (`n_head` query heads over `n_kv_head` key heads of `head_dim`), or the split
+/// decode attention's tasks and partials ([`crate::flash::SplitPlan`]); plus the
+/// per-head path's f16 query row per thread. Memory estimates (`alc fit`) count it.
 pub fn scratch_bytes(
     threads: usize,
     ubatch: usize,
@@ -129,17 +131,18 @@ pub fn scratch_bytes(
     ctx: usize,
     (n_head, n_kv_head, hd): (usize, usize, usize),
 ) -> u64 {
+    let th = threads.max(1);
     let g = (n_head / n_kv_head.max(1)).max(1);
-    let decode = (ctx + 3 * hd) * 4 + hd * 2;
     let nq = crate::flash::tokens_per_task(g) * g;
     let tiled = crate::flash::scratch_floats(hd, nq);
     #[cfg(target_arch = "x86_64")]
     let tiled = tiled.max(crate::flash512::scratch_floats(hd, nq));
+    let floats = (th * (ctx + 3 * hd)).max(th * tiled);
     #[cfg(target_arch = "x86_64")]
-    let tiled = tiled.max(crate::flash::SplitPlan::scratch_bound(n_head, hd, threads) / threads.max(1));
-    let tiled = tiled * 4;
+    let floats = floats.max(crate::flash::SplitPlan::scratch_bound(n_head, hd, th));
+    let attn = floats * 4 + th * hd * 2;
     let act = ubatch * (act_row_bytes + act_sums * 4);
-    (act + threads.max(1) * decode.max(tiled)) as u64
+    (act + attn) as u64
 }
 
 /// Bytes of the CPU backend's scratch for an encoder pass (BERT, a SigLIP tile) over
@@ -480,7 +483,12 @@ impl CpuBackend {
         let nth = self.pool.n_threads();
         let plan = flash::SplitPlan::new(s, nth);
         let tasks = plan.tasks();
-        let per = flash::scratch_floats(hd, plan.nq);
+        let wide = self.attn512 && crate::decode512::handles(s);
+        let per = if wide {
+            crate::decode512::scratch_floats(hd, plan.nq)
+        } else {
+            flash::scratch_floats(hd, plan.nq)
+        };
         let mut scratch = self.attn.lock().unwrap_or_else(|e| e.into_inner());
         let need = nth * per + tasks * plan.part_len;
         if scratch.len() < need {
@@ -507,10 +515,18 @@ impl CpuBackend {
                 } else {
                     (0..usize::MAX, flash::Dst::Out(outp))
                 };
-                // SAFETY: AVX2+FMA+F16C checked (`self.simd`), `handles(s)`, the
-                // caches hold the shape's rows, the scratch is sized for the task,
-                // and (run, r) owns its rows of `out` or its partials.
-                unsafe { flash::task(q, k, v, s, 0..s.n_kv_head, (t0, t1), keys, mine, dst) };
+                let heads = 0..s.n_kv_head;
+                // SAFETY: AVX2+FMA+F16C checked (`self.simd`; AVX-512F too where
+                // `wide`), `handles(s)`, the caches hold the shape's rows, the
+                // scratch is sized for the task, and (run, r) owns its rows of
+                // `out` or its partials.
+                unsafe {
+                    if wide {
+                        crate::decode512::task(q, k, v, s, heads, (t0, t1), keys, mine, dst)
+                    } else {
+                        flash::task(q, k, v, s, heads, (t0, t1), keys, mine, dst)
+                    }
+                };
             }
         });
         if plan.splits == 1 {
@@ -527,7 +543,12 @@ impl CpuBackend {
                 let i = (h / g) * ng + tr * g + h % g;
                 let first = run * plan.splits * plan.part_len + i * pf;
                 let o = (t * s.n_head + h) * hd;
-                flash::merge(&parts[first..], plan.part_len, plan.splits, &mut out[o..o + hd]);
+                flash::merge(
+                    &parts[first..],
+                    plan.part_len,
+                    plan.splits,
+                    &mut out[o..o + hd],
+                );
             }
         }
     }

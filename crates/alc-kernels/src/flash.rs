@@ -1,11 +1,14 @@
-//! Prompt attention in tiles (x86-64 AVX2 + FMA + F16C).
+//! Attention in tiles (x86-64 AVX2 + FMA + F16C), for prompts and for decode.
 //!
-//! Decode and short prompts (under [`MIN_TOKENS`] tokens) run one query head at a
-//! time over the keys (`cpu::attend_one_fast`; tried here with one token per task:
-//! no faster at a depth of 2048, and only as many tasks as KV heads). A long
-//! prompt has many queries per key, so here a task
-//! is the query heads that share one KV head (the GQA group) over a few consecutive
-//! tokens, and it walks the visible keys in blocks of [`BLOCK`]:
+//! A long prompt has many queries per key, so there a task is the query heads that
+//! share one KV head (the GQA group) over a few consecutive tokens. Decode and
+//! short prompts (under [`MIN_TOKENS`] tokens) have too few of those tasks to share
+//! among the threads (SmolLM2 has 3 KV heads, Gemma-3 one), so there a task is all
+//! the KV heads (a block's rows are then one contiguous run of the cache) over one
+//! range of the keys, and the ranges' partial results are merged afterwards
+//! (flash-decoding; [`SplitPlan`], [`merge`]); with AVX-512F, [`crate::decode512`]
+//! runs those tasks. Either way a task walks the visible keys in blocks of
+//! [`BLOCK`]:
 //! - the block's keys and values are converted from f16 to f32 once for all the
 //!   task's queries;
 //! - per query: 8 scores at once (8 dot products, reduced into one vector), the
@@ -15,22 +18,22 @@
 //!
 //! The arithmetic is the standard flash-attention recurrence in f32: the query is
 //! rounded to f16 first as llama.cpp does, keys and values are the f16 cache, but the
-//! accumulator is not rounded to f16 (closer to the exact result than llama.cpp; the
-//! decode path does the same since the ninth session).
+//! accumulator is not rounded to f16 (closer to the exact result than llama.cpp).
 //! The conformance kit holds it to the scalar reference; against llama.cpp's logits
 //! (tests/vs_llamacpp.rs, 512-token chunks, so this path) the agreement is the same
 //! as with the emulated arithmetic (SmolLM2 mean KL 0.00236 vs 0.00253).
 //! Measured at pp512 on the 2-core EPYC: attention 1.5× (SmolLM2, head size 64)
-//! to 1.9× (Gemma-3, 256) faster than the emulated path.
+//! to 1.9× (Gemma-3, 256) faster than the emulated path. Decode at a depth of 2048
+//! (tenth session): SmolLM2 tg64 1.3× the one-head-at-a-time kernel it replaced,
+//! which is still what runs soft-capped attention (`cpu::attend_one_fast`).
 
 #[cfg(target_arch = "x86_64")]
 use crate::{reference::first_visible, AttnShape, SyncPtr};
 #[cfg(target_arch = "x86_64")]
 use half::f16;
 
-/// Calls with fewer query tokens (decode, short prompts) keep llama.cpp's arithmetic
-/// (`cpu::attend_one_fast`): tiles pay off when many queries share each key block,
-/// and chat turns and decode stay operation-for-operation llama.cpp's.
+/// From this many query tokens a call runs the prompt tasks (a GQA group over a
+/// run of tokens, all its keys); below, the [`SplitPlan`] tasks.
 #[cfg(target_arch = "x86_64")]
 pub(crate) const MIN_TOKENS: usize = 64;
 
@@ -181,14 +184,18 @@ impl SplitPlan {
     pub(crate) fn new(s: &AttnShape, threads: usize) -> SplitPlan {
         let tpt = (SPLIT_QUERIES / s.n_head.max(1)).max(1);
         let runs = s.n_tokens.div_ceil(tpt);
-        let lo = crate::reference::first_visible(s.pos0, s.window) / BLOCK * BLOCK;
+        let lo = crate::reference::first_visible(s.pos0, s.window) / SPLIT_ALIGN * SPLIT_ALIGN;
         let span = s.pos0 + s.n_tokens - lo;
         let want = (SPLIT_TASKS_PER_THREAD * threads).div_ceil(runs.max(1));
         let splits = want.min(span / MIN_SPLIT_KEYS).max(1);
-        let step = span.div_ceil(splits).next_multiple_of(BLOCK);
+        let step = span.div_ceil(splits).next_multiple_of(SPLIT_ALIGN);
         let splits = span.div_ceil(step);
         let nq = tpt * s.n_head;
-        let part_len = if splits > 1 { nq * part_floats(s.head_dim) } else { 0 };
+        let part_len = if splits > 1 {
+            nq * part_floats(s.head_dim)
+        } else {
+            0
+        };
         SplitPlan {
             tpt,
             runs,
@@ -210,7 +217,7 @@ impl SplitPlan {
     pub(crate) fn scratch_bound(n_head: usize, head_dim: usize, threads: usize) -> usize {
         let nq = (SPLIT_QUERIES / n_head.max(1)).max(1) * n_head;
         let parts = 2 * SPLIT_TASKS_PER_THREAD * threads * nq * part_floats(head_dim);
-        threads * scratch_floats(head_dim, nq) + parts
+        threads * scratch_floats_for(SPLIT_ALIGN, head_dim, nq) + parts
     }
 }
 
@@ -218,6 +225,9 @@ impl SplitPlan {
 pub(crate) const SPLIT_TASKS_PER_THREAD: usize = 4;
 /// See [`SplitPlan`].
 pub(crate) const MIN_SPLIT_KEYS: usize = 256;
+/// Key ranges start on multiples of this: whole blocks of this kernel ([`BLOCK`])
+/// and of [`crate::decode512`]'s (16).
+const SPLIT_ALIGN: usize = 16;
 /// Queries per task of a [`SplitPlan`] (tokens × query heads), at least one token.
 const SPLIT_QUERIES: usize = 64;
 
@@ -455,146 +465,148 @@ mod x86 {
                 let lo = (0..ng).position(sees).unwrap_or(ng);
                 let hi = lo + (lo..ng).take_while(|&i| sees(i)).count();
                 for (gi, kvh) in heads.clone().enumerate() {
-                widen_block((k, v), j, last, (row, kvh * hd, hd), BLOCK, kf, vf);
-                // This KV head's queries.
-                let qf = &qf[gi * ng * hd..(gi + 1) * ng * hd];
-                let acc = &mut acc[gi * ng * hd..(gi + 1) * ng * hd];
-                let mx = &mut mx[gi * ng..(gi + 1) * ng];
-                let sm = &mut sm[gi * ng..(gi + 1) * ng];
-                let pw = &mut pw[gi * ng * BLOCK..(gi + 1) * ng * BLOCK];
-                let cw = &mut cw[gi * ng..(gi + 1) * ng];
-                // Scale, mask (visible: j0 <= key <= p) and store query i's scores.
-                let mut put = |i: usize, sums: __m256| {
-                    let p = s.pos0 + t0 + i / g;
-                    let j0 = first_visible(p, s.window).max(kstart);
-                    let p = p.min(klast);
-                    let sc = _mm256_mul_ps(sums, _mm256_set1_ps(s.scale));
-                    let hidden = _mm256_or_si256(
-                        _mm256_cmpgt_epi32(lane, _mm256_set1_epi32(p as i32)),
-                        _mm256_cmpgt_epi32(_mm256_set1_epi32(j0 as i32), lane),
-                    );
-                    let sc = _mm256_blendv_ps(
-                        sc,
-                        _mm256_set1_ps(f32::NEG_INFINITY),
-                        _mm256_castsi256_ps(hidden),
-                    );
-                    _mm256_storeu_ps(pw.as_mut_ptr().add(i * BLOCK), sc);
-                };
-                // Two queries at a time against 4 keys at a time: each key load
-                // feeds two FMAs (the loads, not the FMAs, bound this loop).
-                let mut i = lo;
-                while i + 2 <= hi {
-                    let (qa, qb) = (qf.as_ptr().add(i * hd), qf.as_ptr().add((i + 1) * hd));
-                    let mut halves = [[_mm256_setzero_ps(); 2]; 2];
-                    for (h, hv) in halves.iter_mut().enumerate() {
-                        let mut da = [_mm256_setzero_ps(); 4];
-                        let mut db = [_mm256_setzero_ps(); 4];
+                    widen_block((k, v), j, last, (row, kvh * hd, hd), BLOCK, kf, vf);
+                    // This KV head's queries.
+                    let qf = &qf[gi * ng * hd..(gi + 1) * ng * hd];
+                    let acc = &mut acc[gi * ng * hd..(gi + 1) * ng * hd];
+                    let mx = &mut mx[gi * ng..(gi + 1) * ng];
+                    let sm = &mut sm[gi * ng..(gi + 1) * ng];
+                    let pw = &mut pw[gi * ng * BLOCK..(gi + 1) * ng * BLOCK];
+                    let cw = &mut cw[gi * ng..(gi + 1) * ng];
+                    // Scale, mask (visible: j0 <= key <= p) and store query i's scores.
+                    let mut put = |i: usize, sums: __m256| {
+                        let p = s.pos0 + t0 + i / g;
+                        let j0 = first_visible(p, s.window).max(kstart);
+                        let p = p.min(klast);
+                        let sc = _mm256_mul_ps(sums, _mm256_set1_ps(s.scale));
+                        let hidden = _mm256_or_si256(
+                            _mm256_cmpgt_epi32(lane, _mm256_set1_epi32(p as i32)),
+                            _mm256_cmpgt_epi32(_mm256_set1_epi32(j0 as i32), lane),
+                        );
+                        let sc = _mm256_blendv_ps(
+                            sc,
+                            _mm256_set1_ps(f32::NEG_INFINITY),
+                            _mm256_castsi256_ps(hidden),
+                        );
+                        _mm256_storeu_ps(pw.as_mut_ptr().add(i * BLOCK), sc);
+                    };
+                    // Two queries at a time against 4 keys at a time: each key load
+                    // feeds two FMAs (the loads, not the FMAs, bound this loop).
+                    let mut i = lo;
+                    while i + 2 <= hi {
+                        let (qa, qb) = (qf.as_ptr().add(i * hd), qf.as_ptr().add((i + 1) * hd));
+                        let mut halves = [[_mm256_setzero_ps(); 2]; 2];
+                        for (h, hv) in halves.iter_mut().enumerate() {
+                            let mut da = [_mm256_setzero_ps(); 4];
+                            let mut db = [_mm256_setzero_ps(); 4];
+                            for c in (0..hd).step_by(8) {
+                                let (xa, xb) =
+                                    (_mm256_loadu_ps(qa.add(c)), _mm256_loadu_ps(qb.add(c)));
+                                for u in 0..4 {
+                                    let kv = _mm256_loadu_ps(kf.as_ptr().add((4 * h + u) * hd + c));
+                                    da[u] = _mm256_fmadd_ps(xa, kv, da[u]);
+                                    db[u] = _mm256_fmadd_ps(xb, kv, db[u]);
+                                }
+                            }
+                            hv[0] = hsum4(&da);
+                            hv[1] = hsum4(&db);
+                        }
+                        put(i, join(halves[0][0], halves[1][0]));
+                        put(i + 1, join(halves[0][1], halves[1][1]));
+                        i += 2;
+                    }
+                    if i < hi {
+                        let qp = qf.as_ptr().add(i * hd);
+                        let mut d = [_mm256_setzero_ps(); BLOCK];
                         for c in (0..hd).step_by(8) {
-                            let (xa, xb) = (_mm256_loadu_ps(qa.add(c)), _mm256_loadu_ps(qb.add(c)));
-                            for u in 0..4 {
-                                let kv = _mm256_loadu_ps(kf.as_ptr().add((4 * h + u) * hd + c));
-                                da[u] = _mm256_fmadd_ps(xa, kv, da[u]);
-                                db[u] = _mm256_fmadd_ps(xb, kv, db[u]);
+                            let qc = _mm256_loadu_ps(qp.add(c));
+                            for (b, db) in d.iter_mut().enumerate() {
+                                *db = _mm256_fmadd_ps(
+                                    qc,
+                                    _mm256_loadu_ps(kf.as_ptr().add(b * hd + c)),
+                                    *db,
+                                );
                             }
                         }
-                        hv[0] = hsum4(&da);
-                        hv[1] = hsum4(&db);
+                        put(i, hsum8(&d));
                     }
-                    put(i, join(halves[0][0], halves[1][0]));
-                    put(i + 1, join(halves[0][1], halves[1][1]));
-                    i += 2;
-                }
-                if i < hi {
-                    let qp = qf.as_ptr().add(i * hd);
-                    let mut d = [_mm256_setzero_ps(); BLOCK];
-                    for c in (0..hd).step_by(8) {
-                        let qc = _mm256_loadu_ps(qp.add(c));
-                        for (b, db) in d.iter_mut().enumerate() {
-                            *db = _mm256_fmadd_ps(
-                                qc,
-                                _mm256_loadu_ps(kf.as_ptr().add(b * hd + c)),
-                                *db,
-                            );
-                        }
+                    for i in lo..hi {
+                        let pl = pw.as_mut_ptr().add(i * BLOCK);
+                        let sc = _mm256_loadu_ps(pl);
+                        let m_old = mx[i];
+                        let m_new = m_old.max(hmax(sc));
+                        // exp(−inf) = 0: masked keys, and the first block's rescale.
+                        let e = exp8(_mm256_sub_ps(
+                            _mm256_setr_ps(m_old, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0),
+                            _mm256_set1_ps(m_new),
+                        ));
+                        let corr = _mm256_cvtss_f32(e);
+                        let pv = exp8(_mm256_sub_ps(sc, _mm256_set1_ps(m_new)));
+                        _mm256_storeu_ps(pl, pv);
+                        cw[i] = corr;
+                        mx[i] = m_new;
+                        sm[i] = sm[i] * corr + hsum(pv);
                     }
-                    put(i, hsum8(&d));
-                }
-                for i in lo..hi {
-                    let pl = pw.as_mut_ptr().add(i * BLOCK);
-                    let sc = _mm256_loadu_ps(pl);
-                    let m_old = mx[i];
-                    let m_new = m_old.max(hmax(sc));
-                    // exp(−inf) = 0: masked keys, and the first block's rescale.
-                    let e = exp8(_mm256_sub_ps(
-                        _mm256_setr_ps(m_old, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0),
-                        _mm256_set1_ps(m_new),
-                    ));
-                    let corr = _mm256_cvtss_f32(e);
-                    let pv = exp8(_mm256_sub_ps(sc, _mm256_set1_ps(m_new)));
-                    _mm256_storeu_ps(pl, pv);
-                    cw[i] = corr;
-                    mx[i] = m_new;
-                    sm[i] = sm[i] * corr + hsum(pv);
-                }
-                // acc = acc · corr + Σ_b p_b · v_b, two queries at a time over 32
-                // dimensions (each value load feeds two FMAs), then what is left one
-                // query and 8 dimensions at a time.
-                let mut i = lo;
-                while i + 2 <= hi {
-                    let (pa, pb) = (pw.as_ptr().add(i * BLOCK), pw.as_ptr().add((i + 1) * BLOCK));
-                    let (ca, cb) = (_mm256_set1_ps(cw[i]), _mm256_set1_ps(cw[i + 1]));
-                    let (aa, ab) = (
-                        acc.as_mut_ptr().add(i * hd),
-                        acc.as_mut_ptr().add((i + 1) * hd),
-                    );
-                    let mut c = 0;
-                    while c + 32 <= hd {
-                        let mut oa: [__m256; 4] = std::array::from_fn(|u| {
-                            _mm256_mul_ps(_mm256_loadu_ps(aa.add(c + 8 * u)), ca)
-                        });
-                        let mut ob: [__m256; 4] = std::array::from_fn(|u| {
-                            _mm256_mul_ps(_mm256_loadu_ps(ab.add(c + 8 * u)), cb)
-                        });
-                        for b in 0..BLOCK {
-                            let (wa, wb) = (
-                                _mm256_broadcast_ss(&*pa.add(b)),
-                                _mm256_broadcast_ss(&*pb.add(b)),
-                            );
-                            let vp = vf.as_ptr().add(b * hd + c);
-                            for u in 0..4 {
-                                let vv = _mm256_loadu_ps(vp.add(8 * u));
-                                oa[u] = _mm256_fmadd_ps(wa, vv, oa[u]);
-                                ob[u] = _mm256_fmadd_ps(wb, vv, ob[u]);
+                    // acc = acc · corr + Σ_b p_b · v_b, two queries at a time over 32
+                    // dimensions (each value load feeds two FMAs), then what is left one
+                    // query and 8 dimensions at a time.
+                    let mut i = lo;
+                    while i + 2 <= hi {
+                        let (pa, pb) =
+                            (pw.as_ptr().add(i * BLOCK), pw.as_ptr().add((i + 1) * BLOCK));
+                        let (ca, cb) = (_mm256_set1_ps(cw[i]), _mm256_set1_ps(cw[i + 1]));
+                        let (aa, ab) = (
+                            acc.as_mut_ptr().add(i * hd),
+                            acc.as_mut_ptr().add((i + 1) * hd),
+                        );
+                        let mut c = 0;
+                        while c + 32 <= hd {
+                            let mut oa: [__m256; 4] = std::array::from_fn(|u| {
+                                _mm256_mul_ps(_mm256_loadu_ps(aa.add(c + 8 * u)), ca)
+                            });
+                            let mut ob: [__m256; 4] = std::array::from_fn(|u| {
+                                _mm256_mul_ps(_mm256_loadu_ps(ab.add(c + 8 * u)), cb)
+                            });
+                            for b in 0..BLOCK {
+                                let (wa, wb) = (
+                                    _mm256_broadcast_ss(&*pa.add(b)),
+                                    _mm256_broadcast_ss(&*pb.add(b)),
+                                );
+                                let vp = vf.as_ptr().add(b * hd + c);
+                                for u in 0..4 {
+                                    let vv = _mm256_loadu_ps(vp.add(8 * u));
+                                    oa[u] = _mm256_fmadd_ps(wa, vv, oa[u]);
+                                    ob[u] = _mm256_fmadd_ps(wb, vv, ob[u]);
+                                }
                             }
+                            for u in 0..4 {
+                                _mm256_storeu_ps(aa.add(c + 8 * u), oa[u]);
+                                _mm256_storeu_ps(ab.add(c + 8 * u), ob[u]);
+                            }
+                            c += 32;
                         }
-                        for u in 0..4 {
-                            _mm256_storeu_ps(aa.add(c + 8 * u), oa[u]);
-                            _mm256_storeu_ps(ab.add(c + 8 * u), ob[u]);
+                        for q in [i, i + 1] {
+                            value_tail(
+                                &pw[q * BLOCK..],
+                                cw[q],
+                                vf.as_ptr(),
+                                &mut acc[q * hd..(q + 1) * hd],
+                                c,
+                                hd,
+                            );
                         }
-                        c += 32;
+                        i += 2;
                     }
-                    for q in [i, i + 1] {
+                    if i < hi {
                         value_tail(
-                            &pw[q * BLOCK..],
-                            cw[q],
+                            &pw[i * BLOCK..],
+                            cw[i],
                             vf.as_ptr(),
-                            &mut acc[q * hd..(q + 1) * hd],
-                            c,
+                            &mut acc[i * hd..(i + 1) * hd],
+                            0,
                             hd,
                         );
                     }
-                    i += 2;
-                }
-                if i < hi {
-                    value_tail(
-                        &pw[i * BLOCK..],
-                        cw[i],
-                        vf.as_ptr(),
-                        &mut acc[i * hd..(i + 1) * hd],
-                        0,
-                        hd,
-                    );
-                }
                 }
                 j += BLOCK;
             }

@@ -12,6 +12,8 @@
 
 pub mod bandwidth;
 pub mod cpu;
+#[cfg(target_arch = "x86_64")]
+mod decode512;
 pub mod encoder;
 mod flash;
 #[cfg(target_arch = "x86_64")]

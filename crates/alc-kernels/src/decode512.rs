@@ -1,0 +1,352 @@
+//! Decode attention with AVX-512F: the tasks of [`crate::flash::SplitPlan`] (a few
+//! query tokens, all the KV heads, one range of keys) in blocks of 16 keys.
+//!
+//! [`crate::flash512`] puts the queries in the vector lanes, which a long prompt
+//! fills; decode has only a GQA group's few queries per KV head (3 for SmolLM2), so
+//! here the lanes hold keys or head dimensions instead:
+//! - a block's 16 keys and values are widened from f16 to f32 once per KV head for
+//!   all of its queries;
+//! - scores: per query, 16 accumulators (one per key) over the head dimension, then
+//!   one reduction tree that leaves the 16 sums in one vector, key b in lane b;
+//! - masking (causal, sliding window, the task's key range) and the online-softmax
+//!   step on that vector: one max, one vector exp, one rescale factor per query and
+//!   block;
+//! - values: two queries at a time, 4 accumulator vectors each (64 dimensions), the
+//!   block's broadcast weights times the widened value rows.
+//!
+//! The arithmetic is [`crate::flash::task`]'s (f32 recurrence over the f16 cache,
+//! query rounded to f16 first) with 16-key blocks and another summation order; the
+//! conformance kit holds both to the scalar reference. Measured on Zen 5 (2
+//! threads): see BENCHMARKS.md, "tenth session".
+
+use crate::flash::{finish, scratch_floats_for, Dst};
+use crate::{reference::first_visible, AttnShape};
+use half::f16;
+use std::arch::x86_64::*;
+
+/// Keys per block.
+pub(crate) const BLOCK: usize = 16;
+
+/// Blocks ahead that [`task`] prefetches.
+const PF_BLOCKS: usize = 2;
+
+/// Dimensions per vector.
+const LANES: usize = 16;
+
+/// Whether [`task`] runs this shape (beside [`crate::flash::handles`]): head sizes
+/// in whole vectors.
+pub(crate) fn handles(s: &AttnShape) -> bool {
+    s.head_dim.is_multiple_of(LANES)
+}
+
+/// f32 scratch of a task of `n_queries` queries.
+pub(crate) fn scratch_floats(head_dim: usize, n_queries: usize) -> usize {
+    scratch_floats_for(BLOCK, head_dim, n_queries)
+}
+
+/// Accumulator slot s of [`reduce16`]'s input holds key `KEY_OF_SLOT[s]`, so that
+/// its output has key b in lane b.
+const KEY_OF_SLOT: [usize; 16] = [0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15];
+
+/// Lane l of the result = Σ lanes of `v[s]` with `KEY_OF_SLOT[s] = l`: four levels
+/// of pairwise folds (128-bit quarters across vectors, then 32-bit lanes within
+/// quarters), 15 adds in all.
+#[inline(always)]
+unsafe fn reduce16(v: &[__m512; 16]) -> __m512 {
+    unsafe {
+        // Quarters 0,1 of u[i] hold partial sums of v[i], quarters 2,3 of v[i + 8].
+        let u: [__m512; 8] = std::array::from_fn(|i| {
+            _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0b01_00_01_00>(v[i], v[i + 8]),
+                _mm512_shuffle_f32x4::<0b11_10_11_10>(v[i], v[i + 8]),
+            )
+        });
+        // Quarter q of w[i] holds 4 partial sums of v[i + [0, 8, 4, 12][q]].
+        let w: [__m512; 4] = std::array::from_fn(|i| {
+            _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0b10_00_10_00>(u[i], u[i + 4]),
+                _mm512_shuffle_f32x4::<0b11_01_11_01>(u[i], u[i + 4]),
+            )
+        });
+        // Within each quarter: lanes [a, b, a, b] with a from w[i], b from w[i + 2].
+        let z: [__m512; 2] = std::array::from_fn(|i| {
+            _mm512_add_ps(
+                _mm512_unpacklo_ps(w[i], w[i + 2]),
+                _mm512_unpackhi_ps(w[i], w[i + 2]),
+            )
+        });
+        // Quarter q: [z0.a, z0.b, z1.a, z1.b] summed: v[0, 2, 1, 3] + offset(q).
+        _mm512_add_ps(
+            _mm512_shuffle_ps::<0b01_00_01_00>(z[0], z[1]),
+            _mm512_shuffle_ps::<0b11_10_11_10>(z[0], z[1]),
+        )
+    }
+}
+
+/// f16 row → f32 (`n` a multiple of 16).
+#[inline(always)]
+unsafe fn widen(src: *const f16, dst: *mut f32, n: usize) {
+    unsafe {
+        for c in (0..n).step_by(LANES) {
+            let h = _mm256_loadu_si256(src.add(c) as *const __m256i);
+            _mm512_storeu_ps(dst.add(c), _mm512_cvtph_ps(h));
+        }
+    }
+}
+
+/// Queries `i0..i0 + Q`: `acc = acc · corr + Σ_b p_b · v_b` over the block's `nk`
+/// widened value rows `vf`, `V` vectors (16·V dimensions) at a time: 4 while they
+/// last, then 1.
+#[inline(always)]
+unsafe fn values<const Q: usize>(
+    i0: usize,
+    hd: usize,
+    nk: usize,
+    pw: &[f32],
+    cw: &[f32],
+    vf: &[f32],
+    acc: &mut [f32],
+) {
+    let mut c = 0;
+    while c + 4 * LANES <= hd {
+        // SAFETY: the caller's slices hold queries i0..i0 + Q and nk rows of hd.
+        unsafe { values_at::<Q, 4>(i0, c, hd, nk, pw, cw, vf, acc) };
+        c += 4 * LANES;
+    }
+    while c < hd {
+        // SAFETY: as above.
+        unsafe { values_at::<Q, 1>(i0, c, hd, nk, pw, cw, vf, acc) };
+        c += LANES;
+    }
+}
+
+/// [`values`] for dimensions `c..c + 16·V`, the accumulators in registers.
+#[inline(always)]
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)] // register tiles
+unsafe fn values_at<const Q: usize, const V: usize>(
+    i0: usize,
+    c: usize,
+    hd: usize,
+    nk: usize,
+    pw: &[f32],
+    cw: &[f32],
+    vf: &[f32],
+    acc: &mut [f32],
+) {
+    unsafe {
+        let pp: [*const f32; Q] = std::array::from_fn(|a| pw.as_ptr().add((i0 + a) * BLOCK));
+        let ap: [*mut f32; Q] = std::array::from_fn(|a| acc.as_mut_ptr().add((i0 + a) * hd + c));
+        let mut o: [[__m512; V]; Q] = std::array::from_fn(|a| {
+            let cv = _mm512_set1_ps(cw[i0 + a]);
+            std::array::from_fn(|u| _mm512_mul_ps(_mm512_loadu_ps(ap[a].add(LANES * u)), cv))
+        });
+        for b in 0..nk {
+            let w: [__m512; Q] = std::array::from_fn(|a| _mm512_set1_ps(*pp[a].add(b)));
+            let vp = vf.as_ptr().add(b * hd + c);
+            for u in 0..V {
+                let vv = _mm512_loadu_ps(vp.add(LANES * u));
+                for a in 0..Q {
+                    o[a][u] = _mm512_fmadd_ps(w[a], vv, o[a][u]);
+                }
+            }
+        }
+        for a in 0..Q {
+            for u in 0..V {
+                _mm512_storeu_ps(ap[a].add(LANES * u), o[a][u]);
+            }
+        }
+    }
+}
+
+/// Attention of the query heads of the KV heads `heads` for tokens `t0..t1` over the
+/// keys in `keys`, to `dst`: [`crate::flash::task`]'s contract and query order.
+///
+/// # Safety
+/// AVX-512F, AVX2, FMA and F16C must be available; [`crate::flash::handles`]`(s)`
+/// and [`handles`]`(s)`; `q`, `k`, `v` cover the shape (rows `0..s.pos0 + t1` of
+/// the cache); `scratch` holds [`scratch_floats`]`(hd, (t1 − t0) · n_head)` floats
+/// (or more); the task owns its rows of the output (or its partials).
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn task(
+    q: &[f32],
+    k: &[f16],
+    v: &[f16],
+    s: &AttnShape,
+    heads: std::ops::Range<usize>,
+    (t0, t1): (usize, usize),
+    keys: std::ops::Range<usize>,
+    scratch: &mut [f32],
+    dst: Dst<'_>,
+) {
+    let hd = s.head_dim;
+    let g = s.n_head / s.n_kv_head;
+    assert!(handles(s) && hd > 0);
+    assert!(heads.start < heads.end && heads.end <= s.n_kv_head);
+    let ng = (t1 - t0) * g;
+    let nq = ng * heads.len();
+    let row = s.n_kv_head * hd;
+    assert!(scratch.len() >= scratch_floats(hd, nq));
+    assert!(q.len() >= t1 * s.n_head * hd);
+    assert!(keys.start < keys.end, "empty key range");
+    let (kstart, klast) = (keys.start, keys.end - 1);
+    let last = (s.pos0 + t1 - 1).min(klast);
+    assert!(k.len() >= (last + 1) * row && v.len() >= (last + 1) * row);
+    let (kf, rest) = scratch.split_at_mut(BLOCK * hd);
+    let (vf, rest) = rest.split_at_mut(BLOCK * hd);
+    let (qf, rest) = rest.split_at_mut(nq * hd);
+    let (acc, rest) = rest.split_at_mut(nq * hd);
+    let (mx, rest) = rest.split_at_mut(nq);
+    let (sm, rest) = rest.split_at_mut(nq);
+    let (pw, rest) = rest.split_at_mut(nq * BLOCK);
+    let cw = &mut rest[..nq];
+    for i in 0..nq {
+        let (kvh, il) = (heads.start + i / ng, i % ng);
+        let (t, h) = (t0 + il / g, kvh * g + il % g);
+        let src = &q[(t * s.n_head + h) * hd..][..hd];
+        for (d, x) in qf[i * hd..(i + 1) * hd]
+            .chunks_exact_mut(LANES)
+            .zip(src.chunks_exact(LANES))
+        {
+            // SAFETY: 16 floats each side; AVX-512F and F16C are enabled here.
+            unsafe {
+                let h = _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm512_loadu_ps(x.as_ptr()));
+                _mm512_storeu_ps(d.as_mut_ptr(), _mm512_cvtph_ps(h));
+            }
+        }
+    }
+    acc.fill(0.0);
+    mx.fill(f32::NEG_INFINITY);
+    sm.fill(0.0);
+    let first = first_visible(s.pos0 + t0, s.window).max(kstart);
+    let (hbase, hlen) = (heads.start * hd, heads.len() * hd);
+    // SAFETY (whole block): pointers below stay inside the slices sized and asserted
+    // above; the features are enabled on this function.
+    unsafe {
+        let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        let mut j = first / BLOCK * BLOCK;
+        while j <= last {
+            let pj = j + PF_BLOCKS * BLOCK;
+            if pj <= last {
+                for b in 0..BLOCK.min(last + 1 - pj) {
+                    let off = (pj + b) * row + hbase;
+                    let kp = k.as_ptr().add(off) as *const i8;
+                    let vp = v.as_ptr().add(off) as *const i8;
+                    for c in (0..2 * hlen).step_by(64) {
+                        _mm_prefetch::<_MM_HINT_T0>(kp.add(c));
+                        _mm_prefetch::<_MM_HINT_T0>(vp.add(c));
+                    }
+                }
+            }
+            let nk = (last + 1 - j).min(BLOCK);
+            let key = _mm512_add_epi32(_mm512_set1_epi32(j as i32), lanes);
+            // Queries (positions grow with i) that see a key of this block: lo..hi.
+            let sees = |i: usize| {
+                let p = s.pos0 + t0 + i / g;
+                j <= p.min(klast) && j + BLOCK > first_visible(p, s.window).max(kstart)
+            };
+            let lo = (0..ng).position(sees).unwrap_or(ng);
+            let hi = lo + (lo..ng).take_while(|&i| sees(i)).count();
+            for (gi, kvh) in heads.clone().enumerate() {
+                for b in 0..BLOCK {
+                    let (kd, vd) = (kf.as_mut_ptr().add(b * hd), vf.as_mut_ptr().add(b * hd));
+                    if b < nk {
+                        let off = (j + b) * row + kvh * hd;
+                        widen(k.as_ptr().add(off), kd, hd);
+                        widen(v.as_ptr().add(off), vd, hd);
+                    } else {
+                        // Hidden keys: scores masked to −∞, zero values keep 0 · v
+                        // finite.
+                        std::ptr::write_bytes(kd, 0, hd);
+                        std::ptr::write_bytes(vd, 0, hd);
+                    }
+                }
+                let o = gi * ng;
+                for i in lo..hi {
+                    let qi = o + i;
+                    let qp = qf.as_ptr().add(qi * hd);
+                    let mut d = [_mm512_setzero_ps(); BLOCK];
+                    for c in (0..hd).step_by(LANES) {
+                        let qc = _mm512_loadu_ps(qp.add(c));
+                        for (slot, ds) in d.iter_mut().enumerate() {
+                            let kp = kf.as_ptr().add(KEY_OF_SLOT[slot] * hd + c);
+                            *ds = _mm512_fmadd_ps(qc, _mm512_loadu_ps(kp), *ds);
+                        }
+                    }
+                    let p = s.pos0 + t0 + i / g;
+                    let j0 = first_visible(p, s.window).max(kstart);
+                    let p = p.min(klast);
+                    let hidden = _mm512_cmpgt_epi32_mask(key, _mm512_set1_epi32(p as i32))
+                        | _mm512_cmpgt_epi32_mask(_mm512_set1_epi32(j0 as i32), key);
+                    let sc = _mm512_mul_ps(reduce16(&d), _mm512_set1_ps(s.scale));
+                    let sc = _mm512_mask_blend_ps(hidden, sc, _mm512_set1_ps(f32::NEG_INFINITY));
+                    let m_old = mx[qi];
+                    let m_new = m_old.max(_mm512_reduce_max_ps(sc));
+                    // exp(−∞) = 0: masked keys, and the first block's rescale. The
+                    // running max seldom moves after the first blocks: no exp then.
+                    let corr = if m_new > m_old {
+                        crate::cpu::simd::exp_f32(m_old - m_new)
+                    } else {
+                        1.0
+                    };
+                    let pv = crate::flash512::exp16(_mm512_sub_ps(sc, _mm512_set1_ps(m_new)));
+                    _mm512_storeu_ps(pw.as_mut_ptr().add(qi * BLOCK), pv);
+                    cw[qi] = corr;
+                    mx[qi] = m_new;
+                    sm[qi] = sm[qi] * corr + _mm512_reduce_add_ps(pv);
+                }
+                // acc = acc · corr + Σ_b p_b · v_b, two queries at a time (each
+                // value load feeds two FMAs).
+                let mut i = lo;
+                while i + 2 <= hi {
+                    values::<2>(o + i, hd, nk, pw, cw, vf, acc);
+                    i += 2;
+                }
+                if i < hi {
+                    values::<1>(o + i, hd, nk, pw, cw, vf, acc);
+                }
+            }
+            j += BLOCK;
+        }
+        finish(s, heads.start, ng, t0, (mx, sm, acc), dst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{rngs::SmallRng, Rng, SeedableRng};
+
+    #[test]
+    fn reduce16_puts_key_b_in_lane_b() {
+        if !crate::flash512::available() {
+            return;
+        }
+        let mut rng = SmallRng::seed_from_u64(5);
+        let rows: Vec<[f32; 16]> = (0..16)
+            .map(|_| std::array::from_fn(|_| rng.gen_range(-1.0..1.0)))
+            .collect();
+        // SAFETY: AVX-512F checked above.
+        let got = unsafe {
+            #[target_feature(enable = "avx512f")]
+            unsafe fn run(rows: &[[f32; 16]]) -> [f32; 16] {
+                unsafe {
+                    let v: [__m512; 16] =
+                        std::array::from_fn(|s| _mm512_loadu_ps(rows[KEY_OF_SLOT[s]].as_ptr()));
+                    let mut out = [0f32; 16];
+                    _mm512_storeu_ps(out.as_mut_ptr(), reduce16(&v));
+                    out
+                }
+            }
+            run(&rows)
+        };
+        for (b, r) in rows.iter().enumerate() {
+            let want: f32 = r.iter().sum();
+            assert!(
+                (got[b] - want).abs() < 1e-5,
+                "lane {b}: {} vs {want}",
+                got[b]
+            );
+        }
+    }
+}
