@@ -40,7 +40,8 @@ pub(crate) const MIN_TOKENS: usize = 64;
 /// Keys per block.
 pub(crate) const BLOCK: usize = 8;
 /// Blocks ahead that [`task`] prefetches.
-pub(crate) const PF_BLOCKS: usize = 8;
+#[cfg(target_arch = "x86_64")]
+pub(crate) const PF_BLOCKS: usize = 4;
 
 /// Query tokens per task for a GQA group of `g` heads: about 64 queries share each
 /// converted key and value block (its f16 → f32 widening and the block loop's
@@ -91,6 +92,7 @@ pub(crate) enum Dst<'a> {
 }
 
 /// Floats of one query's partial result ([`Dst::Part`]).
+#[cfg(target_arch = "x86_64")]
 pub(crate) fn part_floats(head_dim: usize) -> usize {
     head_dim + 2
 }
@@ -140,6 +142,7 @@ pub(crate) unsafe fn finish(
 /// One query's result from the partials of `n` key ranges (`parts[r · stride..]`,
 /// [`Dst::Part`]'s layout): `Σ_r e^{m_r − M} acc_r / Σ_r e^{m_r − M} sum_r` with `M`
 /// the largest running max, the split-key form of the online softmax.
+#[cfg(target_arch = "x86_64")]
 pub(crate) fn merge(parts: &[f32], stride: usize, n: usize, out: &mut [f32]) {
     let hd = out.len();
     let m = (0..n)
@@ -167,6 +170,7 @@ pub(crate) fn merge(parts: &[f32], stride: usize, n: usize, out: &mut [f32]) {
 /// of them for about [`SPLIT_TASKS_PER_THREAD`] tasks per thread, none shorter
 /// than [`MIN_SPLIT_KEYS`] keys. With more than one range, each task leaves
 /// partial results ([`Dst::Part`], `part_len` floats) that [`merge`] combines.
+#[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct SplitPlan {
     pub tpt: usize,
@@ -180,6 +184,7 @@ pub(crate) struct SplitPlan {
     pub part_len: usize,
 }
 
+#[cfg(target_arch = "x86_64")]
 impl SplitPlan {
     pub(crate) fn new(s: &AttnShape, threads: usize) -> SplitPlan {
         let tpt = (SPLIT_QUERIES / s.n_head.max(1)).max(1);
@@ -222,13 +227,17 @@ impl SplitPlan {
 }
 
 /// See [`SplitPlan`].
+#[cfg(target_arch = "x86_64")]
 pub(crate) const SPLIT_TASKS_PER_THREAD: usize = 4;
 /// See [`SplitPlan`].
+#[cfg(target_arch = "x86_64")]
 pub(crate) const MIN_SPLIT_KEYS: usize = 256;
 /// Key ranges start on multiples of this: whole blocks of this kernel ([`BLOCK`])
 /// and of [`crate::decode512`]'s (16).
+#[cfg(target_arch = "x86_64")]
 const SPLIT_ALIGN: usize = 16;
 /// Queries per task of a [`SplitPlan`] (tokens × query heads), at least one token.
+#[cfg(target_arch = "x86_64")]
 const SPLIT_QUERIES: usize = 64;
 
 #[cfg(target_arch = "x86_64")]
