@@ -470,12 +470,10 @@ impl CpuBackend {
         });
     }
 
-    /// Prompt attention ([`crate::flash`]): one task per (KV head, run of tokens),
-    /// the latest tokens (the longest causal rows) first.
-    #[cfg(target_arch = "x86_64")]
-    /// Decode and short prompts: [`crate::flash::task`]s of all the KV heads over a
-    /// run of tokens and a range of keys ([`crate::flash::SplitPlan`]), the
-    /// ranges' partial results merged at the end.
+    /// Decode and short prompts: [`crate::flash::task`]s (or
+    /// [`crate::decode512::task`]s) of all the KV heads over a run of tokens and a
+    /// range of keys ([`crate::flash::SplitPlan`]), the ranges' partial results
+    /// merged at the end.
     #[cfg(target_arch = "x86_64")]
     fn attention_split(&self, q: &[f32], k: &[f16], v: &[f16], s: &AttnShape, out: &mut [f32]) {
         use crate::flash;
@@ -553,6 +551,8 @@ impl CpuBackend {
         }
     }
 
+    /// Prompt attention ([`crate::flash`]): one task per (KV head, run of tokens),
+    /// the latest tokens (the longest causal rows) first.
     #[cfg(target_arch = "x86_64")]
     fn attention_tiled(&self, q: &[f32], k: &[f16], v: &[f16], s: &AttnShape, out: &mut [f32]) {
         use crate::flash;

@@ -167,8 +167,8 @@ pub(crate) fn merge(parts: &[f32], stride: usize, n: usize, out: &mut [f32]) {
 /// is cut into [`task`]s: a task is a run of `tpt` tokens, all the KV heads, and
 /// one of `splits` key ranges of `step` keys from `lo` (the first block any query
 /// sees). Decode is one run, so the key ranges are what the threads share: enough
-/// of them for about [`SPLIT_TASKS_PER_THREAD`] tasks per thread, none shorter
-/// than [`MIN_SPLIT_KEYS`] keys. With more than one range, each task leaves
+/// of them for about [`SPLIT_TASKS_PER_THREAD`] tasks per thread (one range with
+/// one thread), none shorter than [`MIN_SPLIT_KEYS`] keys. With more than one range, each task leaves
 /// partial results ([`Dst::Part`], `part_len` floats) that [`merge`] combines.
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -191,7 +191,12 @@ impl SplitPlan {
         let runs = s.n_tokens.div_ceil(tpt);
         let lo = crate::reference::first_visible(s.pos0, s.window) / SPLIT_ALIGN * SPLIT_ALIGN;
         let span = s.pos0 + s.n_tokens - lo;
-        let want = (SPLIT_TASKS_PER_THREAD * threads).div_ceil(runs.max(1));
+        // One thread gains nothing from ranges (only the merge to pay).
+        let want = if threads > 1 {
+            (SPLIT_TASKS_PER_THREAD * threads).div_ceil(runs.max(1))
+        } else {
+            1
+        };
         let splits = want.min(span / MIN_SPLIT_KEYS).max(1);
         let step = span.div_ceil(splits).next_multiple_of(SPLIT_ALIGN);
         let splits = span.div_ceil(step);
