@@ -19,7 +19,7 @@
 //! conformance kit holds both to the scalar reference. Measured on Zen 5 (2
 //! threads): see BENCHMARKS.md, "tenth session".
 
-use crate::flash::{finish, scratch_floats_for, Dst};
+use crate::flash::{finish, prefetch_rows, scratch_floats_for, Dst, TaskScratch};
 use crate::{reference::first_visible, AttnShape};
 use half::f16;
 use std::arch::x86_64::*;
@@ -186,20 +186,21 @@ pub(crate) unsafe fn task(
     let ng = (t1 - t0) * g;
     let nq = ng * heads.len();
     let row = s.n_kv_head * hd;
-    assert!(scratch.len() >= scratch_floats(hd, nq));
     assert!(q.len() >= t1 * s.n_head * hd);
     assert!(keys.start < keys.end, "empty key range");
     let (kstart, klast) = (keys.start, keys.end - 1);
     let last = (s.pos0 + t1 - 1).min(klast);
     assert!(k.len() >= (last + 1) * row && v.len() >= (last + 1) * row);
-    let (kf, rest) = scratch.split_at_mut(BLOCK * hd);
-    let (vf, rest) = rest.split_at_mut(BLOCK * hd);
-    let (qf, rest) = rest.split_at_mut(nq * hd);
-    let (acc, rest) = rest.split_at_mut(nq * hd);
-    let (mx, rest) = rest.split_at_mut(nq);
-    let (sm, rest) = rest.split_at_mut(nq);
-    let (pw, rest) = rest.split_at_mut(nq * BLOCK);
-    let cw = &mut rest[..nq];
+    let TaskScratch {
+        kf,
+        vf,
+        qf,
+        acc,
+        mx,
+        sm,
+        pw,
+        cw,
+    } = TaskScratch::new(scratch, BLOCK, hd, nq);
     for i in 0..nq {
         let (kvh, il) = (heads.start + i / ng, i % ng);
         let (t, h) = (t0 + il / g, kvh * g + il % g);
@@ -215,9 +216,6 @@ pub(crate) unsafe fn task(
             }
         }
     }
-    acc.fill(0.0);
-    mx.fill(f32::NEG_INFINITY);
-    sm.fill(0.0);
     let first = first_visible(s.pos0 + t0, s.window).max(kstart);
     let (hbase, hlen) = (heads.start * hd, heads.len() * hd);
     // SAFETY (whole block): pointers below stay inside the slices sized and asserted
@@ -228,15 +226,8 @@ pub(crate) unsafe fn task(
         while j <= last {
             let pj = j + PF_BLOCKS * BLOCK;
             if pj <= last {
-                for b in 0..BLOCK.min(last + 1 - pj) {
-                    let off = (pj + b) * row + hbase;
-                    let kp = k.as_ptr().add(off) as *const i8;
-                    let vp = v.as_ptr().add(off) as *const i8;
-                    for c in (0..2 * hlen).step_by(64) {
-                        _mm_prefetch::<_MM_HINT_T0>(kp.add(c));
-                        _mm_prefetch::<_MM_HINT_T0>(vp.add(c));
-                    }
-                }
+                let n = BLOCK.min(last + 1 - pj);
+                prefetch_rows((k, v), (pj, n), (row, hbase, hlen));
             }
             let nk = (last + 1 - j).min(BLOCK);
             let key = _mm512_add_epi32(_mm512_set1_epi32(j as i32), lanes);

@@ -245,6 +245,80 @@ const SPLIT_ALIGN: usize = 16;
 #[cfg(target_arch = "x86_64")]
 const SPLIT_QUERIES: usize = 64;
 
+/// A task's scratch ([`scratch_floats_for`]'s layout), split: a block of widened
+/// keys and values, and per query the rounded query, the accumulator, the running
+/// max and sum, the block's weights and the rescale factor.
+#[cfg(target_arch = "x86_64")]
+pub(crate) struct TaskScratch<'a> {
+    pub kf: &'a mut [f32],
+    pub vf: &'a mut [f32],
+    pub qf: &'a mut [f32],
+    pub acc: &'a mut [f32],
+    pub mx: &'a mut [f32],
+    pub sm: &'a mut [f32],
+    pub pw: &'a mut [f32],
+    pub cw: &'a mut [f32],
+}
+
+#[cfg(target_arch = "x86_64")]
+impl<'a> TaskScratch<'a> {
+    /// Splits `scratch` (at least [`scratch_floats_for`]`(block, hd, nq)` floats)
+    /// for `nq` queries and blocks of `block` keys, the accumulators zeroed and
+    /// the running maxima at −∞.
+    pub(crate) fn new(scratch: &'a mut [f32], block: usize, hd: usize, nq: usize) -> Self {
+        assert!(scratch.len() >= scratch_floats_for(block, hd, nq));
+        let (kf, rest) = scratch.split_at_mut(block * hd);
+        let (vf, rest) = rest.split_at_mut(block * hd);
+        let (qf, rest) = rest.split_at_mut(nq * hd);
+        let (acc, rest) = rest.split_at_mut(nq * hd);
+        let (mx, rest) = rest.split_at_mut(nq);
+        let (sm, rest) = rest.split_at_mut(nq);
+        let (pw, rest) = rest.split_at_mut(nq * block);
+        let cw = &mut rest[..nq];
+        acc.fill(0.0);
+        mx.fill(f32::NEG_INFINITY);
+        sm.fill(0.0);
+        TaskScratch {
+            kf,
+            vf,
+            qf,
+            acc,
+            mx,
+            sm,
+            pw,
+            cw,
+        }
+    }
+}
+
+/// Prefetches (into L1) the cache rows `j..j + n` (rows of `row` f16), from
+/// element `base` for `len` elements of each, keys and values.
+///
+/// # Safety
+/// Those elements lie inside `k` and `v`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn prefetch_rows(
+    (k, v): (&[f16], &[f16]),
+    (j, n): (usize, usize),
+    (row, base, len): (usize, usize, usize),
+) {
+    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+    for b in 0..n {
+        let off = (j + b) * row + base;
+        debug_assert!(off + len <= k.len() && off + len <= v.len());
+        // SAFETY: in bounds (the caller's contract); a prefetch never faults.
+        unsafe {
+            let kp = k.as_ptr().add(off) as *const i8;
+            let vp = v.as_ptr().add(off) as *const i8;
+            for c in (0..2 * len).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(kp.add(c));
+                _mm_prefetch::<_MM_HINT_T0>(vp.add(c));
+            }
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::*;
@@ -404,7 +478,6 @@ mod x86 {
         let ng = (t1 - t0) * g;
         let nq = ng * heads.len();
         let row = s.n_kv_head * hd;
-        assert!(scratch.len() >= scratch_floats(hd, nq));
         assert!(q.len() >= t1 * s.n_head * hd);
         assert!(keys.start < keys.end, "empty key range");
         // Query position p sees keys max(first_visible(p), keys.start) ..=
@@ -412,14 +485,16 @@ mod x86 {
         let (kstart, klast) = (keys.start, keys.end - 1);
         let last = (s.pos0 + t1 - 1).min(klast); // last visible key of the task
         assert!(k.len() >= (last + 1) * row && v.len() >= (last + 1) * row);
-        let (kf, rest) = scratch.split_at_mut(BLOCK * hd);
-        let (vf, rest) = rest.split_at_mut(BLOCK * hd);
-        let (qf, rest) = rest.split_at_mut(nq * hd);
-        let (acc, rest) = rest.split_at_mut(nq * hd);
-        let (mx, rest) = rest.split_at_mut(nq);
-        let (sm, rest) = rest.split_at_mut(nq);
-        let (pw, rest) = rest.split_at_mut(nq * BLOCK);
-        let cw = &mut rest[..nq];
+        let TaskScratch {
+            kf,
+            vf,
+            qf,
+            acc,
+            mx,
+            sm,
+            pw,
+            cw,
+        } = TaskScratch::new(scratch, BLOCK, hd, nq);
         // Queries rounded to f16 and back (as llama.cpp feeds its f16 dot), in task
         // order.
         for i in 0..nq {
@@ -438,9 +513,6 @@ mod x86 {
                 }
             }
         }
-        acc[..nq * hd].fill(0.0);
-        mx.fill(f32::NEG_INFINITY);
-        sm.fill(0.0);
         let first = first_visible(s.pos0 + t0, s.window).max(kstart);
         // The task's part of a cache row: its heads' keys (or values), f16.
         let (hbase, hlen) = (heads.start * hd, heads.len() * hd);
@@ -453,15 +525,8 @@ mod x86 {
                 // part of each row).
                 let pj = j + PF_BLOCKS * BLOCK;
                 if pj <= last {
-                    for b in 0..BLOCK.min(last + 1 - pj) {
-                        let off = (pj + b) * row + hbase;
-                        let kp = k.as_ptr().add(off) as *const i8;
-                        let vp = v.as_ptr().add(off) as *const i8;
-                        for c in (0..2 * hlen).step_by(64) {
-                            _mm_prefetch::<_MM_HINT_T0>(kp.add(c));
-                            _mm_prefetch::<_MM_HINT_T0>(vp.add(c));
-                        }
-                    }
+                    let n = BLOCK.min(last + 1 - pj);
+                    prefetch_rows((k, v), (pj, n), (row, hbase, hlen));
                 }
                 let lane = _mm256_add_epi32(
                     _mm256_set1_epi32(j as i32),
