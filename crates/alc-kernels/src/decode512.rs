@@ -19,8 +19,10 @@
 //! conformance kit holds both to the scalar reference. Measured on Zen 5 (2
 //! threads): see BENCHMARKS.md, "tenth session".
 
-use crate::flash::{finish, prefetch_rows, scratch_floats_for, Dst, TaskScratch};
-use crate::{reference::first_visible, AttnShape};
+use crate::flash::{
+    finish, prefetch_rows, scratch_floats_for, seers, visible, Dst, Prep, TaskScratch,
+};
+use crate::AttnShape;
 use half::f16;
 use std::arch::x86_64::*;
 
@@ -180,43 +182,27 @@ pub(crate) unsafe fn task(
     dst: Dst<'_>,
 ) {
     let hd = s.head_dim;
-    let g = s.n_head / s.n_kv_head;
-    assert!(handles(s) && hd > 0);
-    assert!(heads.start < heads.end && heads.end <= s.n_kv_head);
-    let ng = (t1 - t0) * g;
-    let nq = ng * heads.len();
-    let row = s.n_kv_head * hd;
-    assert!(q.len() >= t1 * s.n_head * hd);
-    assert!(keys.start < keys.end, "empty key range");
-    let (kstart, klast) = (keys.start, keys.end - 1);
-    let last = (s.pos0 + t1 - 1).min(klast);
-    assert!(k.len() >= (last + 1) * row && v.len() >= (last + 1) * row);
-    let TaskScratch {
-        kf,
-        vf,
-        qf,
-        acc,
-        mx,
-        sm,
-        pw,
-        cw,
-    } = TaskScratch::new(scratch, BLOCK, hd, nq);
-    for i in 0..nq {
-        let (kvh, il) = (heads.start + i / ng, i % ng);
-        let (t, h) = (t0 + il / g, kvh * g + il % g);
-        let src = &q[(t * s.n_head + h) * hd..][..hd];
-        for (d, x) in qf[i * hd..(i + 1) * hd]
-            .chunks_exact_mut(LANES)
-            .zip(src.chunks_exact(LANES))
-        {
-            // SAFETY: 16 floats each side; AVX-512F and F16C are enabled here.
-            unsafe {
-                let h = _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm512_loadu_ps(x.as_ptr()));
-                _mm512_storeu_ps(d.as_mut_ptr(), _mm512_cvtph_ps(h));
-            }
-        }
-    }
-    let first = first_visible(s.pos0 + t0, s.window).max(kstart);
+    assert!(handles(s));
+    // SAFETY: AVX2, FMA and F16C are enabled on this function.
+    let Prep {
+        sc:
+            TaskScratch {
+                kf,
+                vf,
+                qf,
+                acc,
+                mx,
+                sm,
+                pw,
+                cw,
+            },
+        ng,
+        row,
+        kstart,
+        klast,
+        first,
+        last,
+    } = unsafe { Prep::new(q, (k, v), s, &heads, (t0, t1), &keys, scratch, BLOCK) };
     let (hbase, hlen) = (heads.start * hd, heads.len() * hd);
     // SAFETY (whole block): pointers below stay inside the slices sized and asserted
     // above; the features are enabled on this function.
@@ -231,13 +217,8 @@ pub(crate) unsafe fn task(
             }
             let nk = (last + 1 - j).min(BLOCK);
             let key = _mm512_add_epi32(_mm512_set1_epi32(j as i32), lanes);
-            // Queries (positions grow with i) that see a key of this block: lo..hi.
-            let sees = |i: usize| {
-                let p = s.pos0 + t0 + i / g;
-                j <= p.min(klast) && j + BLOCK > first_visible(p, s.window).max(kstart)
-            };
-            let lo = (0..ng).position(sees).unwrap_or(ng);
-            let hi = lo + (lo..ng).take_while(|&i| sees(i)).count();
+            let std::ops::Range { start: lo, end: hi } =
+                seers(s, t0, ng, (kstart, klast), j, BLOCK);
             for (gi, kvh) in heads.clone().enumerate() {
                 for b in 0..BLOCK {
                     let (kd, vd) = (kf.as_mut_ptr().add(b * hd), vf.as_mut_ptr().add(b * hd));
@@ -264,9 +245,7 @@ pub(crate) unsafe fn task(
                             *ds = _mm512_fmadd_ps(qc, _mm512_loadu_ps(kp), *ds);
                         }
                     }
-                    let p = s.pos0 + t0 + i / g;
-                    let j0 = first_visible(p, s.window).max(kstart);
-                    let p = p.min(klast);
+                    let (j0, p) = visible(s, t0, i, (kstart, klast));
                     let hidden = _mm512_cmpgt_epi32_mask(key, _mm512_set1_epi32(p as i32))
                         | _mm512_cmpgt_epi32_mask(_mm512_set1_epi32(j0 as i32), key);
                     let sc = _mm512_mul_ps(reduce16(&d), _mm512_set1_ps(s.scale));

@@ -319,6 +319,120 @@ pub(crate) unsafe fn prefetch_rows(
     }
 }
 
+/// What [`task`] and [`crate::decode512::task`] set up alike before their key
+/// loops: the contract's checks, the scratch, the queries rounded to f16 and back
+/// (as llama.cpp feeds its f16 dot) in task order, and which keys each query sees.
+/// Query i of a task is KV head `heads.start + i / ng`'s query `i % ng`, and a
+/// KV head's query il is token `t0 + il / g`, head `kvh · g + il % g`.
+#[cfg(target_arch = "x86_64")]
+pub(crate) struct Prep<'a> {
+    pub sc: TaskScratch<'a>,
+    /// Queries per KV head.
+    pub ng: usize,
+    /// f16 per cache row (all the KV heads).
+    pub row: usize,
+    /// The task's key range, `keys.start` and `keys.end − 1`.
+    pub kstart: usize,
+    pub klast: usize,
+    /// The first and last key any query of the task sees.
+    pub first: usize,
+    pub last: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl<'a> Prep<'a> {
+    /// # Safety
+    /// AVX2, FMA and F16C must be available.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) unsafe fn new(
+        q: &[f32],
+        (k, v): (&[f16], &[f16]),
+        s: &AttnShape,
+        heads: &std::ops::Range<usize>,
+        (t0, t1): (usize, usize),
+        keys: &std::ops::Range<usize>,
+        scratch: &'a mut [f32],
+        block: usize,
+    ) -> Prep<'a> {
+        use std::arch::x86_64::*;
+        let hd = s.head_dim;
+        let g = s.n_head / s.n_kv_head;
+        assert!(hd.is_multiple_of(8) && hd > 0);
+        assert!(heads.start < heads.end && heads.end <= s.n_kv_head);
+        assert!(t0 < t1 && q.len() >= t1 * s.n_head * hd);
+        assert!(keys.start < keys.end, "empty key range");
+        let ng = (t1 - t0) * g;
+        let nq = ng * heads.len();
+        let row = s.n_kv_head * hd;
+        let (kstart, klast) = (keys.start, keys.end - 1);
+        let last = (s.pos0 + t1 - 1).min(klast);
+        assert!(k.len() >= (last + 1) * row && v.len() >= (last + 1) * row);
+        let sc = TaskScratch::new(scratch, block, hd, nq);
+        for i in 0..nq {
+            let (kvh, il) = (heads.start + i / ng, i % ng);
+            let (t, h) = (t0 + il / g, kvh * g + il % g);
+            let src = &q[(t * s.n_head + h) * hd..][..hd];
+            for (d, x) in sc.qf[i * hd..(i + 1) * hd]
+                .chunks_exact_mut(8)
+                .zip(src.chunks_exact(8))
+            {
+                // SAFETY: 8 floats each side; F16C is enabled on this function.
+                unsafe {
+                    let h =
+                        _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(x.as_ptr()));
+                    _mm256_storeu_ps(d.as_mut_ptr(), _mm256_cvtph_ps(h));
+                }
+            }
+        }
+        let first = first_visible(s.pos0 + t0, s.window).max(kstart);
+        Prep {
+            sc,
+            ng,
+            row,
+            kstart,
+            klast,
+            first,
+            last,
+        }
+    }
+}
+
+/// The keys a KV head's query `il` of a task from token `t0` sees within the
+/// task's key range `kstart..=klast`: `(j0, p)`, visible iff j0 <= key <= p.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn visible(
+    s: &AttnShape,
+    t0: usize,
+    il: usize,
+    (kstart, klast): (usize, usize),
+) -> (usize, usize) {
+    let p = s.pos0 + t0 + il / (s.n_head / s.n_kv_head);
+    (first_visible(p, s.window).max(kstart), p.min(klast))
+}
+
+/// A KV head's queries (of `ng`) that see a key of the block `j..j + block`:
+/// positions (and first visible keys) grow with the query, so they are one
+/// contiguous run `lo..hi`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn seers(
+    s: &AttnShape,
+    t0: usize,
+    ng: usize,
+    range: (usize, usize),
+    j: usize,
+    block: usize,
+) -> std::ops::Range<usize> {
+    let sees = |il: usize| {
+        let (j0, p) = visible(s, t0, il, range);
+        j <= p && j + block > j0
+    };
+    let lo = (0..ng).position(sees).unwrap_or(ng);
+    lo..lo + (lo..ng).take_while(|&il| sees(il)).count()
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::*;
@@ -471,49 +585,26 @@ mod x86 {
         dst: Dst<'_>,
     ) {
         let hd = s.head_dim;
-        let g = s.n_head / s.n_kv_head;
-        assert!(heads.start < heads.end && heads.end <= s.n_kv_head);
-        // Queries per KV head, and in all: query i is KV head heads.start + i / ng's
-        // query i % ng = (t − t0) · g + (h − kvh · g).
-        let ng = (t1 - t0) * g;
-        let nq = ng * heads.len();
-        let row = s.n_kv_head * hd;
-        assert!(q.len() >= t1 * s.n_head * hd);
-        assert!(keys.start < keys.end, "empty key range");
-        // Query position p sees keys max(first_visible(p), keys.start) ..=
-        // min(p, keys.end − 1).
-        let (kstart, klast) = (keys.start, keys.end - 1);
-        let last = (s.pos0 + t1 - 1).min(klast); // last visible key of the task
-        assert!(k.len() >= (last + 1) * row && v.len() >= (last + 1) * row);
-        let TaskScratch {
-            kf,
-            vf,
-            qf,
-            acc,
-            mx,
-            sm,
-            pw,
-            cw,
-        } = TaskScratch::new(scratch, BLOCK, hd, nq);
-        // Queries rounded to f16 and back (as llama.cpp feeds its f16 dot), in task
-        // order.
-        for i in 0..nq {
-            let (kvh, il) = (heads.start + i / ng, i % ng);
-            let (t, h) = (t0 + il / g, kvh * g + il % g);
-            let src = &q[(t * s.n_head + h) * hd..][..hd];
-            for (d, x) in qf[i * hd..(i + 1) * hd]
-                .chunks_exact_mut(8)
-                .zip(src.chunks_exact(8))
-            {
-                // SAFETY: 8 floats each side; F16C is enabled on this function.
-                unsafe {
-                    let h =
-                        _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(x.as_ptr()));
-                    _mm256_storeu_ps(d.as_mut_ptr(), _mm256_cvtph_ps(h));
-                }
-            }
-        }
-        let first = first_visible(s.pos0 + t0, s.window).max(kstart);
+        // SAFETY: AVX2, FMA and F16C are enabled on this function.
+        let Prep {
+            sc:
+                TaskScratch {
+                    kf,
+                    vf,
+                    qf,
+                    acc,
+                    mx,
+                    sm,
+                    pw,
+                    cw,
+                },
+            ng,
+            row,
+            kstart,
+            klast,
+            first,
+            last,
+        } = unsafe { Prep::new(q, (k, v), s, &heads, (t0, t1), &keys, scratch, BLOCK) };
         // The task's part of a cache row: its heads' keys (or values), f16.
         let (hbase, hlen) = (heads.start * hd, heads.len() * hd);
         // SAFETY (whole block): pointers below stay inside the slices sized and
@@ -535,14 +626,8 @@ mod x86 {
                 // Three passes over the queries (scores; softmax update; values),
                 // so that each pass is a run of independent iterations the core
                 // overlaps, instead of one long dependent chain per query.
-                // Positions (and first visible keys) grow with i, so the queries
-                // that see any key of this block are one contiguous run lo..hi.
-                let sees = |i: usize| {
-                    let p = s.pos0 + t0 + i / g;
-                    j <= p.min(klast) && j + BLOCK > first_visible(p, s.window).max(kstart)
-                };
-                let lo = (0..ng).position(sees).unwrap_or(ng);
-                let hi = lo + (lo..ng).take_while(|&i| sees(i)).count();
+                let std::ops::Range { start: lo, end: hi } =
+                    seers(s, t0, ng, (kstart, klast), j, BLOCK);
                 for (gi, kvh) in heads.clone().enumerate() {
                     widen_block((k, v), j, last, (row, kvh * hd, hd), BLOCK, kf, vf);
                     // This KV head's queries.
@@ -554,9 +639,7 @@ mod x86 {
                     let cw = &mut cw[gi * ng..(gi + 1) * ng];
                     // Scale, mask (visible: j0 <= key <= p) and store query i's scores.
                     let mut put = |i: usize, sums: __m256| {
-                        let p = s.pos0 + t0 + i / g;
-                        let j0 = first_visible(p, s.window).max(kstart);
-                        let p = p.min(klast);
+                        let (j0, p) = visible(s, t0, i, (kstart, klast));
                         let sc = _mm256_mul_ps(sums, _mm256_set1_ps(s.scale));
                         let hidden = _mm256_or_si256(
                             _mm256_cmpgt_epi32(lane, _mm256_set1_epi32(p as i32)),
