@@ -24,17 +24,14 @@ fn main() {
     let be = CpuBackend::new(threads);
     let ctx = pos + 1;
     let n = ctx * n_kv_head * head_dim;
-    let caches: Vec<(Vec<f16>, Vec<f16>)> = (0..layers)
-        .map(|l| {
-            let k = (0..n)
-                .map(|i| f16::from_f32(((i * 7 + l) % 13) as f32 * 0.01 - 0.06))
-                .collect();
-            let v = (0..n)
-                .map(|i| f16::from_f32(((i * 5 + l) % 11) as f32 * 0.01 - 0.05))
-                .collect();
-            (k, v)
-        })
-        .collect();
+    // One allocation for all the layers' keys and one for their values (as large
+    // as a real model's cache, so that huge pages can back them where enabled).
+    let fill = |l: usize, i: usize, m: usize, k: usize| {
+        f16::from_f32(((i * m + l) % k) as f32 * 0.01 - 0.01 * (k / 2) as f32)
+    };
+    let kall: Vec<f16> = (0..layers * n).map(|i| fill(i / n, i % n, 7, 13)).collect();
+    let vall: Vec<f16> = (0..layers * n).map(|i| fill(i / n, i % n, 5, 11)).collect();
+    let caches: Vec<(&[f16], &[f16])> = kall.chunks_exact(n).zip(vall.chunks_exact(n)).collect();
     let q: Vec<f32> = (0..n_head * head_dim)
         .map(|i| (i % 17) as f32 * 0.03 - 0.2)
         .collect();

@@ -166,10 +166,11 @@ pub(crate) fn merge(parts: &[f32], stride: usize, n: usize, out: &mut [f32]) {
 /// How a call with fewer than [`MIN_TOKENS`] query tokens (decode, short prompts)
 /// is cut into [`task`]s: a task is a run of `tpt` tokens, all the KV heads, and
 /// one of `splits` key ranges of `step` keys from `lo` (the first block any query
-/// sees). Decode is one run, so the key ranges are what the threads share: enough
-/// of them for about [`SPLIT_TASKS_PER_THREAD`] tasks per thread (one range with
-/// one thread), none shorter than [`MIN_SPLIT_KEYS`] keys. With more than one range, each task leaves
-/// partial results ([`Dst::Part`], `part_len` floats) that [`merge`] combines.
+/// sees). Decode is one run, so the key ranges are what the threads share: one
+/// range per thread, more (up to [`SPLIT_TASKS_PER_THREAD`]) on long spans
+/// ([`SPLIT_KEYS_PER_TASK`]), one with one thread, none shorter than
+/// [`MIN_SPLIT_KEYS`] keys. With more than one range, each task leaves partial
+/// results ([`Dst::Part`], `part_len` floats) that [`merge`] combines.
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct SplitPlan {
@@ -191,9 +192,12 @@ impl SplitPlan {
         let runs = s.n_tokens.div_ceil(tpt);
         let lo = crate::reference::first_visible(s.pos0, s.window) / SPLIT_ALIGN * SPLIT_ALIGN;
         let span = s.pos0 + s.n_tokens - lo;
-        // One thread gains nothing from ranges (only the merge to pay).
+        // One thread gains nothing from ranges (only the merge to pay). Each range
+        // costs a task's setup and a share of the merge: one per thread until the
+        // span is long enough for load balancing to pay.
         let want = if threads > 1 {
-            (SPLIT_TASKS_PER_THREAD * threads).div_ceil(runs.max(1))
+            let per_thread = (span / SPLIT_KEYS_PER_TASK).clamp(1, SPLIT_TASKS_PER_THREAD);
+            (per_thread * threads).div_ceil(runs.max(1))
         } else {
             1
         };
@@ -236,7 +240,13 @@ impl SplitPlan {
 pub(crate) const SPLIT_TASKS_PER_THREAD: usize = 4;
 /// See [`SplitPlan`].
 #[cfg(target_arch = "x86_64")]
-pub(crate) const MIN_SPLIT_KEYS: usize = 256;
+pub(crate) const MIN_SPLIT_KEYS: usize = 64;
+/// Keys per range that earn a thread a further range (up to
+/// [`SPLIT_TASKS_PER_THREAD`]). Measured with the attnbench example (SmolLM2's
+/// shape, 2 threads, Zen 5): at depths 128-2048 one range per thread was as fast
+/// as or faster than four (pos 511: 8.5 µs with 2 ranges, 10.8 with 8).
+#[cfg(target_arch = "x86_64")]
+const SPLIT_KEYS_PER_TASK: usize = 2048;
 /// Key ranges start on multiples of this: whole blocks of this kernel ([`BLOCK`])
 /// and of [`crate::decode512`]'s (16).
 #[cfg(target_arch = "x86_64")]

@@ -344,7 +344,7 @@ fn attention_causal_gqa_window_softcap() {
         (64, 0, 5, 1, 72, Some(20), None),
         (2, 0, 14, 2, 64, None, None),
         // Decode and short prompts at depth, with keys split into ranges whose
-        // partial results are merged (`flash::key_splits`): GQA groups of 3, 4 and
+        // partial results are merged (`flash::SplitPlan`): GQA groups of 3, 4 and
         // 7, sliding windows starting inside a block, several token runs.
         (1, 2047, 9, 3, 64, None, None),
         (1, 1500, 4, 1, 256, Some(512), None),
@@ -354,6 +354,14 @@ fn attention_causal_gqa_window_softcap() {
         (5, 1000, 9, 3, 64, None, None),
         (40, 700, 14, 2, 64, None, None),
         (23, 600, 6, 2, 40, Some(301), None),
+        // Queries read straight from the cache (decode512's direct path, up to 8
+        // per KV head): two tokens of groups of 3 (query groups 3 + 3), 8 queries
+        // per KV head (3 + 3 + 2 and 4 + 4), head size 48 (values one vector at a
+        // time), and a span long enough for two ranges per thread.
+        (2, 1200, 6, 2, 64, Some(1000), None),
+        (2, 800, 4, 1, 256, None, None),
+        (1, 300, 6, 3, 48, None, None),
+        (1, 4500, 9, 3, 64, None, None),
     ];
     for &(n, pos0, nh, nkv, hd, window, softcap) in &cases {
         let ctx = pos0 + n + 3;
