@@ -615,20 +615,14 @@ mod x86 {
             first,
             last,
         } = unsafe { Prep::new(q, (k, v), s, &heads, (t0, t1), &keys, scratch, BLOCK) };
-        // The task's part of a cache row: its heads' keys (or values), f16.
-        let (hbase, hlen) = (heads.start * hd, heads.len() * hd);
         // SAFETY (whole block): pointers below stay inside the slices sized and
         // asserted above; the features are enabled on this function.
         unsafe {
             let mut j = first / BLOCK * BLOCK;
             while j <= last {
-                // Prefetch the keys and values PF_BLOCKS blocks ahead (the task's
-                // part of each row).
+                // Keys and values PF_BLOCKS blocks ahead are prefetched per KV
+                // head (a burst for all the heads' rows would not stay in flight).
                 let pj = j + PF_BLOCKS * BLOCK;
-                if pj <= last {
-                    let n = BLOCK.min(last + 1 - pj);
-                    prefetch_rows((k, v), (pj, n), (row, hbase, hlen));
-                }
                 let lane = _mm256_add_epi32(
                     _mm256_set1_epi32(j as i32),
                     _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
@@ -639,6 +633,10 @@ mod x86 {
                 let std::ops::Range { start: lo, end: hi } =
                     seers(s, t0, ng, (kstart, klast), j, BLOCK);
                 for (gi, kvh) in heads.clone().enumerate() {
+                    if pj <= last {
+                        let n = BLOCK.min(last + 1 - pj);
+                        prefetch_rows((k, v), (pj, n), (row, kvh * hd, hd));
+                    }
                     widen_block((k, v), j, last, (row, kvh * hd, hd), BLOCK, kf, vf);
                     // This KV head's queries.
                     let qf = &qf[gi * ng * hd..(gi + 1) * ng * hd];
