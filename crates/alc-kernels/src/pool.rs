@@ -49,24 +49,47 @@ struct Lane {
     end: AtomicUsize,
 }
 
-struct Shared {
+/// The line every job hand-off goes through, alone on its cache line: nothing else
+/// written per job may share it (statistics counters here had each side's updates
+/// pull the line away from the other).
+#[repr(align(128))]
+struct Hot {
     /// (generation << 32) | CLOSED? | workers inside.
     state: AtomicU64,
+    /// Thin pointer to a `&JobFn` on the caller's stack; valid while the job is open
+    /// or a worker is inside it. Written with `state`, by the caller.
+    job: AtomicPtr<()>,
+}
+
+/// A worker's statistics for `RUST_LOG=debug`: jobs entered and chunks run, kept in
+/// the worker's locals and stored here when it exits.
+#[repr(align(128))]
+#[derive(Default)]
+struct WorkerStats {
+    entries: AtomicUsize,
+    chunks: AtomicUsize,
+}
+
+struct Shared {
+    hot: Hot,
     /// Per-thread lanes of the current job's chunks.
     lanes: Box<[Lane]>,
-    /// Thin pointer to a `&JobFn` on the caller's stack; valid while the job is open
-    /// or a worker is inside it.
-    job: AtomicPtr<()>,
+    /// Indexed by thread (0, the caller, unused).
+    stats: Box<[WorkerStats]>,
+    /// Read-mostly: set once at shutdown or on a worker's panic.
     shutdown: AtomicBool,
     n_threads: usize,
     /// Set when a job panicked on a worker; `run` re-raises it on the caller.
     panicked: AtomicBool,
-    /// Statistics for `RUST_LOG=debug` (logged when the pool is dropped): jobs
-    /// dispatched to workers, times a worker entered one, chunks run by workers.
-    stat_jobs: AtomicUsize,
-    stat_entries: AtomicUsize,
-    stat_worker_chunks: AtomicUsize,
-    stat_chunks: AtomicUsize,
+}
+
+/// The caller side's state, under `ThreadPool::gate`.
+#[derive(Default)]
+struct Gate {
+    generation: u32,
+    /// Statistics for `RUST_LOG=debug`: jobs dispatched to workers, their chunks.
+    jobs: usize,
+    chunks: usize,
 }
 
 /// Fixed-size pool of compute threads.
@@ -74,7 +97,7 @@ pub struct ThreadPool {
     shared: Arc<Shared>,
     workers: Vec<(JoinHandle<()>, Thread)>,
     /// Serializes `run` calls from different threads.
-    gate: Mutex<u32>,
+    gate: Mutex<Gate>,
 }
 
 impl std::fmt::Debug for ThreadPool {
@@ -109,16 +132,15 @@ impl ThreadPool {
     pub fn new(n_threads: usize) -> Self {
         let n_threads = n_threads.max(1);
         let shared = Arc::new(Shared {
-            state: AtomicU64::new(CLOSED),
+            hot: Hot {
+                state: AtomicU64::new(CLOSED),
+                job: AtomicPtr::new(std::ptr::null_mut()),
+            },
             lanes: (0..n_threads).map(|_| Lane::default()).collect(),
-            job: AtomicPtr::new(std::ptr::null_mut()),
+            stats: (0..n_threads).map(|_| WorkerStats::default()).collect(),
             shutdown: AtomicBool::new(false),
             n_threads,
             panicked: AtomicBool::new(false),
-            stat_jobs: AtomicUsize::new(0),
-            stat_entries: AtomicUsize::new(0),
-            stat_worker_chunks: AtomicUsize::new(0),
-            stat_chunks: AtomicUsize::new(0),
         });
         let mut workers = Vec::new();
         for tid in 1..n_threads {
@@ -133,7 +155,7 @@ impl ThreadPool {
         ThreadPool {
             shared,
             workers,
-            gate: Mutex::new(0),
+            gate: Mutex::new(Gate::default()),
         }
     }
 
@@ -153,32 +175,34 @@ impl ThreadPool {
             (0..n_chunks).for_each(|c| f(0, c));
             return;
         }
-        let mut gen = self.gate.lock().unwrap_or_else(|e| e.into_inner());
-        *gen = gen.wrapping_add(1);
+        let mut gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());
+        gate.generation = gate.generation.wrapping_add(1);
+        gate.jobs += 1;
+        gate.chunks += n_chunks;
         let s = &*self.shared;
         let job: &(dyn Fn(usize, usize) + Sync + '_) = &f;
         // Workers read the job through this pointer only after entering the job (the
         // `state` CAS below), and `run` does not return before every worker that
         // entered has left, so `job` outlives every use.
         let erased = &job as *const &(dyn Fn(usize, usize) + Sync + '_) as *mut ();
-        s.job.store(erased, Ordering::Relaxed);
+        s.hot.job.store(erased, Ordering::Relaxed);
         for (t, lane) in s.lanes.iter().enumerate() {
             let r = split_range(n_chunks, s.n_threads, t);
             lane.next.store(r.start, Ordering::Relaxed);
             lane.end.store(r.end, Ordering::Relaxed);
         }
         // Publishes the stores above to workers that acquire `state`.
-        s.state.store(u64::from(*gen) << 32, Ordering::Release);
+        s.hot
+            .state
+            .store(u64::from(gate.generation) << 32, Ordering::Release);
         for (_, t) in &self.workers {
             t.unpark();
         }
-        s.stat_jobs.fetch_add(1, Ordering::Relaxed);
-        s.stat_chunks.fetch_add(n_chunks, Ordering::Relaxed);
         let caller = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drain(s, job, 0)));
         // Close the job: workers that have not entered yet never will.
-        s.state.fetch_or(CLOSED, Ordering::AcqRel);
+        s.hot.state.fetch_or(CLOSED, Ordering::AcqRel);
         let mut spins = 0u32;
-        while s.state.load(Ordering::Acquire) & COUNT_MASK != 0 {
+        while s.hot.state.load(Ordering::Acquire) & COUNT_MASK != 0 {
             spins += 1;
             if spins < SPIN_BEFORE_PARK {
                 std::hint::spin_loop();
@@ -189,7 +213,8 @@ impl ThreadPool {
         if let Err(p) = caller {
             std::panic::resume_unwind(p);
         }
-        if s.panicked.swap(false, Ordering::Relaxed) {
+        // A load first: the swap would take the line from the workers every job.
+        if s.panicked.load(Ordering::Relaxed) && s.panicked.swap(false, Ordering::Relaxed) {
             panic!("a compute thread panicked while running a job");
         }
     }
@@ -200,8 +225,9 @@ fn worker_loop(s: Arc<Shared>, tid: usize) {
     let mut seen = 0u64;
     let mut observed = 0u64;
     let mut spins = 0u32;
+    let (mut entries, mut chunks) = (0usize, 0usize);
     loop {
-        let st = s.state.load(Ordering::Acquire);
+        let st = s.hot.state.load(Ordering::Acquire);
         let gen = st >> 32;
         if gen != observed {
             // Jobs are coming (even if this one closed before we could join): stay
@@ -211,6 +237,8 @@ fn worker_loop(s: Arc<Shared>, tid: usize) {
         }
         if gen == seen || st & CLOSED != 0 {
             if s.shutdown.load(Ordering::Relaxed) {
+                s.stats[tid].entries.store(entries, Ordering::Relaxed);
+                s.stats[tid].chunks.store(chunks, Ordering::Relaxed);
                 return;
             }
             spins += 1;
@@ -222,7 +250,8 @@ fn worker_loop(s: Arc<Shared>, tid: usize) {
             continue;
         }
         // Enter the job, unless it closed (or a newer one opened) meanwhile.
-        if s.state
+        if s.hot
+            .state
             .compare_exchange_weak(st, st + 1, Ordering::AcqRel, Ordering::Relaxed)
             .is_err()
         {
@@ -230,38 +259,41 @@ fn worker_loop(s: Arc<Shared>, tid: usize) {
         }
         seen = gen;
         spins = 0;
-        let ptr = s.job.load(Ordering::Relaxed) as *const &JobFn;
+        let ptr = s.hot.job.load(Ordering::Relaxed) as *const &JobFn;
         // SAFETY: `run` stored a pointer to a live `&JobFn` before publishing this
         // generation (Release/Acquire on `state`) and keeps it alive until the count of
         // workers inside, which includes this one now, drops to zero.
         let job: &JobFn = unsafe { *ptr };
-        s.stat_entries.fetch_add(1, Ordering::Relaxed);
+        entries += 1;
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drain(&s, job, tid))) {
-            Ok(ran) => {
-                s.stat_worker_chunks.fetch_add(ran, Ordering::Relaxed);
-            }
+            Ok(ran) => chunks += ran,
             Err(_) => s.panicked.store(true, Ordering::Relaxed),
         }
-        s.state.fetch_sub(1, Ordering::Release);
+        s.hot.state.fetch_sub(1, Ordering::Release);
     }
 }
 
 impl Drop for ThreadPool {
     fn drop(&mut self) {
-        let s = &self.shared;
-        tracing::debug!(
-            "thread pool ({} threads): {} parallel jobs of {} chunks; workers entered {} times and ran {} chunks",
-            s.n_threads,
-            s.stat_jobs.load(Ordering::Relaxed),
-            s.stat_chunks.load(Ordering::Relaxed),
-            s.stat_entries.load(Ordering::Relaxed),
-            s.stat_worker_chunks.load(Ordering::Relaxed)
-        );
         self.shared.shutdown.store(true, Ordering::Relaxed);
         for (h, t) in self.workers.drain(..) {
             t.unpark();
             let _ = h.join();
         }
+        // The workers have stored their counts before exiting.
+        let s = &self.shared;
+        let gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());
+        let sum = |f: fn(&WorkerStats) -> &AtomicUsize| -> usize {
+            s.stats.iter().map(|w| f(w).load(Ordering::Relaxed)).sum()
+        };
+        tracing::debug!(
+            "thread pool ({} threads): {} parallel jobs of {} chunks; workers entered {} times and ran {} chunks",
+            s.n_threads,
+            gate.jobs,
+            gate.chunks,
+            sum(|w| &w.entries),
+            sum(|w| &w.chunks)
+        );
     }
 }
 
