@@ -114,7 +114,7 @@ impl Sampler {
                 }
             }
         }
-        let id = self.pick(logits, penalize);
+        let id = self.pick(logits, penalize, window);
         if penalize {
             for &id in window {
                 if let Some(m) = self.in_window.get_mut(id as usize) {
@@ -125,7 +125,7 @@ impl Sampler {
         id
     }
 
-    fn pick(&mut self, logits: &[f32], penalize: bool) -> u32 {
+    fn pick(&mut self, logits: &[f32], penalize: bool, window: &[u32]) -> u32 {
         let p = &self.p;
         let in_window = &self.in_window;
         let penalized = |id: usize, l: f32| -> f32 {
@@ -143,6 +143,28 @@ impl Sampler {
             }
         };
         if p.temperature == 0.0 {
+            // The raw logits' argmax is the answer unless a penalised token is, so
+            // only the window's tokens need their penalised value. The full loop
+            // below stays for the cases where that shortcut does not hold: the raw
+            // argmax is itself penalised, or nothing beats −∞.
+            let r = argmax(logits);
+            if logits[..].get(r).is_some_and(|&l| l > f32::NEG_INFINITY)
+                && !(penalize && in_window[r])
+            {
+                let mut best = (r, logits[r]);
+                if penalize {
+                    for &id in window {
+                        let id = id as usize;
+                        if let Some(&l) = logits.get(id) {
+                            let v = penalized(id, l);
+                            if v > best.1 || (v == best.1 && id < best.0) {
+                                best = (id, v);
+                            }
+                        }
+                    }
+                }
+                return best.0 as u32;
+            }
             let mut best = (0usize, f32::NEG_INFINITY);
             for (i, &l) in logits.iter().enumerate() {
                 let l = penalized(i, l);
@@ -213,6 +235,30 @@ impl Sampler {
     }
 }
 
+/// Index of the first largest of `xs`, NaN never winning; 0 when none is above
+/// −∞ (what a scalar `>` scan from (0, −∞) gives). The max is found 16 lanes at a
+/// time (the compiler vectorises the lanes), then its first position.
+fn argmax(xs: &[f32]) -> usize {
+    const L: usize = 16;
+    let mut m = [f32::NEG_INFINITY; L];
+    let mut chunks = xs.chunks_exact(L);
+    for c in &mut chunks {
+        for (mi, &x) in m.iter_mut().zip(c) {
+            if x > *mi {
+                *mi = x;
+            }
+        }
+    }
+    let best = m
+        .iter()
+        .chain(chunks.remainder())
+        .fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+    if best == f32::NEG_INFINITY {
+        return 0;
+    }
+    xs.iter().position(|&x| x == best).unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,6 +313,61 @@ mod tests {
                     })
                     .0;
                 assert_eq!(s.sample(&logits, &history), want as u32);
+            }
+        }
+    }
+
+    /// Greedy's shortcut (vector argmax, then the window's penalised tokens) against
+    /// the scalar scan by definition, with ties (logits on a coarse grid), NaN, ±∞,
+    /// rows shorter and longer than the 16 lanes, no penalty and penalties either
+    /// side of 1, repeated window ids, and rows with nothing above −∞.
+    #[test]
+    fn greedy_equals_scalar_scan_with_ties_nan_and_infinities() {
+        let mut rng = Rng(21);
+        for penalty in [1.0f32, 0.5, 1.3] {
+            let p = SamplingParams {
+                repeat_penalty: penalty,
+                repeat_last_n: 6,
+                ..SamplingParams::greedy()
+            };
+            let mut s = Sampler::new(p.clone());
+            for case in 0..2000 {
+                let n = 1 + (rng.next_u64() % 70) as usize;
+                let logits: Vec<f32> = (0..n)
+                    .map(|_| match rng.next_u64() % 20 {
+                        0 => f32::NAN,
+                        1 => f32::NEG_INFINITY,
+                        2 if case % 7 == 0 => f32::INFINITY,
+                        _ if case % 11 == 0 => f32::NEG_INFINITY,
+                        _ => (rng.next_u64() % 9) as f32 - 4.0,
+                    })
+                    .collect();
+                let history: Vec<u32> = (0..10).map(|_| (rng.next_u64() % 80) as u32).collect();
+                let window = &history[history.len() - 6..];
+                let want = logits
+                    .iter()
+                    .enumerate()
+                    .map(
+                        |(i, &l)| match penalty != 1.0 && window.contains(&(i as u32)) {
+                            true if l > 0.0 => l / penalty,
+                            true => l * penalty,
+                            false => l,
+                        },
+                    )
+                    .enumerate()
+                    .fold((0usize, f32::NEG_INFINITY), |b, (i, l)| {
+                        if l > b.1 {
+                            (i, l)
+                        } else {
+                            b
+                        }
+                    })
+                    .0;
+                assert_eq!(
+                    s.sample(&logits, &history),
+                    want as u32,
+                    "penalty {penalty}, logits {logits:?}, window {window:?}"
+                );
             }
         }
     }

@@ -165,7 +165,23 @@ pub(crate) fn gated_act_slice(gate: &mut [f32], up: &[f32], gelu: bool) {
 
 /// In-place RMS norm of one row, times `w`.
 pub(crate) fn rms_norm_row(row: &mut [f32], w: &[f32], eps: f32) {
-    let ss: f32 = row.iter().map(|v| v * v).sum();
+    // The sum of squares in f64 (as llama.cpp's ggml_float), in 8 independent
+    // lanes: one sequential f32 sum was a latency-bound chain of adds (about
+    // 0.6 µs per 576-float row, 1.5 % of SmolLM2 decode).
+    const L: usize = 8;
+    let mut acc = [0f64; L];
+    let mut chunks = row.chunks_exact(L);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += f64::from(v) * f64::from(v);
+        }
+    }
+    let tail: f64 = chunks
+        .remainder()
+        .iter()
+        .map(|&v| f64::from(v) * f64::from(v))
+        .sum();
+    let ss = (acc.iter().sum::<f64>() + tail) as f32;
     let scale = 1.0 / (ss / row.len() as f32 + eps).sqrt();
     for (v, g) in row.iter_mut().zip(w) {
         *v = *v * scale * g;
