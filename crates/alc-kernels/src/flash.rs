@@ -706,11 +706,13 @@ mod x86 {
                         let m_old = mx[i];
                         let m_new = m_old.max(hmax(sc));
                         // exp(−inf) = 0: masked keys, and the first block's rescale.
-                        let e = exp8(_mm256_sub_ps(
-                            _mm256_setr_ps(m_old, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0),
-                            _mm256_set1_ps(m_new),
-                        ));
-                        let corr = _mm256_cvtss_f32(e);
+                        // The running max seldom moves after the first blocks: no exp
+                        // then (exp8 and exp_f32 agree bit for bit).
+                        let corr = if m_new > m_old {
+                            crate::cpu::simd::exp_f32(m_old - m_new)
+                        } else {
+                            1.0
+                        };
                         let pv = exp8(_mm256_sub_ps(sc, _mm256_set1_ps(m_new)));
                         _mm256_storeu_ps(pl, pv);
                         cw[i] = corr;
