@@ -148,8 +148,7 @@ impl Sampler {
             // below stays for the cases where that shortcut does not hold: the raw
             // argmax is itself penalised, or nothing beats −∞.
             let r = argmax(logits);
-            if logits[..].get(r).is_some_and(|&l| l > f32::NEG_INFINITY)
-                && !(penalize && in_window[r])
+            if logits.get(r).is_some_and(|&l| l > f32::NEG_INFINITY) && !(penalize && in_window[r])
             {
                 let mut best = (r, logits[r]);
                 if penalize {
@@ -278,6 +277,29 @@ mod tests {
         assert_eq!(s.sample(&[0.1, 3.0, -1.0, 2.0], &[1]), 3);
     }
 
+    /// The first index of the largest logit after the repeat penalty (a logit of a
+    /// token in `window` divided by `penalty` when positive, multiplied otherwise),
+    /// by a scalar `>` scan from (0, −∞).
+    fn greedy_by_definition(logits: &[f32], window: &[u32], penalty: f32) -> u32 {
+        logits
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| match window.contains(&(i as u32)) {
+                true if l > 0.0 => l / penalty,
+                true => l * penalty,
+                false => l,
+            })
+            .enumerate()
+            .fold((0usize, f32::NEG_INFINITY), |b, (i, l)| {
+                if l > b.1 {
+                    (i, l)
+                } else {
+                    b
+                }
+            })
+            .0 as u32
+    }
+
     /// Greedy with a penalty = argmax of the logits penalised by definition (only ids
     /// in the last `repeat_last_n` tokens), over many random cases; the window marks
     /// must not leak into the next call.
@@ -295,24 +317,8 @@ mod tests {
                 let logits: Vec<f32> = (0..50).map(|_| rng.next_f32() * 8.0 - 4.0).collect();
                 let history: Vec<u32> = (0..20).map(|_| (rng.next_u64() % 50) as u32).collect();
                 let window = &history[history.len() - 8..];
-                let want = logits
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &l)| match window.contains(&(i as u32)) {
-                        true if l > 0.0 => l / penalty,
-                        true => l * penalty,
-                        false => l,
-                    })
-                    .enumerate()
-                    .fold((0usize, f32::NEG_INFINITY), |b, (i, l)| {
-                        if l > b.1 {
-                            (i, l)
-                        } else {
-                            b
-                        }
-                    })
-                    .0;
-                assert_eq!(s.sample(&logits, &history), want as u32);
+                let want = greedy_by_definition(&logits, window, penalty);
+                assert_eq!(s.sample(&logits, &history), want);
             }
         }
     }
@@ -344,28 +350,11 @@ mod tests {
                     .collect();
                 let history: Vec<u32> = (0..10).map(|_| (rng.next_u64() % 80) as u32).collect();
                 let window = &history[history.len() - 6..];
-                let want = logits
-                    .iter()
-                    .enumerate()
-                    .map(
-                        |(i, &l)| match penalty != 1.0 && window.contains(&(i as u32)) {
-                            true if l > 0.0 => l / penalty,
-                            true => l * penalty,
-                            false => l,
-                        },
-                    )
-                    .enumerate()
-                    .fold((0usize, f32::NEG_INFINITY), |b, (i, l)| {
-                        if l > b.1 {
-                            (i, l)
-                        } else {
-                            b
-                        }
-                    })
-                    .0;
+                // A penalty of 1 changes no logit (NaN and ±∞ included).
+                let want = greedy_by_definition(&logits, window, penalty);
                 assert_eq!(
                     s.sample(&logits, &history),
-                    want as u32,
+                    want,
                     "penalty {penalty}, logits {logits:?}, window {window:?}"
                 );
             }

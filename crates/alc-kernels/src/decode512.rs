@@ -126,43 +126,76 @@ unsafe fn widen(src: *const f16, dst: *mut f32, n: usize) {
     }
 }
 
+/// Where a block's value rows come from.
+trait ValueRows {
+    /// Row b's 16 dimensions from `d`, as f32.
+    ///
+    /// # Safety
+    /// AVX-512F; row b holds dimensions `d..d + 16`.
+    unsafe fn load(&self, b: usize, d: usize) -> __m512;
+}
+
+/// Rows widened into scratch, `hd` floats apart.
+struct Widened<'a> {
+    vf: &'a [f32],
+    hd: usize,
+}
+
+impl ValueRows for Widened<'_> {
+    #[inline(always)]
+    unsafe fn load(&self, b: usize, d: usize) -> __m512 {
+        // SAFETY: the caller's contract.
+        unsafe { _mm512_loadu_ps(self.vf.as_ptr().add(b * self.hd + d)) }
+    }
+}
+
+/// Rows of the f16 cache, widened in registers.
+impl ValueRows for [*const f16; BLOCK] {
+    #[inline(always)]
+    unsafe fn load(&self, b: usize, d: usize) -> __m512 {
+        // SAFETY: the caller's contract.
+        unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(self[b].add(d) as *const __m256i)) }
+    }
+}
+
 /// Queries `i0..i0 + Q`: `acc = acc · corr + Σ_b p_b · v_b` over the block's `nk`
-/// widened value rows `vf`, `V` vectors (16·V dimensions) at a time: 4 while they
-/// last, then 1.
+/// value rows, `V` vectors (16·V dimensions) at a time: 4 while they last, then 1.
 #[inline(always)]
-unsafe fn values<const Q: usize>(
+#[allow(clippy::too_many_arguments)]
+unsafe fn values<const Q: usize, R: ValueRows>(
     i0: usize,
     hd: usize,
     nk: usize,
     pw: &[f32],
     cw: &[f32],
-    vf: &[f32],
+    rows: &R,
     acc: &mut [f32],
 ) {
     let mut c = 0;
     while c + 4 * LANES <= hd {
         // SAFETY: the caller's slices hold queries i0..i0 + Q and nk rows of hd.
-        unsafe { values_at::<Q, 4>(i0, c, hd, nk, pw, cw, vf, acc) };
+        unsafe { values_at::<Q, 4, R>(i0, c, hd, nk, pw, cw, rows, acc) };
         c += 4 * LANES;
     }
     while c < hd {
         // SAFETY: as above.
-        unsafe { values_at::<Q, 1>(i0, c, hd, nk, pw, cw, vf, acc) };
+        unsafe { values_at::<Q, 1, R>(i0, c, hd, nk, pw, cw, rows, acc) };
         c += LANES;
     }
 }
 
-/// [`values`] for dimensions `c..c + 16·V`, the accumulators in registers.
+/// [`values`] for dimensions `c..c + 16·V`, the accumulators in registers: each
+/// value row is loaded once for the Q queries.
 #[inline(always)]
 #[allow(clippy::too_many_arguments, clippy::needless_range_loop)] // register tiles
-unsafe fn values_at<const Q: usize, const V: usize>(
+unsafe fn values_at<const Q: usize, const V: usize, R: ValueRows>(
     i0: usize,
     c: usize,
     hd: usize,
     nk: usize,
     pw: &[f32],
     cw: &[f32],
-    vf: &[f32],
+    rows: &R,
     acc: &mut [f32],
 ) {
     unsafe {
@@ -174,9 +207,8 @@ unsafe fn values_at<const Q: usize, const V: usize>(
         });
         for b in 0..nk {
             let w: [__m512; Q] = std::array::from_fn(|a| _mm512_set1_ps(*pp[a].add(b)));
-            let vp = vf.as_ptr().add(b * hd + c);
             for u in 0..V {
-                let vv = _mm512_loadu_ps(vp.add(LANES * u));
+                let vv = rows.load(b, c + LANES * u);
                 for a in 0..Q {
                     o[a][u] = _mm512_fmadd_ps(w[a], vv, o[a][u]);
                 }
@@ -233,75 +265,9 @@ unsafe fn scores_direct<const Q: usize>(
     }
 }
 
-/// [`values`] with the value rows read from the f16 cache (`vp[b]`, row b's
-/// dimensions `c..`) and widened in registers: each row converted once for the Q
-/// queries.
-#[inline(always)]
-#[allow(clippy::too_many_arguments, clippy::needless_range_loop)] // register tiles
-unsafe fn values_direct<const Q: usize, const V: usize>(
-    i0: usize,
-    c: usize,
-    hd: usize,
-    nk: usize,
-    pw: &[f32],
-    cw: &[f32],
-    vp: &[*const f16; BLOCK],
-    acc: &mut [f32],
-) {
-    unsafe {
-        let pp: [*const f32; Q] = std::array::from_fn(|a| pw.as_ptr().add((i0 + a) * BLOCK));
-        let ap: [*mut f32; Q] = std::array::from_fn(|a| acc.as_mut_ptr().add((i0 + a) * hd + c));
-        let mut o: [[__m512; V]; Q] = std::array::from_fn(|a| {
-            let cv = _mm512_set1_ps(cw[i0 + a]);
-            std::array::from_fn(|u| _mm512_mul_ps(_mm512_loadu_ps(ap[a].add(LANES * u)), cv))
-        });
-        for b in 0..nk {
-            let w: [__m512; Q] = std::array::from_fn(|a| _mm512_set1_ps(*pp[a].add(b)));
-            let src = vp[b].add(c);
-            for u in 0..V {
-                let vv = _mm512_cvtph_ps(_mm256_loadu_si256(src.add(LANES * u) as *const __m256i));
-                for a in 0..Q {
-                    o[a][u] = _mm512_fmadd_ps(w[a], vv, o[a][u]);
-                }
-            }
-        }
-        for a in 0..Q {
-            for u in 0..V {
-                _mm512_storeu_ps(ap[a].add(LANES * u), o[a][u]);
-            }
-        }
-    }
-}
-
-/// [`values_direct`] for queries `i0..i0 + Q`, all the dimensions: 4 vectors at a
-/// time while they last, then 1.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn values_rows<const Q: usize>(
-    i0: usize,
-    hd: usize,
-    nk: usize,
-    pw: &[f32],
-    cw: &[f32],
-    vp: &[*const f16; BLOCK],
-    acc: &mut [f32],
-) {
-    let mut c = 0;
-    while c + 4 * LANES <= hd {
-        // SAFETY: the caller's slices and rows hold queries i0..i0 + Q, nk rows of hd.
-        unsafe { values_direct::<Q, 4>(i0, c, hd, nk, pw, cw, vp, acc) };
-        c += 4 * LANES;
-    }
-    while c < hd {
-        // SAFETY: as above.
-        unsafe { values_direct::<Q, 1>(i0, c, hd, nk, pw, cw, vp, acc) };
-        c += LANES;
-    }
-}
-
 /// Up to this many queries per KV head (a decode step's GQA group), a task reads
 /// the keys and values straight from the cache ([`scores_direct`],
-/// [`values_direct`]); more share one widened copy of each block.
+/// [`values`] over the cache rows); more share one widened copy of each block.
 const DIRECT_MAX: usize = 8;
 
 /// A KV head's query `il`'s scores of the block whose key numbers are `key`,
@@ -449,10 +415,10 @@ pub(crate) unsafe fn task(
                     while i < hi {
                         let n = (hi - i).min(4);
                         match n {
-                            1 => values_rows::<1>(o + i, hd, nk, pw, cw, &vp, acc),
-                            2 => values_rows::<2>(o + i, hd, nk, pw, cw, &vp, acc),
-                            3 => values_rows::<3>(o + i, hd, nk, pw, cw, &vp, acc),
-                            _ => values_rows::<4>(o + i, hd, nk, pw, cw, &vp, acc),
+                            1 => values::<1, _>(o + i, hd, nk, pw, cw, &vp, acc),
+                            2 => values::<2, _>(o + i, hd, nk, pw, cw, &vp, acc),
+                            3 => values::<3, _>(o + i, hd, nk, pw, cw, &vp, acc),
+                            _ => values::<4, _>(o + i, hd, nk, pw, cw, &vp, acc),
                         }
                         i += n;
                     }
@@ -487,13 +453,14 @@ pub(crate) unsafe fn task(
                 }
                 // acc = acc · corr + Σ_b p_b · v_b, two queries at a time (each
                 // value load feeds two FMAs).
+                let widened = Widened { vf: &*vf, hd };
                 let mut i = lo;
                 while i + 2 <= hi {
-                    values::<2>(o + i, hd, nk, pw, cw, vf, acc);
+                    values::<2, _>(o + i, hd, nk, pw, cw, &widened, acc);
                     i += 2;
                 }
                 if i < hi {
-                    values::<1>(o + i, hd, nk, pw, cw, vf, acc);
+                    values::<1, _>(o + i, hd, nk, pw, cw, &widened, acc);
                 }
             }
             j += BLOCK;

@@ -76,7 +76,7 @@ struct Shared {
     lanes: Box<[Lane]>,
     /// Indexed by thread (0, the caller, unused).
     stats: Box<[WorkerStats]>,
-    /// Read-mostly: set once at shutdown or on a worker's panic.
+    /// Set once, when the pool is dropped (read by idle workers).
     shutdown: AtomicBool,
     n_threads: usize,
     /// Set when a job panicked on a worker; `run` re-raises it on the caller.
