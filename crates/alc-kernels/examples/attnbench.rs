@@ -4,23 +4,17 @@
 //! `cargo run --release -p alc-kernels --example attnbench [n_head n_kv_head
 //! head_dim pos layers threads reps]`, SmolLM2's shape at depth 2047 by default.
 //! `ALC_KERNELS_NO_AVX512=1` runs the AVX2 kernel instead of the AVX-512 one.
+#[path = "common/args.rs"]
+mod args;
 use alc_kernels::cpu::CpuBackend;
 use alc_kernels::{AttnShape, Backend};
 use half::f16;
 use std::time::Instant;
 
 fn main() {
-    let defaults = [9usize, 3, 64, 2047, 30, 2, 40];
-    let a: Vec<usize> = (0..defaults.len())
-        .map(|i| {
-            std::env::args()
-                .nth(i + 1)
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(defaults[i])
-        })
-        .collect();
-    let (n_head, n_kv_head, head_dim, pos, layers, threads, reps) =
-        (a[0], a[1], a[2], a[3], a[4].max(1), a[5], a[6].max(1));
+    let [n_head, n_kv_head, head_dim, pos, layers, threads, reps] =
+        args::positional([9, 3, 64, 2047, 30, 2, 40]);
+    let (layers, reps) = (layers.max(1), reps.max(1));
     let be = CpuBackend::new(threads);
     let ctx = pos + 1;
     let n = ctx * n_kv_head * head_dim;

@@ -2,20 +2,14 @@
 //! `chunks` chunks that each spin for `work_ns` nanoseconds (0: empty jobs, the
 //! pure hand-off): `cargo run --release -p alc-kernels --example poolbench
 //! [threads chunks work_ns jobs]`. A decode step of SmolLM2 runs about 121 jobs.
+#[path = "common/args.rs"]
+mod args;
 use alc_kernels::pool::ThreadPool;
 use std::time::{Duration, Instant};
 
 fn main() {
-    let defaults = [2usize, 16, 0, 200_000];
-    let a: Vec<usize> = (0..defaults.len())
-        .map(|i| {
-            std::env::args()
-                .nth(i + 1)
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(defaults[i])
-        })
-        .collect();
-    let (threads, chunks, work_ns, jobs) = (a[0], a[1].max(1), a[2], a[3].max(1));
+    let [threads, chunks, work_ns, jobs] = args::positional([2, 16, 0, 200_000]);
+    let (chunks, jobs) = (chunks.max(1), jobs.max(1));
     let pool = ThreadPool::new(threads);
     let work = Duration::from_nanos(work_ns as u64);
     let job = |_: usize, _: usize| {

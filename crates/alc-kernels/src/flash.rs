@@ -231,7 +231,8 @@ impl SplitPlan {
     pub(crate) fn scratch_bound(n_head: usize, head_dim: usize, threads: usize) -> usize {
         let nq = (SPLIT_QUERIES / n_head.max(1)).max(1) * n_head;
         let parts = 2 * SPLIT_TASKS_PER_THREAD * threads * nq * part_floats(head_dim);
-        threads * scratch_floats_for(SPLIT_ALIGN, head_dim, nq) + parts
+        let block = BLOCK.max(crate::decode512::BLOCK);
+        threads * scratch_floats_for(block, head_dim, nq) + parts
     }
 }
 
