@@ -28,7 +28,7 @@
 //! threads): see BENCHMARKS.md, "tenth session".
 
 use crate::flash::{
-    finish, prefetch_rows, scratch_floats_for, seers, visible, Dst, Prep, TaskScratch,
+    finish, prefetch_rows, scratch_floats_for, seers, visible, widen_block, Dst, Prep, TaskScratch,
 };
 use crate::AttnShape;
 use half::f16;
@@ -112,17 +112,6 @@ unsafe fn reduce_quarters(w: &[__m512; 4]) -> __m512 {
             _mm512_shuffle_ps::<0b01_00_01_00>(z[0], z[1]),
             _mm512_shuffle_ps::<0b11_10_11_10>(z[0], z[1]),
         )
-    }
-}
-
-/// f16 row → f32 (`n` a multiple of 16).
-#[inline(always)]
-unsafe fn widen(src: *const f16, dst: *mut f32, n: usize) {
-    unsafe {
-        for c in (0..n).step_by(LANES) {
-            let h = _mm256_loadu_si256(src.add(c) as *const __m256i);
-            _mm512_storeu_ps(dst.add(c), _mm512_cvtph_ps(h));
-        }
     }
 }
 
@@ -424,19 +413,7 @@ pub(crate) unsafe fn task(
                     }
                     continue;
                 }
-                for b in 0..BLOCK {
-                    let (kd, vd) = (kf.as_mut_ptr().add(b * hd), vf.as_mut_ptr().add(b * hd));
-                    if b < nk {
-                        let off = (j + b) * row + kvh * hd;
-                        widen(k.as_ptr().add(off), kd, hd);
-                        widen(v.as_ptr().add(off), vd, hd);
-                    } else {
-                        // Hidden keys: scores masked to −∞, zero values keep 0 · v
-                        // finite.
-                        std::ptr::write_bytes(kd, 0, hd);
-                        std::ptr::write_bytes(vd, 0, hd);
-                    }
-                }
+                widen_block((k, v), j, last, (row, kvh * hd, hd), BLOCK, kf, vf);
                 for i in lo..hi {
                     let qi = o + i;
                     let qp = qf.as_ptr().add(qi * hd);
