@@ -234,12 +234,10 @@ fn the_watchdog_names_the_vision_stage_and_tile() {
         },
     )
     .unwrap();
-    // 100 images of 13 tiles: the encoder runs for well over the watchdog's 50 ms
-    // poll, so a waiter sees the stage overrun its (1 ns) deadline.
-    let one = req(&engine, "<image>", &["chelsea.png"], "photo");
-    let mut r = one.clone();
-    r.images = vec![one.images[0].clone(); 100];
-    r.prompt = Prompt::Chat(vec![ChatMessage::new("user", "<image>".repeat(100))]);
+    // The first tile overruns its 1 ns deadline; the run loop checks each stage's
+    // deadline as the stage ends, so this does not depend on a waiter's poll
+    // landing inside the encoder (the tiny encoder may finish between two polls).
+    let r = req(&engine, "<image>", &["chelsea.png"], "photo");
     let e = run(&engine, r).unwrap_err();
     let m = e.to_string();
     assert!(
@@ -252,7 +250,7 @@ fn the_watchdog_names_the_vision_stage_and_tile() {
         ),
         "{m}"
     );
-    assert!(m.contains("tile ") && m.contains("cpu"), "{m}");
+    assert!(m.contains("(tile 0)") && m.contains("cpu"), "{m}");
     eprintln!("{m}");
 }
 

@@ -512,18 +512,27 @@ fn wait_watched<T>(
                 ))
             }
             Err(RecvTimeoutError::Timeout) => {
-                if let Some((stage, detail, elapsed)) = tracker.expired(deadlines) {
+                if let Some(expired) = tracker.expired(deadlines) {
                     on_timeout();
-                    return Err(EngineError::Timeout {
-                        stage: stage.name(),
-                        detail: stage_detail(stage, detail),
-                        backend: backend.to_string(),
-                        elapsed,
-                        limit: deadlines.for_stage(stage).unwrap_or_default(),
-                    });
+                    return Err(timeout_error(expired, deadlines, backend));
                 }
             }
         }
+    }
+}
+
+/// The error for a stage that overran its deadline, from [`Tracker::expired`].
+fn timeout_error(
+    (stage, detail, elapsed): (Stage, u64, Duration),
+    deadlines: &Deadlines,
+    backend: &str,
+) -> EngineError {
+    EngineError::Timeout {
+        stage: stage.name(),
+        detail: stage_detail(stage, detail),
+        backend: backend.to_string(),
+        elapsed,
+        limit: deadlines.for_stage(stage).unwrap_or_default(),
     }
 }
 
@@ -644,6 +653,10 @@ struct RunLoop {
     template: Option<ChatTemplate>,
     backend: CpuBackend,
     tracker: Arc<Tracker>,
+    /// The stages' deadlines, checked again as each stage ends: a waiter polls the
+    /// tracker only every [`WATCH_POLL`], so a stage that overran and then finished
+    /// between two polls would otherwise pass unnoticed.
+    deadlines: Deadlines,
     info: ModelInfo,
     sessions: HashMap<u64, Sess>,
     /// Generations running, in arrival order; they advance together, one forward
@@ -770,6 +783,7 @@ impl RunLoop {
             active: Vec::new(),
             step_buf: StepBuf::default(),
             waiting: VecDeque::new(),
+            deadlines: cfg.deadlines.clone(),
         })
     }
 
@@ -1055,18 +1069,26 @@ impl RunLoop {
         let img = &enc.images[enc.image];
         let tile = &img.pixels[enc.tile * tf..(enc.tile + 1) * tf];
         let n = stats.encode_tiles.len() as u64;
-        self.tracker.enter(Stage::VisionEncode, n);
+        let (tracker, deadlines) = (&self.tracker, &self.deadlines);
+        let overran = || match tracker.expired(deadlines) {
+            Some(e) => Err(timeout_error(e, deadlines, &self.info.backend)),
+            None => Ok(()),
+        };
+        tracker.enter(Stage::VisionEncode, n);
         let t0 = Instant::now();
-        let r = v.encode(&self.backend, tile).and_then(|hidden| {
+        let r = (|| -> Result<(), EngineError> {
+            let hidden = v.encode(&self.backend, tile)?;
             stats.encode_tiles.push(t0.elapsed());
-            self.tracker.enter(Stage::Project, n);
+            overran()?;
+            tracker.enter(Stage::Project, n);
             let t0 = Instant::now();
             let rows = v.project(&self.backend, &hidden)?;
             stats.project += t0.elapsed();
+            overran()?;
             a.image_rows.extend_from_slice(&rows);
             enc.tile += 1;
             Ok(())
-        });
+        })();
         if enc.tile == enc.images[enc.image].n_tiles {
             // The image is through: its pixels are not needed any more.
             enc.images[enc.image].pixels = Vec::new();
@@ -1076,7 +1098,7 @@ impl RunLoop {
         match r {
             Err(e) => {
                 let a = self.active.remove(i);
-                let _ = a.events.send(Err(e.into()));
+                let _ = a.events.send(Err(e));
             }
             Ok(()) if enc.image == enc.images.len() => {
                 tracing::debug!(
@@ -1244,22 +1266,32 @@ impl RunLoop {
             .model
             .forward_batch(&self.backend, &mut self.scratch, &mut segs);
         drop(segs);
+        let overran = self.tracker.expired(&self.deadlines);
         let times = self.scratch.take_times();
         for (&(i, _), st) in members.iter().zip(states.drain(..)) {
             let sess = self.sessions.get_mut(&self.active[i].session);
             sess.expect("active session").state = Some(st);
         }
 
-        // 5. Book-keeping, or the error to everyone in the batch.
-        if let Err(e) = r {
-            let msg = e.to_string();
+        // 5. Book-keeping, or the error to everyone in the batch: the pass failed,
+        // or its stage (a prefill chunk, a decode step) overran its deadline.
+        let failure = match (r, overran) {
+            (Err(e), _) => Some(Err(e.to_string())),
+            (Ok(()), Some(o)) => Some(Ok(o)),
+            (Ok(()), None) => None,
+        };
+        if let Some(f) = failure {
             let mut gone: Vec<usize> = members.iter().map(|&(i, _)| i).collect();
             gone.sort_unstable();
             for &i in gone.iter().rev() {
                 let a = self.active.remove(i);
-                let _ = a.events.send(Err(EngineError::Stopped(format!(
-                    "a batched forward pass failed: {msg}"
-                ))));
+                let e = match &f {
+                    Err(msg) => {
+                        EngineError::Stopped(format!("a batched forward pass failed: {msg}"))
+                    }
+                    Ok(o) => timeout_error(*o, &self.deadlines, &self.info.backend),
+                };
+                let _ = a.events.send(Err(e));
             }
             return;
         }
@@ -1514,6 +1546,43 @@ impl TextStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stage that never ends (no reply ever comes) is reported by the waiter's
+    /// poll, by name and detail, and the waiter's cancel hook runs; a reply that
+    /// comes in time passes through.
+    #[test]
+    fn a_waiter_reports_a_stage_that_never_ends() {
+        let tracker = Tracker::default();
+        let deadlines = Deadlines {
+            decode_step: Duration::from_millis(20),
+            ..Deadlines::default()
+        };
+        let (tx, rx) = mpsc::channel::<Result<u32, EngineError>>();
+        tx.send(Ok(7)).unwrap();
+        tracker.enter(Stage::Decode, 41);
+        assert_eq!(
+            wait_watched(&rx, &tracker, &deadlines, "cpu", || ()).unwrap(),
+            7
+        );
+        let mut cancelled = false;
+        let t0 = Instant::now();
+        let e = wait_watched(&rx, &tracker, &deadlines, "cpu", || cancelled = true).unwrap_err();
+        assert!(cancelled);
+        assert!(t0.elapsed() >= Duration::from_millis(20));
+        let m = e.to_string();
+        assert!(
+            matches!(
+                e,
+                EngineError::Timeout {
+                    stage: "decode",
+                    ..
+                }
+            ),
+            "{m}"
+        );
+        assert!(m.contains("step 41") && m.contains("cpu"), "{m}");
+        drop(tx);
+    }
 
     #[test]
     fn prefill_chunks_follow_the_micro_batch() {

@@ -202,7 +202,7 @@ fn watchdog_names_the_stage_that_overran() {
         "{msg}"
     );
     assert!(
-        msg.contains("prefill") && msg.contains("chunk") && msg.contains("cpu"),
+        msg.contains("prefill") && msg.contains("(chunk 0)") && msg.contains("cpu"),
         "{msg}"
     );
     // The engine stays usable after a timeout (the overrun was cancelled).
