@@ -4,7 +4,10 @@ use alc_kernels::gemm;
 use std::time::Instant;
 
 fn main() {
+    #[cfg(target_arch = "x86_64")]
     let simd = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+    #[cfg(not(target_arch = "x86_64"))]
+    let simd = false;
     for &(m, k, n) in &[
         (1024usize, 768usize, 768usize),
         (1024, 768, 3072),

@@ -58,6 +58,8 @@ pub mod reference;
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 
 pub use alc_core::DType;
 use std::sync::OnceLock;
@@ -163,6 +165,11 @@ enum Isa {
     Scalar,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// aarch64 NEON; `dotprod`: with the Armv8.2 int8 dot product (`sdot`).
+    #[cfg(target_arch = "aarch64")]
+    Neon {
+        dotprod: bool,
+    },
 }
 
 fn detect() -> Isa {
@@ -174,6 +181,14 @@ fn detect() -> Isa {
             && is_x86_feature_detected!("f16c")
         {
             return Isa::Avx2;
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        if std::env::var_os("ALC_QUANT_FORCE_SCALAR").is_none() {
+            let dotprod = std::env::var_os("ALC_QUANT_NO_DOTPROD").is_none()
+                && std::arch::is_aarch64_feature_detected!("dotprod");
+            return Isa::Neon { dotprod };
         }
     }
     Isa::Scalar
@@ -219,6 +234,10 @@ pub fn isa() -> &'static str {
             (false, true) => "avx2+fma+f16c+avx512vnni",
             (true, true) => "avx2+fma+f16c+avxvnni+avx512vnni",
         },
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon { dotprod: true } => "neon+dotprod",
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon { dotprod: false } => "neon",
     }
 }
 
@@ -242,6 +261,8 @@ pub fn quantize_act(w: DType, x: &[f32], out: &mut [u8]) -> Result<(), QuantErro
             unsafe { avx2::quantize_act(act_type(w)?, x, &mut out[..need]) };
             Ok(())
         }
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon { .. } => reference::quantize_act(w, x, out),
         Isa::Scalar => reference::quantize_act(w, x, out),
     }
 }
@@ -289,6 +310,19 @@ pub fn dot(
                     k,
                     out.as_mut_ptr(),
                 )
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon { dotprod } => {
+            let (wp, ap, op) = (w_row.as_ptr(), acts.as_ptr(), out.as_mut_ptr());
+            // SAFETY: NEON is part of every aarch64 CPU and `dotprod` was detected;
+            // buffer lengths asserted above.
+            unsafe {
+                if dotprod {
+                    neon::dot_sdot(w, n, wp, ap, act_stride, k, op)
+                } else {
+                    neon::dot_widen(w, n, wp, ap, act_stride, k, op)
+                }
             }
         }
         Isa::Scalar => reference::dot(w, n, w_row, acts, act_stride, k, out),
@@ -382,6 +416,24 @@ pub fn dot_rows(
             // SAFETY: AVX2+FMA+F16C detected; buffer lengths asserted above.
             unsafe {
                 avx2::dot_rows(
+                    w,
+                    n,
+                    rows.as_ptr(),
+                    row_bytes,
+                    n_rows,
+                    acts.as_ptr(),
+                    act_stride,
+                    k,
+                    out.as_mut_ptr(),
+                )
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon { dotprod } => {
+            // SAFETY: as in `dot`, for every row (lengths asserted above).
+            unsafe {
+                neon::dot_rows(
+                    dotprod,
                     w,
                     n,
                     rows.as_ptr(),

@@ -44,7 +44,9 @@
 
 use crate::blocks::{cast_blocks, pack_k_scales, unpack_k_scales, BlockQ4K, BlockQ8K, BlockQ8_0};
 use crate::reference::check_len;
-use crate::{act_row_bytes, isa_cached, DType, Isa, QuantError};
+use crate::{act_row_bytes, DType, QuantError};
+#[cfg(target_arch = "x86_64")]
+use crate::{isa_cached, Isa};
 
 /// Rows interleaved per packed group.
 pub const ROWS: usize = 8;
@@ -156,9 +158,18 @@ fn ungroup_qh(g: u32) -> u32 {
 }
 
 /// Whether [`pack`] builds a layout for weight type `w` that this CPU's kernels
-/// run ([`TYPES`] with AVX2; nothing on the scalar path).
+/// run ([`TYPES`] with AVX2; nothing on the scalar path or on ARM, whose NEON
+/// kernels read the rows as they are).
 pub fn supports(w: DType) -> bool {
-    packable(w) && isa_cached() != Isa::Scalar
+    #[cfg(target_arch = "x86_64")]
+    {
+        packable(w) && isa_cached() == Isa::Avx2
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = w;
+        false
+    }
 }
 
 /// Checks the shape and returns (row-major bytes of one row, packed bytes of the

@@ -585,6 +585,13 @@ fn isa_is_reported() {
             return;
         }
     }
+    #[cfg(target_arch = "aarch64")]
+    if std::env::var_os("ALC_QUANT_FORCE_SCALAR").is_none() {
+        let dotprod = std::env::var_os("ALC_QUANT_NO_DOTPROD").is_none()
+            && std::arch::is_aarch64_feature_detected!("dotprod");
+        assert_eq!(isa, if dotprod { "neon+dotprod" } else { "neon" });
+        return;
+    }
     assert_eq!(isa, "scalar");
 }
 
