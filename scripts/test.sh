@@ -29,3 +29,20 @@ else
   echo "test.sh: rustup could not add aarch64-linux-android; skipping the Android check" >&2
 fi
 cargo test --workspace --release --no-fail-fast
+# ARM64 Linux under user-mode emulation (qemu-aarch64; .ci/run installs it with the
+# cross linker): the NEON kernels (crates/alc-quant/src/neon.rs) against their
+# scalar references with the Armv8.2 dot product (qemu's default CPU) and without it
+# (QEMU_CPU=cortex-a53), the CPU backend's conformance kit, and SmolLM2's greedy
+# continuations against llama.cpp's goldens, end to end.
+if command -v qemu-aarch64 >/dev/null && command -v aarch64-linux-gnu-gcc >/dev/null \
+  && rustup target add aarch64-unknown-linux-gnu >/dev/null 2>&1; then
+  export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+  export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"
+  arm=(--release --target aarch64-unknown-linux-gnu)
+  cargo clippy "${arm[@]}" -p alc-quant -p alc-kernels --all-targets -- -D warnings
+  cargo test "${arm[@]}" -p alc-quant -p alc-kernels
+  QEMU_CPU=cortex-a53 cargo test "${arm[@]}" -p alc-quant --test kernels
+  cargo test "${arm[@]}" -p alc-engine --test engine greedy_smollm2
+else
+  echo "test.sh: no qemu-aarch64, aarch64-linux-gnu-gcc or aarch64 Rust target; skipping the ARM64 tests" >&2
+fi
