@@ -442,10 +442,17 @@ unsafe fn float_dot(w: DType, n: usize, wr: *const u8, x: *const f32) -> f32 {
                     vreinterpretq_f32_u32(vshll_n_u16::<16>(h))
                 }
                 _ => {
-                    let h: [u16; 4] =
-                        std::ptr::read_unaligned((wr as *const [u16; 4]).byte_add(2 * i));
-                    let v = h.map(|b| half::f16::from_bits(b).to_f32());
-                    vld1q_f32(v.as_ptr())
+                    // `fcvtl` widens four f16 to f32 (base Armv8 SIMD; the intrinsic
+                    // and its f16 vector type are not stable).
+                    let h = vld1_u16((wr as *const u16).add(i));
+                    let f: float32x4_t;
+                    std::arch::asm!(
+                        "fcvtl {f:v}.4s, {h:v}.4h",
+                        f = out(vreg) f,
+                        h = in(vreg) h,
+                        options(pure, nomem, nostack, preserves_flags)
+                    );
+                    f
                 }
             }
         };
