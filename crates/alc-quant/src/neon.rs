@@ -480,7 +480,7 @@ unsafe fn float_dot(w: DType, n: usize, wr: *const u8, x: *const f32) -> f32 {
                 }
                 _ => f16_to_f32(std::ptr::read_unaligned(wr.add(2 * i) as *const [u8; 2])),
             };
-            s += wv * *x.add(i);
+            s += wv * std::ptr::read_unaligned(x.add(i));
             i += 1;
         }
         s
