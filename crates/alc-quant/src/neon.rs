@@ -140,25 +140,26 @@ unsafe fn dot_any<D: Dot>(
 ) {
     unsafe {
         macro_rules! by_k {
-            ($f:ident $(, $extra:expr)?) => {
+            ($f:ident $(, $c:expr)?) => {
                 match k {
-                    1 => $f::<D, 1>($($extra,)? n, wr, a, stride, out),
-                    2 => $f::<D, 2>($($extra,)? n, wr, a, stride, out),
-                    3 => $f::<D, 3>($($extra,)? n, wr, a, stride, out),
-                    _ => $f::<D, 4>($($extra,)? n, wr, a, stride, out),
+                    1 => $f::<D, 1 $(, { $c })?>(n, wr, a, stride, out),
+                    2 => $f::<D, 2 $(, { $c })?>(n, wr, a, stride, out),
+                    3 => $f::<D, 3 $(, { $c })?>(n, wr, a, stride, out),
+                    _ => $f::<D, 4 $(, { $c })?>(n, wr, a, stride, out),
                 }
             };
         }
         match w {
-            DType::Q4_0
-            | DType::Q4BF16_1
-            | DType::Q5_0
-            | DType::Q8_0
-            | DType::Q4_1
-            | DType::Q5_1 => {
-                by_k!(legacy, w)
-            }
-            DType::Q4_K | DType::Q5_K => by_k!(q45k, w == DType::Q5_K),
+            // One instantiation per type, so that the block loop holds no type
+            // tests (LEGACY[T] folds to a constant).
+            DType::Q4_0 => by_k!(legacy, 0),
+            DType::Q4BF16_1 => by_k!(legacy, 1),
+            DType::Q5_0 => by_k!(legacy, 2),
+            DType::Q8_0 => by_k!(legacy, 3),
+            DType::Q4_1 => by_k!(legacy, 4),
+            DType::Q5_1 => by_k!(legacy, 5),
+            DType::Q4_K => by_k!(q45k, false),
+            DType::Q5_K => by_k!(q45k, true),
             DType::Q6_K => by_k!(q6k),
             DType::F32 | DType::F16 | DType::BF16 => {
                 for j in 0..k {
@@ -195,11 +196,20 @@ unsafe fn q5_high(qh: *const u8) -> (uint8x16_t, uint8x16_t) {
     }
 }
 
+/// The legacy 32-element types, [`LEGACY`]`[T]`.
+const LEGACY: [DType; 6] = [
+    DType::Q4_0,
+    DType::Q4BF16_1,
+    DType::Q5_0,
+    DType::Q8_0,
+    DType::Q4_1,
+    DType::Q5_1,
+];
+
 /// The legacy 32-element types: Q4_0, Q4BF16_1, Q5_0, Q8_0 against Q8_0
-/// activations; Q4_1, Q5_1 (with a min) against Q8_1.
+/// activations; Q4_1, Q5_1 (with a min) against Q8_1. `T` indexes [`LEGACY`].
 #[inline(always)]
-unsafe fn legacy<D: Dot, const K: usize>(
-    w: DType,
+unsafe fn legacy<D: Dot, const K: usize, const T: usize>(
     n: usize,
     wr: *const u8,
     a: *const u8,
@@ -207,6 +217,7 @@ unsafe fn legacy<D: Dot, const K: usize>(
     out: *mut f32,
 ) {
     unsafe {
+        let w = LEGACY[T];
         // Bytes per weight block and per activation block, and where the quants start.
         let (wbb, abb) = match w {
             DType::Q4_0 | DType::Q4BF16_1 => (18, 34),
@@ -282,10 +293,9 @@ unsafe fn legacy<D: Dot, const K: usize>(
     }
 }
 
-/// Q4_K and Q5_K (`q5`: with the fifth bits) against Q8_K activations.
+/// Q4_K and Q5_K (`Q5`: with the fifth bits) against Q8_K activations.
 #[inline(always)]
-unsafe fn q45k<D: Dot, const K: usize>(
-    q5: bool,
+unsafe fn q45k<D: Dot, const K: usize, const Q5: bool>(
     n: usize,
     wr: *const u8,
     a: *const u8,
@@ -293,7 +303,7 @@ unsafe fn q45k<D: Dot, const K: usize>(
     out: *mut f32,
 ) {
     unsafe {
-        let wbb = if q5 {
+        let wbb = if Q5 {
             std::mem::size_of::<BlockQ5K>()
         } else {
             std::mem::size_of::<BlockQ4K>()
@@ -307,7 +317,7 @@ unsafe fn q45k<D: Dot, const K: usize>(
             let (d, dmin) = (f16_to_f32(h2(x)), f16_to_f32(h2(x.add(2))));
             let (sc, m) = unpack_k_scales(&std::ptr::read_unaligned(x.add(4) as *const [u8; 12]));
             // Q5_K: qh (32 bytes) before qs; Q4_K: qs right after the scales.
-            let (qh, qs) = if q5 {
+            let (qh, qs) = if Q5 {
                 (x.add(16), x.add(48))
             } else {
                 (x, x.add(16))
@@ -318,7 +328,7 @@ unsafe fn q45k<D: Dot, const K: usize>(
                 let v1 = vld1q_u8(qs.add(32 * c + 16));
                 let (mut l0, mut l1) = (vandq_u8(v0, low), vandq_u8(v1, low));
                 let (mut h0, mut h1) = (vshrq_n_u8::<4>(v0), vshrq_n_u8::<4>(v1));
-                if q5 {
+                if Q5 {
                     let (b0, b1) = (vld1q_u8(qh), vld1q_u8(qh.add(16)));
                     let sixteen = vdupq_n_u8(16);
                     let bit = |v: uint8x16_t, s: u8| vandq_u8(vtstq_u8(v, vdupq_n_u8(s)), sixteen);
